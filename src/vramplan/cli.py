@@ -1,0 +1,3 @@
+def main(argv=None):
+    print("vramplan: under construction")
+    return 0

@@ -1,0 +1,384 @@
+"""Model specifications and the exact tensor inventory they imply.
+
+A :class:`ModelSpec` holds the architecture facts that memory depends on (what a ``config.json`` says, once parsed by
+``vramplan.sources.hf_config``). :func:`tensor_inventory` lists every weight tensor with its shape and role, grouped by
+identical layers, so that parameter counts, quantized weight bytes (including llama.cpp's per-tensor mixes), LoRA
+adapter sizes and sharding units all come from one enumeration. Parameter formulas follow
+reference/formulas.md section 1 (pinned there against transformers' meta-device counts).
+
+Roles follow GGUF tensor names where one exists: ``token_embd``, ``output`` (lm_head), ``output_norm``, ``attn_q``,
+``attn_k``, ``attn_v``, ``attn_output``, ``ffn_gate``, ``ffn_up``, ``ffn_down``, ``ffn_*_exps`` (routed experts, 3-D),
+``ffn_*_shexp`` (shared experts), ``ffn_gate_inp`` (router); plus ``norm`` and ``bias`` for 1-D tensors, ``vision``
+for a vision tower and ``mtp`` for multi-token-prediction layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from math import prod
+
+# Layer kinds, as far as memory is concerned.
+FULL = "full"  # global attention: KV grows with context
+SLIDING = "sliding"  # windowed attention: KV capped at the window
+MLA = "mla"  # multi-head latent attention: one compressed latent per token
+MAMBA = "mamba"  # recurrent state: constant per sequence
+LAYER_KINDS = (FULL, SLIDING, MLA, MAMBA)
+
+# Roles of 2-D/3-D weight tensors inside decoder layers: the ones weight-only quantization formats convert.
+LINEAR_ROLES = frozenset({
+    "attn_q", "attn_k", "attn_v", "attn_output", "attn_q_a", "attn_q_b", "attn_kv_a_mqa", "attn_kv_b",
+    "ffn_gate", "ffn_up", "ffn_down", "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps",
+    "ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp", "ssm_in", "ssm_out", "ssm_x", "ssm_dt",
+})
+EXPERT_ROLES = frozenset({"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"})
+
+
+@dataclass(frozen=True, slots=True)
+class Tensor:
+    """One weight tensor. ``shape`` is (out_features, in_features) for linears, (experts, out, in) for experts."""
+
+    name: str
+    role: str
+    shape: tuple[int, ...]
+    group: str  # the breakdown line it belongs to (attention, mlp, experts, ...)
+
+    @property
+    def numel(self) -> int:
+        return prod(self.shape)
+
+
+@dataclass(frozen=True, slots=True)
+class LayerGroup:
+    """Identical decoder layers: their indices and the tensors each one holds."""
+
+    kind: str
+    layers: tuple[int, ...]
+    tensors: tuple[Tensor, ...]
+    moe: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """Architecture facts of a decoder-only transformer (or hybrid), enough to count every byte.
+
+    Sizes use the config's names: h = hidden_size, L = num_layers, n_h = num_heads, n_kv = num_kv_heads,
+    d = head_dim, I = intermediate_size, V = vocab_size.
+    """
+
+    name: str
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    vocab_size: int
+    architecture: str = ""
+    model_type: str = ""
+    tie_embeddings: bool = False
+    v_head_dim: int = 0  # 0: same as head_dim
+    qkv_bias: bool = False
+    o_bias: bool = False
+    qk_norm: bool = False
+    norms_per_layer: int = 2
+    norm_bias: bool = False  # LayerNorm with bias (Phi-2, GPT-NeoX) instead of RMSNorm
+    mlp_gated: bool = True  # SwiGLU/GeGLU: gate, up, down; False: fc1, fc2
+    mlp_bias: bool = False
+    lm_head_bias: bool = False
+    learned_pos_embeddings: int = 0  # rows of a learned position table (GPT-2, OPT)
+    layer_kinds: tuple[str, ...] = ()  # one per layer; empty means all FULL
+    sliding_window: int = 0
+    # Mixture of experts
+    num_experts: int = 0
+    experts_per_token: int = 0
+    moe_intermediate_size: int = 0
+    shared_expert_intermediate_size: int = 0  # total width of the shared expert(s)
+    shared_expert_gate: bool = False  # Qwen-MoE: Linear(h, 1) gating the shared expert
+    moe_layer_mask: tuple[bool, ...] = ()  # one per layer; empty with num_experts > 0 means every layer
+    router_bias: bool = False
+    expert_bias: bool = False  # gpt-oss experts carry biases
+    score_correction_bias: bool = False  # DeepSeek-V3 e_score_correction_bias (E per MoE layer)
+    # Multi-head latent attention (DeepSeek V2/V3)
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 0
+    qk_nope_head_dim: int = 0
+    qk_rope_head_dim: int = 0
+    # Mamba (recurrent) layers
+    ssm_state_size: int = 0
+    ssm_conv_kernel: int = 0
+    ssm_expand: int = 0
+    ssm_dt_rank: int = 0
+    # Extras outside the decoder stack, counted separately: ((name, params), ...)
+    extra_params: tuple[tuple[str, int], ...] = ()
+    mtp_layers: int = 0  # DeepSeek-V3 multi-token-prediction modules stored in the checkpoint
+    attention_sinks: bool = False  # gpt-oss: one learned sink logit per head
+    max_position_embeddings: int = 0
+    torch_dtype: str = "bfloat16"
+    quantization: str = ""  # the checkpoint's own quantization_config, as canonical JSON text
+    notes: tuple[str, ...] = ()
+
+    # ----- derived facts -------------------------------------------------------------------------------------
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        if self.layer_kinds:
+            return self.layer_kinds
+        return ((MLA,) if self.is_mla else (FULL,)) * self.num_layers
+
+    @property
+    def is_mla(self) -> bool:
+        return self.kv_lora_rank > 0
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    @property
+    def value_head_dim(self) -> int:
+        return self.v_head_dim or self.head_dim
+
+    @property
+    def moe_mask(self) -> tuple[bool, ...]:
+        if not self.is_moe:
+            return (False,) * self.num_layers
+        return self.moe_layer_mask or (True,) * self.num_layers
+
+    @property
+    def quant_config(self) -> dict:
+        if not self.quantization:
+            return {}
+        import json  # stdlib; only when a checkpoint carries a quantization_config
+
+        return json.loads(self.quantization)
+
+    def kv_elements_per_token(self, layer_kind: str) -> int:
+        """Cache elements one token adds to one layer of this kind (K and V together)."""
+        if layer_kind == MLA:
+            return self.kv_lora_rank + self.qk_rope_head_dim
+        if layer_kind in (FULL, SLIDING):
+            return self.num_kv_heads * (self.head_dim + self.value_head_dim)
+        return 0
+
+    def ssm_state_elements(self) -> int:
+        """Recurrent state elements per sequence for one Mamba layer (conv state + SSM state)."""
+        d_inner = self.ssm_expand * self.hidden_size
+        return d_inner * self.ssm_conv_kernel + d_inner * self.ssm_state_size
+
+
+# ----- the tensor inventory ----------------------------------------------------------------------------------
+
+def _attention_tensors(s: ModelSpec) -> list[Tensor]:
+    h, d, vd = s.hidden_size, s.head_dim, s.value_head_dim
+    t: list[Tensor] = []
+    if s.is_mla:
+        qk = s.qk_nope_head_dim + s.qk_rope_head_dim
+        if s.q_lora_rank:
+            t.append(Tensor("self_attn.q_a_proj.weight", "attn_q_a", (s.q_lora_rank, h), "attention"))
+            t.append(Tensor("self_attn.q_a_layernorm.weight", "norm", (s.q_lora_rank,), "norms"))
+            t.append(Tensor("self_attn.q_b_proj.weight", "attn_q_b", (s.num_heads * qk, s.q_lora_rank), "attention"))
+        else:
+            t.append(Tensor("self_attn.q_proj.weight", "attn_q", (s.num_heads * qk, h), "attention"))
+        t.append(Tensor("self_attn.kv_a_proj_with_mqa.weight", "attn_kv_a_mqa",
+                        (s.kv_lora_rank + s.qk_rope_head_dim, h), "attention"))
+        t.append(Tensor("self_attn.kv_a_layernorm.weight", "norm", (s.kv_lora_rank,), "norms"))
+        t.append(Tensor("self_attn.kv_b_proj.weight", "attn_kv_b",
+                        (s.num_heads * (s.qk_nope_head_dim + s.v_head_dim), s.kv_lora_rank), "attention"))
+        t.append(Tensor("self_attn.o_proj.weight", "attn_output", (h, s.num_heads * s.v_head_dim), "attention"))
+        return t
+    q_out, kv_out, v_out = s.num_heads * d, s.num_kv_heads * d, s.num_kv_heads * vd
+    t.append(Tensor("self_attn.q_proj.weight", "attn_q", (q_out, h), "attention"))
+    t.append(Tensor("self_attn.k_proj.weight", "attn_k", (kv_out, h), "attention"))
+    t.append(Tensor("self_attn.v_proj.weight", "attn_v", (v_out, h), "attention"))
+    t.append(Tensor("self_attn.o_proj.weight", "attn_output", (h, s.num_heads * vd), "attention"))
+    if s.qkv_bias:
+        t.append(Tensor("self_attn.q_proj.bias", "bias", (q_out,), "attention"))
+        t.append(Tensor("self_attn.k_proj.bias", "bias", (kv_out,), "attention"))
+        t.append(Tensor("self_attn.v_proj.bias", "bias", (v_out,), "attention"))
+    if s.o_bias:
+        t.append(Tensor("self_attn.o_proj.bias", "bias", (h,), "attention"))
+    if s.qk_norm:
+        t.append(Tensor("self_attn.q_norm.weight", "norm", (d,), "norms"))
+        t.append(Tensor("self_attn.k_norm.weight", "norm", (d,), "norms"))
+    if s.attention_sinks:
+        t.append(Tensor("self_attn.sinks", "bias", (s.num_heads,), "attention"))
+    return t
+
+
+def _mamba_tensors(s: ModelSpec) -> list[Tensor]:
+    """Mamba-1 mixer (transformers MambaMixer), formulas.md 1.5."""
+    h, n, k = s.hidden_size, s.ssm_state_size, s.ssm_conv_kernel
+    di = s.ssm_expand * h
+    r = s.ssm_dt_rank or -(-h // 16)
+    return [
+        Tensor("mixer.in_proj.weight", "ssm_in", (2 * di, h), "ssm"),
+        Tensor("mixer.conv1d.weight", "ssm_conv1d", (di, 1, k), "ssm"),
+        Tensor("mixer.conv1d.bias", "bias", (di,), "ssm"),
+        Tensor("mixer.x_proj.weight", "ssm_x", (r + 2 * n, di), "ssm"),
+        Tensor("mixer.dt_proj.weight", "ssm_dt", (di, r), "ssm"),
+        Tensor("mixer.dt_proj.bias", "bias", (di,), "ssm"),
+        Tensor("mixer.A_log", "ssm_a", (di, n), "ssm"),
+        Tensor("mixer.D", "ssm_d", (di,), "ssm"),
+        Tensor("mixer.out_proj.weight", "ssm_out", (h, di), "ssm"),
+    ]
+
+
+def _dense_mlp(s: ModelSpec, width: int, prefix: str, suffix: str, group: str) -> list[Tensor]:
+    h = s.hidden_size
+    if s.mlp_gated:
+        t = [Tensor(f"{prefix}.gate_proj.weight", f"ffn_gate{suffix}", (width, h), group),
+             Tensor(f"{prefix}.up_proj.weight", f"ffn_up{suffix}", (width, h), group),
+             Tensor(f"{prefix}.down_proj.weight", f"ffn_down{suffix}", (h, width), group)]
+    else:
+        t = [Tensor(f"{prefix}.fc1.weight", f"ffn_up{suffix}", (width, h), group),
+             Tensor(f"{prefix}.fc2.weight", f"ffn_down{suffix}", (h, width), group)]
+    if s.mlp_bias:
+        if s.mlp_gated:
+            t.append(Tensor(f"{prefix}.gate_proj.bias", "bias", (width,), group))
+        t.append(Tensor(f"{prefix}.up_proj.bias", "bias", (width,), group))
+        t.append(Tensor(f"{prefix}.down_proj.bias", "bias", (h,), group))
+    return t
+
+
+def _moe_tensors(s: ModelSpec) -> list[Tensor]:
+    h, e, w = s.hidden_size, s.num_experts, s.moe_intermediate_size
+    t = [Tensor("mlp.gate.weight", "ffn_gate_inp", (e, h), "router")]
+    if s.router_bias:
+        t.append(Tensor("mlp.gate.bias", "bias", (e,), "router"))
+    if s.score_correction_bias:
+        t.append(Tensor("mlp.gate.e_score_correction_bias", "bias", (e,), "router"))
+    t.append(Tensor("mlp.experts.gate_proj", "ffn_gate_exps", (e, w, h), "experts"))
+    t.append(Tensor("mlp.experts.up_proj", "ffn_up_exps", (e, w, h), "experts"))
+    t.append(Tensor("mlp.experts.down_proj", "ffn_down_exps", (e, h, w), "experts"))
+    if s.expert_bias:
+        t.append(Tensor("mlp.experts.gate_up_proj_bias", "bias", (e, 2 * w), "experts"))
+        t.append(Tensor("mlp.experts.down_proj_bias", "bias", (e, h), "experts"))
+    if s.shared_expert_intermediate_size:
+        t += _dense_mlp(s, s.shared_expert_intermediate_size, "mlp.shared_experts", "_shexp", "shared_experts")
+        if s.shared_expert_gate:
+            t.append(Tensor("mlp.shared_expert_gate.weight", "ffn_gate_inp_shexp", (1, h), "shared_experts"))
+    return t
+
+
+def _norm_tensors(s: ModelSpec) -> list[Tensor]:
+    h = s.hidden_size
+    names = ("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+             "post_feedforward_layernorm")[: s.norms_per_layer]
+    t = [Tensor(f"{n}.weight", "norm", (h,), "norms") for n in names]
+    if s.norm_bias:
+        t += [Tensor(f"{n}.bias", "norm", (h,), "norms") for n in names]
+    return t
+
+
+def _layer_tensors(s: ModelSpec, kind: str, moe: bool) -> tuple[Tensor, ...]:
+    if kind == MAMBA:
+        t = _mamba_tensors(s) + [Tensor("norm.weight", "norm", (s.hidden_size,), "norms")]
+        return tuple(t)
+    t = _attention_tensors(s)
+    t += _moe_tensors(s) if moe else _dense_mlp(s, s.intermediate_size, "mlp", "", "mlp")
+    t += _norm_tensors(s)
+    return tuple(t)
+
+
+@lru_cache(maxsize=256)
+def layer_groups(spec: ModelSpec) -> tuple[LayerGroup, ...]:
+    """Decoder layers grouped by (kind, dense/MoE), each group with its per-layer tensors."""
+    buckets: dict[tuple[str, bool], list[int]] = {}
+    for i, (kind, moe) in enumerate(zip(spec.kinds, spec.moe_mask)):
+        buckets.setdefault((kind, moe), []).append(i)
+    return tuple(LayerGroup(kind, tuple(idx), _layer_tensors(spec, kind, moe), moe)
+                 for (kind, moe), idx in buckets.items())
+
+
+@lru_cache(maxsize=256)
+def global_tensors(spec: ModelSpec) -> tuple[Tensor, ...]:
+    """Tensors outside the decoder layers: embeddings, final norm, lm_head, extras."""
+    h, v = spec.hidden_size, spec.vocab_size
+    t = [Tensor("embed_tokens.weight", "token_embd", (v, h), "embedding")]
+    if spec.learned_pos_embeddings:
+        t.append(Tensor("embed_positions.weight", "pos_embd", (spec.learned_pos_embeddings, h), "embedding"))
+    t.append(Tensor("norm.weight", "output_norm", (h,), "norms"))
+    if spec.norm_bias:
+        t.append(Tensor("norm.bias", "output_norm", (h,), "norms"))
+    if not spec.tie_embeddings:
+        t.append(Tensor("lm_head.weight", "output", (v, h), "lm_head"))
+    if spec.lm_head_bias:
+        t.append(Tensor("lm_head.bias", "bias", (v,), "lm_head"))
+    for name, n in spec.extra_params:
+        t.append(Tensor(name, "vision" if "vision" in name or "projector" in name else "extra", (n,), name))
+    return tuple(t)
+
+
+@lru_cache(maxsize=256)
+def mtp_tensors(spec: ModelSpec) -> tuple[Tensor, ...]:
+    """DeepSeek-V3's multi-token-prediction module(s), stored in the checkpoint but not used for plain decoding.
+
+    Per module: enorm + hnorm (2h), eh_proj (h x 2h), one MoE decoder layer, shared_head.norm (h); the checkpoint
+    also stores copies of the embedding and head (formulas.md 1.4), counted here as ``mtp`` too.
+    """
+    if not spec.mtp_layers:
+        return ()
+    h, v = spec.hidden_size, spec.vocab_size
+    one = [Tensor("enorm.weight", "norm", (h,), "mtp"), Tensor("hnorm.weight", "norm", (h,), "mtp"),
+           Tensor("eh_proj.weight", "mtp_proj", (h, 2 * h), "mtp"),
+           Tensor("shared_head.norm.weight", "norm", (h,), "mtp"),
+           Tensor("embed_tokens.weight", "mtp_embd", (v, h), "mtp"),
+           Tensor("shared_head.head.weight", "mtp_head", (v, h), "mtp")]
+    layer = [Tensor(x.name, x.role, x.shape, "mtp") for x in _layer_tensors(spec, spec.kinds[-1], spec.is_moe)]
+    return tuple(one + layer) * spec.mtp_layers
+
+
+# ----- counts ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class ParamCount:
+    """Parameters by named group; ``total`` is their sum, ``active`` what one token uses (MoE: top-k experts)."""
+
+    groups: tuple[tuple[str, int], ...]
+    total: int
+    active: int
+    active_groups: tuple[tuple[str, int], ...] = field(default=())
+    mtp: int = 0  # stored in the checkpoint only (not in total)
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.groups)
+
+
+@lru_cache(maxsize=256)
+def count_params(spec: ModelSpec) -> ParamCount:
+    groups: dict[str, int] = {}
+    active: dict[str, int] = {}
+    for g in layer_groups(spec):
+        n = len(g.layers)
+        for t in g.tensors:
+            groups[t.group] = groups.get(t.group, 0) + n * t.numel
+            frac_num, frac_den = 1, 1
+            if t.role in EXPERT_ROLES or (t.group == "experts" and t.role == "bias"):
+                frac_num, frac_den = spec.experts_per_token, spec.num_experts
+            active[t.group] = active.get(t.group, 0) + n * t.numel * frac_num // frac_den
+    for t in global_tensors(spec):
+        groups[t.group] = groups.get(t.group, 0) + t.numel
+        active[t.group] = active.get(t.group, 0) + t.numel
+    order = ["embedding", "attention", "mlp", "router", "experts", "shared_experts", "ssm", "norms", "lm_head"]
+    keys = [k for k in order if k in groups] + [k for k in groups if k not in order]
+    total = sum(groups.values())
+    mtp = sum(t.numel for t in mtp_tensors(spec))
+    return ParamCount(tuple((k, groups[k]) for k in keys), total, sum(active.values()),
+                      tuple((k, active[k]) for k in keys), mtp)
+
+
+def iter_tensors(spec: ModelSpec):
+    """Every tensor once per layer it lives in: yields (layer_index or -1, Tensor). For per-layer rules (GGUF)."""
+    for g in layer_groups(spec):
+        for i in g.layers:
+            for t in g.tensors:
+                yield i, t
+    for t in global_tensors(spec):
+        yield -1, t
+
+
+def kv_layers(spec: ModelSpec) -> dict[str, int]:
+    """How many layers of each kind."""
+    out: dict[str, int] = {}
+    for k in spec.kinds:
+        out[k] = out.get(k, 0) + 1
+    return out

@@ -1,0 +1,349 @@
+"""Hugging Face ``config.json`` (a parsed dict) -> :class:`vramplan.core.model.ModelSpec`.
+
+Untrusted input: every field is read with a typed getter that names its path on error
+(``expected int, got str in 'text_config.num_key_value_heads'``). Key aliases are a table; per-model-type
+defaults (what transformers' config classes fill in when a config.json leaves a field out) are a table too.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..core.model import FULL, MAMBA, MLA, SLIDING, ModelSpec
+from ..errors import InvalidModelSpec
+
+# Other spellings of the same field, first match wins.
+KEY_ALIASES: dict[str, tuple[str, ...]] = {
+    "hidden_size": ("hidden_size", "n_embd", "d_model", "dim"),
+    "num_hidden_layers": ("num_hidden_layers", "n_layer", "num_layers", "n_layers"),
+    "num_attention_heads": ("num_attention_heads", "n_head", "num_heads", "n_heads"),
+    "num_key_value_heads": ("num_key_value_heads", "num_kv_heads", "n_head_kv", "n_kv_heads", "multi_query_group_num"),
+    "intermediate_size": ("intermediate_size", "ffn_hidden_size", "n_inner", "ffn_dim"),
+    "vocab_size": ("vocab_size", "padded_vocab_size", "n_vocab"),
+    "max_position_embeddings": ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"),
+    "num_local_experts": ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts"),
+    "num_experts_per_tok": ("num_experts_per_tok", "experts_per_token", "moe_top_k", "top_k"),
+}
+
+# What transformers' config classes default to when config.json omits a field (per model_type).
+# Source: the defaults in transformers' configuration_<model>.py for each model type (v4.50-5.x).
+MODEL_TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gemma3_text": {"vocab_size": 262208, "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26,
+                    "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256, "sliding_window": 4096,
+                    "sliding_window_pattern": 6, "max_position_embeddings": 131072, "tie_word_embeddings": True},
+    "gemma2": {"vocab_size": 256000, "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 26,
+               "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256, "sliding_window": 4096,
+               "max_position_embeddings": 8192, "tie_word_embeddings": True},
+    "gemma": {"vocab_size": 256000, "head_dim": 256, "tie_word_embeddings": True},
+    "siglip_vision_model": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+                            "num_attention_heads": 12, "num_channels": 3, "image_size": 224, "patch_size": 16},
+    "llama": {"tie_word_embeddings": False},
+    "mistral": {"sliding_window": 4096},
+}
+
+# model_type -> family traits. Unknown model types are refused rather than guessed.
+_LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "phi3", "granite",
+               "granitemoe", "gemma", "gemma2", "gemma3_text", "deepseek_v2", "deepseek_v3", "gpt_oss", "phi",
+               "mamba", "falcon_mamba", "starcoder2", "olmo", "yi", "internlm2", "cohere", "exaone", "minicpm",
+               "helium", "smollm3", "ernie4_5", "glm", "seed_oss", "llama4_text", "hunyuan_v1_dense", "arcee",
+               "nemotron", "solar"}
+SUPPORTED_MODEL_TYPES = tuple(sorted(_LLAMA_LIKE | {"gemma3", "llama4", "mistral3", "llava"}))
+
+_ARCH_TO_TYPE = {
+    "LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "MixtralForCausalLM": "mixtral",
+    "Qwen2ForCausalLM": "qwen2", "Qwen2MoeForCausalLM": "qwen2_moe", "Qwen3ForCausalLM": "qwen3",
+    "Qwen3MoeForCausalLM": "qwen3_moe", "Phi3ForCausalLM": "phi3", "PhiForCausalLM": "phi",
+    "GemmaForCausalLM": "gemma", "Gemma2ForCausalLM": "gemma2", "Gemma3ForCausalLM": "gemma3_text",
+    "Gemma3ForConditionalGeneration": "gemma3", "DeepseekV2ForCausalLM": "deepseek_v2",
+    "DeepseekV3ForCausalLM": "deepseek_v3", "GptOssForCausalLM": "gpt_oss", "GraniteForCausalLM": "granite",
+    "GraniteMoeForCausalLM": "granitemoe", "MambaForCausalLM": "mamba", "Starcoder2ForCausalLM": "starcoder2",
+}
+
+MAX_DIM = 1 << 22  # 4M: no real hidden size, vocabulary or width is larger
+MAX_LAYERS = 4096
+MAX_EXPERTS = 8192
+
+
+class _Reader:
+    """Typed getters over one config dict, reporting field paths like 'text_config.hidden_size'."""
+
+    def __init__(self, cfg: dict, prefix: str = "", defaults: dict | None = None):
+        self.cfg, self.prefix, self.defaults = cfg, prefix, defaults or {}
+
+    def path(self, key: str) -> str:
+        return f"{self.prefix}{key}"
+
+    def raw(self, key: str, default: Any = None) -> Any:
+        for k in KEY_ALIASES.get(key, (key,)):
+            if k in self.cfg and self.cfg[k] is not None:
+                return k, self.cfg[k]
+        if key in self.defaults:
+            return key, self.defaults[key]
+        return key, default
+
+    def int(self, key: str, default: int | None = None, *, required: bool = False, lo: int = 1,
+            hi: int = MAX_DIM) -> int | None:
+        k, v = self.raw(key, None)
+        if v is None:
+            if required and default is None:
+                raise InvalidModelSpec("required field is missing", field=self.path(key))
+            return default
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not v.is_integer()):
+            raise InvalidModelSpec(f"expected int, got {type(v).__name__} {_short(v)}", field=self.path(k))
+        v = int(v)
+        if not lo <= v <= hi:
+            raise InvalidModelSpec(f"value {v} is out of range [{lo}, {hi}]", field=self.path(k))
+        return v
+
+    def bool(self, key: str, default: bool = False) -> bool:
+        k, v = self.raw(key, None)
+        if v is None:
+            return default
+        if not isinstance(v, bool):
+            raise InvalidModelSpec(f"expected true/false, got {type(v).__name__} {_short(v)}", field=self.path(k))
+        return v
+
+    def str(self, key: str, default: str = "") -> str:
+        k, v = self.raw(key, None)
+        if v is None:
+            return default
+        if not isinstance(v, str):
+            raise InvalidModelSpec(f"expected string, got {type(v).__name__}", field=self.path(k))
+        return v
+
+    def list(self, key: str) -> list | None:
+        k, v = self.raw(key, None)
+        if v is None:
+            return None
+        if not isinstance(v, list):
+            raise InvalidModelSpec(f"expected a list, got {type(v).__name__}", field=self.path(k))
+        return v
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _model_type(cfg: dict, prefix: str = "") -> str:
+    mt = cfg.get("model_type")
+    if mt is not None and not isinstance(mt, str):
+        raise InvalidModelSpec(f"expected string, got {type(mt).__name__}", field=f"{prefix}model_type")
+    archs = cfg.get("architectures")
+    if archs is not None and (not isinstance(archs, list) or not all(isinstance(a, str) for a in archs)):
+        raise InvalidModelSpec("expected a list of strings", field=f"{prefix}architectures")
+    if not mt and archs:
+        mt = _ARCH_TO_TYPE.get(archs[0], "")
+    return mt or ""
+
+
+def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = None) -> ModelSpec:
+    """Parse a config.json dict. ``quantize_config`` is a separate quantize_config.json (old GPTQ repos)."""
+    if not isinstance(cfg, dict):
+        raise InvalidModelSpec(f"a config must be a JSON object, got {type(cfg).__name__}")
+    mt = _model_type(cfg)
+    archs = cfg.get("architectures") or []
+    arch = archs[0] if archs else ""
+    top = cfg
+    extra: list[tuple[str, int]] = []
+    prefix = ""
+    if isinstance(cfg.get("text_config"), dict) and mt not in _LLAMA_LIKE:
+        text = dict(cfg["text_config"])
+        prefix = "text_config."
+        tmt = _model_type(text, prefix) or {"gemma3": "gemma3_text", "llama4": "llama4_text"}.get(mt, "")
+        text.setdefault("model_type", tmt)
+        if isinstance(cfg.get("vision_config"), dict):
+            extra += _vision_params(cfg, text)
+        cfg, mt = text, tmt
+    elif "text_config" in cfg and not isinstance(cfg["text_config"], dict) and cfg["text_config"] is not None:
+        raise InvalidModelSpec("expected an object", field="text_config")
+    if not mt:
+        raise InvalidModelSpec("cannot tell the architecture: no 'model_type' or known 'architectures'",
+                               field="model_type")
+    if mt not in _LLAMA_LIKE:
+        raise InvalidModelSpec(f"unsupported architecture {mt!r}"
+                               f"{' (' + arch + ')' if arch else ''}; supported model types: "
+                               + ", ".join(SUPPORTED_MODEL_TYPES), field=f"{prefix}model_type")
+    r = _Reader(cfg, prefix, MODEL_TYPE_DEFAULTS.get(mt))
+    dtype = r.str("torch_dtype") or r.str("dtype") or _Reader(top).str("torch_dtype") or _Reader(top).str("dtype")
+    qcfg = top.get("quantization_config") if isinstance(top.get("quantization_config"), dict) else None
+    if qcfg is None and isinstance(cfg.get("quantization_config"), dict):
+        qcfg = cfg["quantization_config"]
+    if quantize_config and not qcfg:
+        qcfg = dict(quantize_config)
+        qcfg.setdefault("quant_method", "gptq")
+    quant_json = json.dumps(qcfg, sort_keys=True, default=str) if qcfg else ""
+
+    if mt in ("mamba", "falcon_mamba"):
+        return _parse_mamba(r, name, arch, mt, dtype, quant_json)
+
+    h = r.int("hidden_size", required=True)
+    layers = r.int("num_hidden_layers", required=True, hi=MAX_LAYERS)
+    heads = r.int("num_attention_heads", required=True)
+    kv = r.int("num_key_value_heads", heads)
+    if heads % kv:
+        raise InvalidModelSpec(f"{heads} attention heads are not a multiple of {kv} KV heads",
+                               field=r.path("num_key_value_heads"))
+    head_dim = r.int("head_dim") or (h // heads if h % heads == 0 else None)
+    if head_dim is None:
+        raise InvalidModelSpec(f"hidden size {h} is not divisible by {heads} heads and no head_dim is given",
+                               field=r.path("head_dim"))
+    inter = r.int("intermediate_size", None)
+    if inter is None:
+        inter = 4 * h if mt in ("phi", "starcoder2") else None
+    if inter is None:
+        raise InvalidModelSpec("required field is missing", field=r.path("intermediate_size"))
+    vocab = r.int("vocab_size", required=True)
+    tie = r.bool("tie_word_embeddings", mt in ("gemma", "gemma2", "gemma3_text"))
+    if mt == "gemma3_text" and "tie_word_embeddings" in top and top is not cfg:
+        tie = _Reader(top).bool("tie_word_embeddings", tie)
+
+    kw: dict[str, Any] = dict(
+        name=name, hidden_size=h, num_layers=layers, num_heads=heads, num_kv_heads=kv, head_dim=head_dim,
+        intermediate_size=inter, vocab_size=vocab, architecture=arch, model_type=mt, tie_embeddings=tie,
+        max_position_embeddings=r.int("max_position_embeddings", 0, lo=0, hi=1 << 30) or 0,
+        torch_dtype=dtype or "bfloat16", quantization=quant_json, extra_params=tuple(extra),
+    )
+    # attention biases and norms
+    if mt == "qwen2" or mt == "qwen2_moe":
+        kw["qkv_bias"] = True
+    elif mt in ("phi", "starcoder2"):
+        kw.update(qkv_bias=True, o_bias=True, norm_bias=True, mlp_gated=False, mlp_bias=True)
+        if mt == "phi":
+            kw.update(norms_per_layer=1, lm_head_bias=True)
+    elif r.bool("attention_bias"):
+        kw.update(qkv_bias=True, o_bias=True)
+    if mt in ("qwen3", "qwen3_moe", "gemma3_text"):
+        kw["qk_norm"] = True
+    if mt in ("gemma2", "gemma3_text"):
+        kw["norms_per_layer"] = 4
+    if mt == "gpt_oss":
+        kw.update(attention_sinks=True, router_bias=True, expert_bias=True)
+    if r.bool("mlp_bias"):
+        kw["mlp_bias"] = True
+
+    kw["layer_kinds"], kw["sliding_window"] = _layer_kinds(r, mt, layers)
+    _moe(r, mt, layers, inter, kw)
+    if mt in ("deepseek_v2", "deepseek_v3") and r.int("kv_lora_rank"):
+        _mla(r, kw)
+        kw["layer_kinds"] = (MLA,) * layers
+    spec = ModelSpec(**kw)
+    return spec
+
+
+def _layer_kinds(r: _Reader, mt: str, layers: int) -> tuple[tuple[str, ...], int]:
+    window = r.int("sliding_window", 0, lo=0, hi=1 << 30) or 0
+    types = r.list("layer_types")
+    if types is not None:
+        if len(types) != layers:
+            raise InvalidModelSpec(f"has {len(types)} entries for {layers} layers", field=r.path("layer_types"))
+        kinds = []
+        for i, t in enumerate(types):
+            if t in ("full_attention", "attention", "global"):
+                kinds.append(FULL)
+            elif t in ("sliding_attention", "chunked_attention", "local"):
+                kinds.append(SLIDING)
+            elif t in ("mamba", "linear_attention"):
+                kinds.append(MAMBA)
+            else:
+                raise InvalidModelSpec(f"unknown layer type {t!r}", field=f"{r.path('layer_types')}[{i}]")
+        if SLIDING in kinds and not window:
+            raise InvalidModelSpec("sliding layers need a window", field=r.path("sliding_window"))
+        return tuple(kinds), window
+    if not window:
+        return (), 0
+    if mt == "gemma2":
+        return tuple(SLIDING if (i + 1) % 2 else FULL for i in range(layers)), window
+    if mt == "gemma3_text":
+        pattern = r.int("sliding_window_pattern", 6)
+        return tuple(SLIDING if (i + 1) % pattern else FULL for i in range(layers)), window
+    if mt == "qwen2" or mt == "qwen2_moe" or mt == "qwen3" or mt == "qwen3_moe":
+        if not r.bool("use_sliding_window"):
+            return (), 0
+        first = r.int("max_window_layers", layers, lo=0, hi=MAX_LAYERS)
+        return tuple(SLIDING if i >= first else FULL for i in range(layers)), window
+    if mt in ("mistral", "mixtral", "starcoder2", "phi3"):
+        return (SLIDING,) * layers, window
+    return (), 0
+
+
+def _moe(r: _Reader, mt: str, layers: int, inter: int, kw: dict) -> None:
+    experts = r.int("num_local_experts", 0, lo=0, hi=MAX_EXPERTS) or 0
+    if not experts:
+        return
+    top_k = r.int("num_experts_per_tok", required=True, hi=experts)
+    kw.update(num_experts=experts, experts_per_token=top_k)
+    if mt in ("mixtral", "gpt_oss", "granitemoe"):
+        kw["moe_intermediate_size"] = inter
+        return
+    kw["moe_intermediate_size"] = r.int("moe_intermediate_size", required=True)
+    if mt in ("qwen2_moe", "qwen3_moe"):
+        step = r.int("decoder_sparse_step", 1)
+        only = r.list("mlp_only_layers") or []
+        kw["moe_layer_mask"] = tuple((i not in only) and (i + 1) % step == 0 for i in range(layers))
+        shared = r.int("shared_expert_intermediate_size", 0, lo=0) or 0
+        if shared:
+            kw.update(shared_expert_intermediate_size=shared, shared_expert_gate=True)
+    elif mt in ("deepseek_v2", "deepseek_v3"):
+        first = r.int("first_k_dense_replace", 0, lo=0, hi=MAX_LAYERS) or 0
+        freq = r.int("moe_layer_freq", 1)
+        kw["moe_layer_mask"] = tuple(i >= first and i % freq == 0 for i in range(layers))
+        n_shared = r.int("n_shared_experts", 0, lo=0) or 0
+        kw["shared_expert_intermediate_size"] = n_shared * kw["moe_intermediate_size"]
+        kw["score_correction_bias"] = r.str("topk_method") == "noaux_tc"
+        kw["mtp_layers"] = r.int("num_nextn_predict_layers", 0, lo=0, hi=16) or 0
+
+
+def _mla(r: _Reader, kw: dict) -> None:
+    nope = r.int("qk_nope_head_dim", required=True)
+    rope = r.int("qk_rope_head_dim", required=True)
+    kw.update(q_lora_rank=r.int("q_lora_rank", 0, lo=0) or 0, kv_lora_rank=r.int("kv_lora_rank", required=True),
+              qk_nope_head_dim=nope, qk_rope_head_dim=rope, head_dim=nope + rope,
+              v_head_dim=r.int("v_head_dim", required=True), num_kv_heads=kw["num_heads"])
+
+
+def _parse_mamba(r: _Reader, name: str, arch: str, mt: str, dtype: str, quant: str) -> ModelSpec:
+    h = r.int("hidden_size", required=True)
+    layers = r.int("num_hidden_layers", required=True, hi=MAX_LAYERS)
+    dt_rank = r.raw("time_step_rank")[1]
+    if dt_rank in (None, "auto"):
+        dt_rank = -(-h // 16)
+    elif isinstance(dt_rank, bool) or not isinstance(dt_rank, int) or dt_rank <= 0:
+        raise InvalidModelSpec(f"expected int or 'auto', got {_short(dt_rank)}", field=r.path("time_step_rank"))
+    return ModelSpec(
+        name=name, hidden_size=h, num_layers=layers, num_heads=1, num_kv_heads=1, head_dim=h,
+        intermediate_size=0, vocab_size=r.int("vocab_size", required=True), architecture=arch, model_type=mt,
+        tie_embeddings=r.bool("tie_word_embeddings", True), layer_kinds=(MAMBA,) * layers,
+        ssm_state_size=r.int("state_size", 16), ssm_conv_kernel=r.int("conv_kernel", 4),
+        ssm_expand=r.int("expand", 2), ssm_dt_rank=dt_rank, torch_dtype=dtype or "float32", quantization=quant)
+
+
+def _vision_params(cfg: dict, text: dict) -> list[tuple[str, int]]:
+    """A SigLIP/CLIP-style vision tower plus the projector into the text model (Gemma 3 layout)."""
+    v = cfg["vision_config"]
+    vt = v.get("model_type") or "siglip_vision_model"
+    r = _Reader(v, "vision_config.", MODEL_TYPE_DEFAULTS.get(vt, MODEL_TYPE_DEFAULTS["siglip_vision_model"]))
+    h = r.int("hidden_size", required=True)
+    inter = r.int("intermediate_size", required=True)
+    layers = r.int("num_hidden_layers", required=True, hi=MAX_LAYERS)
+    ch, img, patch = r.int("num_channels", 3), r.int("image_size", required=True), r.int("patch_size", required=True)
+    patches = (img // patch) ** 2
+    embed = ch * patch * patch * h + h + patches * h
+    per_layer = 4 * (h * h + h) + 2 * 2 * h + (h * inter + inter) + (inter * h + h)
+    tower = embed + layers * per_layer + 2 * h
+    if r.bool("vision_use_head", False):
+        tower += h + 4 * (h * h + h) + 2 * h + (h * inter + inter) + (inter * h + h)  # attention-pool head
+    text_h = _Reader(text, "text_config.", MODEL_TYPE_DEFAULTS.get(text.get("model_type", ""), {})).int(
+        "hidden_size", required=True)
+    projector = h * text_h + h  # Gemma 3: mm_input_projection_weight + mm_soft_emb_norm
+    return [("vision_tower", tower), ("multi_modal_projector", projector)]
+
+
+def parse_config_text(text: str | bytes, name: str = "model") -> ModelSpec:
+    """Parse config.json text; a file that is not JSON gets one clear line."""
+    try:
+        cfg = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidModelSpec(f"config is not valid JSON ({exc})") from None
+    return parse_config(cfg, name)

@@ -1,0 +1,89 @@
+"""Units: the only place sizes and token counts are converted.
+
+Internal values are int bytes, float bytes/s, FLOP/s and seconds; names carry the unit (``memory_bytes``).
+GiB = 2**30 bytes, GB = 10**9 bytes. Parameter counts are never divided by 1024.
+"""
+
+from __future__ import annotations
+
+import re
+
+KiB_bytes = 1 << 10
+MiB_bytes = 1 << 20
+GiB_bytes = 1 << 30
+"""One gibibyte in bytes (what PyTorch, vLLM and llama.cpp print as GiB/GB)."""
+TiB_bytes = 1 << 40
+KB_bytes = 10**3
+MB_bytes = 10**6
+GB_bytes = 10**9
+"""One gigabyte in bytes (what vendors market)."""
+TB_bytes = 10**12
+
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "kb": KB_bytes, "mb": MB_bytes, "gb": GB_bytes, "tb": TB_bytes,
+    "kib": KiB_bytes, "mib": MiB_bytes, "gib": GiB_bytes, "tib": TiB_bytes,
+}
+_SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*$")
+_TOKENS_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kKmM]?)\s*$")
+
+MAX_TOKENS = 1 << 30  # over a billion tokens of context is not a plan
+
+
+def parse_size(text: str | int | float) -> int:
+    """'80GiB' -> 85899345920, '24 GB' -> 24000000000, 1024 -> 1024 (bytes)."""
+    if isinstance(text, bool):
+        raise ValueError(f"not a size: {text!r}")
+    if isinstance(text, (int, float)):
+        if text < 0:
+            raise ValueError(f"a size cannot be negative: {text!r}")
+        return int(text)
+    m = _SIZE_RE.match(str(text))
+    if not m or m.group(2).lower() not in _SIZE_UNITS:
+        raise ValueError(f"not a size: {text!r} (use e.g. 80GiB or 24GB)")
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+
+
+def parse_tokens(text: str | int) -> int:
+    """'128k' -> 131072 (k = 1024 tokens), '128000' -> 128000, 4096 -> 4096."""
+    if isinstance(text, bool):
+        raise ValueError(f"not a token count: {text!r}")
+    if isinstance(text, int):
+        n = text
+    else:
+        m = _TOKENS_RE.match(str(text))
+        if not m:
+            raise ValueError(f"not a token count: {text!r} (use e.g. 4096, 128k)")
+        mult = {"": 1, "k": 1024, "m": 1024 * 1024}[m.group(2).lower()]
+        value = float(m.group(1)) * mult
+        if value != int(value):
+            raise ValueError(f"not a whole number of tokens: {text!r}")
+        n = int(value)
+    if n <= 0:
+        raise ValueError(f"a token count must be positive, got {text!r}")
+    if n > MAX_TOKENS:
+        raise ValueError(f"{text!r} tokens is absurd (more than {MAX_TOKENS:,})")
+    return n
+
+
+def gib(n_bytes: float) -> float:
+    return n_bytes / GiB_bytes
+
+
+def gb(n_bytes: float) -> float:
+    return n_bytes / GB_bytes
+
+
+def format_bytes(n_bytes: float, unit: str = "GiB", digits: int = 2) -> str:
+    """Always labelled: format_bytes(16060522496) -> '14.96 GiB'; unit='GB' -> '16.06 GB'."""
+    unit_bytes = {"B": 1, "KiB": KiB_bytes, "MiB": MiB_bytes, "GiB": GiB_bytes, "TiB": TiB_bytes,
+                  "KB": KB_bytes, "MB": MB_bytes, "GB": GB_bytes, "TB": TB_bytes}[unit]
+    return f"{n_bytes / unit_bytes:,.{digits}f} {unit}"
+
+
+def format_count(n: int) -> str:
+    """8030261248 -> '8.03B'."""
+    for div, suffix in ((10**12, "T"), (10**9, "B"), (10**6, "M"), (10**3, "K")):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{suffix}"
+    return str(n)
