@@ -1,3 +1,111 @@
-def main(argv=None):
-    print("vramplan: under construction")
-    return 0
+"""The command line: a thin shell over vramplan.api. Every command takes --json and prints the same dict.
+
+Start-up is kept small: argparse and each command's module are imported only when that command runs.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# command -> (module under vramplan.commands, one-line help)
+COMMANDS = {
+    "inference": ("inference", "inference memory per GPU (weights, KV cache, activations, runtime)"),
+    "train": ("train", "training memory per GPU (full, LoRA, QLoRA; optimizers; ZeRO/FSDP)"),
+    "fit": ("fit", "which GPUs and how many fit a model and workload, cheapest and fastest first"),
+    "speed": ("speed", "decode/prefill throughput and training time from the roofline"),
+    "launch": ("launch", "the command line to serve a plan with vLLM, SGLang, llama.cpp or Ollama"),
+    "table": ("table", "the Llama 3.1 article's tables, reproduced exactly and corrected"),
+    "models": ("models", "list the embedded model catalog"),
+    "describe": ("describe", "architecture facts and the parameter breakdown of a model"),
+    "gpus": ("gpus", "list the GPU catalog"),
+    "formats": ("formats", "list weight formats (precisions, quantizations, GGUF mixes)"),
+    "serve": ("serve", "start the web calculator and REST API on localhost"),
+    "measure": ("measure", "measure real peak memory on the local GPU next to the prediction"),
+    "report": ("report", "the full report for one model (the default: vramplan MODEL)"),
+}
+
+USAGE = """usage: vramplan MODEL                 full report (parameters, weights, KV cache, training, GPUs, speed)
+       vramplan COMMAND [options] [--json]
+
+MODEL is a catalog name (llama-3.1-70b), a Hugging Face id (meta-llama/Llama-3.1-70B), a config.json,
+a model directory or a .gguf file. Try:  vramplan llama-3.1-8b   or   vramplan models
+
+commands:
+"""
+
+
+class UsageError(Exception):
+    pass
+
+
+def _usage() -> str:
+    return USAGE + "\n".join(f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()) + "\n"
+
+
+def build_parser(command: str):
+    import argparse
+    import importlib
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):  # one line, exit 2, no usage dump
+            raise UsageError(message)
+
+    module = importlib.import_module(f"vramplan.commands.{COMMANDS[command][0]}")
+    p = Parser(prog=f"vramplan {command}", description=COMMANDS[command][1])
+    module.add_arguments(p)
+    if not any(a.dest == "json" for a in p._actions):
+        p.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
+    return p, module
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        sys.stdout.write(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from . import __version__
+
+        print(f"vramplan {__version__}")
+        return 0
+    command = argv[0] if argv[0] in COMMANDS else "report"
+    args_list = argv[1:] if argv[0] in COMMANDS else argv
+    try:
+        parser, module = build_parser(command)
+        args = parser.parse_args(args_list)
+        result = module.run(args)
+        if as_json:
+            import json
+
+            sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
+        else:
+            text = module.render(result, args)
+            if text:
+                sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return int(result.get("_exit", 0)) if isinstance(result, dict) else 0
+    except UsageError as exc:
+        return _fail(f"vramplan {command}: {exc}", 2, as_json)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130, as_json)
+    except Exception as exc:  # noqa: BLE001 - the one place errors become a line
+        from .errors import VramplanError
+
+        if isinstance(exc, VramplanError):
+            return _fail(f"vramplan: {exc}", 1, as_json)
+        if isinstance(exc, BrokenPipeError):
+            return 1
+        raise
+
+
+def _fail(message: str, code: int, as_json: bool) -> int:
+    if as_json:
+        import json
+
+        sys.stdout.write(json.dumps({"error": message}) + "\n")
+    sys.stderr.write(message + "\n")
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

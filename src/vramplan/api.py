@@ -1,0 +1,229 @@
+"""The public Python API: load a model from anything a user points at, and plan memory for it.
+
+Every function returns plain dicts (JSON-ready, bytes as ints) that the CLI, the REST API and the web page render
+unchanged: one code path.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .core.memory import CUDA_CONTEXT_BYTES, kv_bits, kv_cache, plan_inference_memory
+from .core.model import ModelSpec, count_params
+from .core.precision import WeightBytes, WeightFormat, dense_format, weight_bytes
+from .errors import InvalidRequest, SourceError, UnknownName
+from .units import MAX_TOKENS, parse_tokens
+
+CONFIG_SIZE_CAP_BYTES = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model spec plus where it came from and what the artefacts said beyond the config."""
+
+    spec: ModelSpec
+    name: str
+    source: str  # "catalog", "file", "directory", "hub", "hub-cache", "gguf"
+    hf_id: str | None = None
+    provenance: str = ""
+    messages: tuple[str, ...] = ()
+    stored_weight_bytes: int | None = None  # from safetensors/GGUF headers, when read
+    stored_by_dtype: tuple[tuple[str, int], ...] = ()
+    gguf_ftype: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def load_model(model: str | os.PathLike | ModelSpec, *, revision: str | None = None,
+               source: str = "auto") -> LoadedModel:
+    """Resolve a catalog name, HF id, config.json path, model directory or .gguf file.
+
+    ``source``: "auto" (local path, then catalog for known names, then the Hub), "catalog", "hub" or "local".
+    """
+    if isinstance(model, ModelSpec):
+        return LoadedModel(model, model.name, "spec")
+    if isinstance(model, LoadedModel):
+        return model
+    name = os.fspath(model)
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidRequest("a model name or path is required", field="model")
+    from .sources import loaders
+
+    if source in ("auto", "local") and (os.path.exists(name) or name.endswith((".json", ".gguf"))):
+        return loaders.load_local(name)
+    if source == "local":
+        raise SourceError("no such file or directory", path=name)
+    from .catalog import models as catalog
+
+    entry = catalog.find_model(name)
+    if source == "hub" or (source == "auto" and entry is None and "/" in name) or (revision and "/" in name):
+        return loaders.load_hub(name, revision=revision, fallback=entry)
+    if entry is None:
+        catalog.resolve_model(name)  # raises UnknownName with suggestions
+    return loaders.load_catalog(entry)
+
+
+# ----- weight formats -------------------------------------------------------------------------------------
+
+def resolve_format(lm: LoadedModel, quantization: str | None = None, dtype: str = "auto") -> WeightFormat:
+    """--quantization NAME, else the checkpoint's own quantization_config, else --dtype / the config's dtype."""
+    from .catalog.formats import format_from_quant_config, get_format
+
+    base = {"float32": 4, "fp32": 4}.get(str(dtype).lower(), 2)
+    if quantization:
+        return get_format(quantization, base_bytes=base)
+    if lm.gguf_ftype:
+        return get_format(lm.gguf_ftype)
+    qc = lm.spec.quant_config
+    if qc:
+        fmt = format_from_quant_config(qc, base_bytes=base)
+        if fmt is not None:
+            return fmt
+    d = lm.spec.torch_dtype if dtype in (None, "", "auto") else dtype
+    d = str(d).lower()
+    if d in ("float32", "fp32"):
+        return dense_format("fp32", 4, "config dtype float32")
+    if d in ("float16", "fp16", "half"):
+        return dense_format("fp16", 2, "config dtype float16")
+    if d in ("bfloat16", "bf16", "auto"):
+        return dense_format("bf16", 2, "config dtype bfloat16")
+    raise UnknownName("dtype", str(dtype), ["auto", "bfloat16", "float16", "float32"])
+
+
+def model_weight_bytes(spec: ModelSpec, fmt) -> WeightBytes:
+    from .core.gguf_mix import GGUFMixFormat, gguf_weight_bytes
+
+    if isinstance(fmt, GGUFMixFormat):
+        return gguf_weight_bytes(spec, fmt.name)
+    return weight_bytes(spec, fmt)
+
+
+# ----- reports ----------------------------------------------------------------------------------------------
+
+def model_summary(lm: LoadedModel) -> dict:
+    pc = count_params(lm.spec)
+    out = {"name": lm.name, "params": pc.total, "active_params": pc.active}
+    if lm.hf_id:
+        out["hf_id"] = lm.hf_id
+    return out
+
+
+def describe_model(model) -> dict:
+    """Architecture facts and the parameter breakdown (groups sum to the total)."""
+    lm = load_model(model)
+    s = lm.spec
+    pc = count_params(s)
+    kinds: dict[str, int] = {}
+    for k in s.kinds:
+        kinds[k] = kinds.get(k, 0) + 1
+    arch = {"model_type": s.model_type, "architecture": s.architecture, "hidden_size": s.hidden_size,
+            "num_layers": s.num_layers, "num_heads": s.num_heads, "num_kv_heads": s.num_kv_heads,
+            "head_dim": s.head_dim, "intermediate_size": s.intermediate_size, "vocab_size": s.vocab_size,
+            "tie_embeddings": s.tie_embeddings, "layer_kinds": kinds, "sliding_window": s.sliding_window or None,
+            "max_position_embeddings": s.max_position_embeddings or None, "torch_dtype": s.torch_dtype}
+    if s.is_moe:
+        arch.update(num_experts=s.num_experts, experts_per_token=s.experts_per_token,
+                    moe_intermediate_size=s.moe_intermediate_size,
+                    shared_expert_intermediate_size=s.shared_expert_intermediate_size)
+    if s.is_mla:
+        arch.update(kv_lora_rank=s.kv_lora_rank, q_lora_rank=s.q_lora_rank, qk_rope_head_dim=s.qk_rope_head_dim)
+    return {"model": model_summary(lm), "source": lm.source, "provenance": lm.provenance,
+            "messages": list(lm.messages), "architecture": arch,
+            "params_breakdown": dict(pc.groups), "active_params_breakdown": dict(pc.active_groups),
+            "mtp_params": pc.mtp or None, "quantization_config": s.quant_config or None}
+
+
+def _positive(value, name: str, hi: int = 1 << 20) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"{name} must be a whole number, got {value!r}", field=name)
+    if not 1 <= value <= hi:
+        raise InvalidRequest(f"{name} must be between 1 and {hi:,}, got {value:,}", field=name)
+    return value
+
+
+def tokens_arg(value, name: str = "max_model_len") -> int:
+    if value is None:
+        return 0
+    try:
+        return parse_tokens(value)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), field=name) from None
+
+
+def plan_inference(model, *, quantization: str | None = None, dtype: str = "auto", kv_cache_dtype: str = "auto",
+                   max_model_len=None, batch_size: int = 1, tensor_parallel_size: int = 1,
+                   pipeline_parallel_size: int = 1, engine: str | None = None, engine_version: str | None = None,
+                   gpu: str | None = None, gpu_memory_utilization: float | None = None,
+                   max_num_batched_tokens: int | None = None, max_num_seqs: int | None = None,
+                   **engine_options) -> dict:
+    """Inference memory per GPU as CONTRACT.md's JSON object (bytes), with a breakdown and explanations."""
+    lm = load_model(model)
+    spec = lm.spec
+    tp = _positive(tensor_parallel_size, "tensor_parallel_size", 1024)
+    pp = _positive(pipeline_parallel_size, "pipeline_parallel_size", 1024)
+    batch = _positive(batch_size, "batch_size", 1 << 20)
+    ctx = tokens_arg(max_model_len) or spec.max_position_embeddings or 4096
+    if ctx > MAX_TOKENS:
+        raise InvalidRequest(f"max_model_len {ctx:,} is absurd", field="max_model_len")
+    kv_bits(kv_cache_dtype)  # validates the name
+    fmt = resolve_format(lm, quantization, dtype)
+    wb = model_weight_bytes(spec, fmt)
+    if lm.stored_weight_bytes and not quantization and dtype in (None, "", "auto"):
+        wb = WeightBytes(wb.groups, lm.stored_weight_bytes, wb.quantized_params, wb.kept_params, wb.format_name)
+    gpu_obj = None
+    if gpu:
+        from .catalog.gpus import get_gpu
+
+        gpu_obj = get_gpu(gpu)
+    if engine:
+        from .engines import plan_with_engine
+
+        result = plan_with_engine(engine, lm=lm, fmt=fmt, wb=wb, context=ctx, batch=batch, kv_dtype=kv_cache_dtype,
+                                  tp=tp, pp=pp, gpu=gpu_obj, engine_version=engine_version,
+                                  gpu_memory_utilization=gpu_memory_utilization,
+                                  max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs,
+                                  **engine_options)
+    else:
+        mem = plan_inference_memory(spec, wb, ctx, batch, kv_cache_dtype, tp, pp)
+        result = {"memory": mem.as_dict(), "kv_bytes_per_token": mem.kv.bytes_per_token,
+                  "kv_by_layer_kind": dict(mem.kv.by_kind)}
+        if gpu_obj is not None:
+            usable = gpu_obj.memory_total_bytes
+            non_kv = result["memory"]["total"] - result["memory"]["kv_cache"]
+            per_tok = max(mem.kv.bytes_per_token, 1)
+            tokens = max(0, (usable - non_kv) // per_tok)
+            result["capacity"] = {"kv_cache_tokens": tokens, "max_concurrency": round(tokens / ctx, 2),
+                                  "gpu_memory_bytes": usable, "fits": result["memory"]["total"] <= usable}
+        result["explain"] = _explain_plain(spec, fmt, wb, mem, ctx, batch, kv_cache_dtype, tp, pp)
+    out = {"model": model_summary(lm), **result}
+    out.setdefault("weights_format", {"name": fmt.name, "label": getattr(fmt, "label", fmt.name),
+                                      "bits_per_weight": round(wb.bits_per_weight, 4),
+                                      "total_bytes": wb.total_bytes, "by_group": wb.as_dict(),
+                                      "source": getattr(fmt, "source", "")})
+    out["request"] = {"max_model_len": ctx, "batch_size": batch, "kv_cache_dtype": kv_cache_dtype,
+                      "tensor_parallel_size": tp, "pipeline_parallel_size": pp, "engine": engine,
+                      "gpu": gpu_obj.name if gpu_obj else None}
+    out["source"] = {"kind": lm.source, "provenance": lm.provenance, "messages": list(lm.messages)}
+    return out
+
+
+def _explain_plain(spec, fmt, wb, mem, ctx, batch, kv_dtype, tp, pp) -> list[str]:
+    from .units import format_bytes as fb
+
+    lines = [f"weights: {wb.total_bytes:,} B ({fb(wb.total_bytes)}) as {getattr(fmt, 'label', fmt.name)}, "
+             f"{wb.bits_per_weight:.3f} bits/weight on average over {wb.quantized_params + wb.kept_params:,} params"]
+    if tp > 1 or pp > 1:
+        lines.append(f"per GPU with TP={tp}, PP={pp}: {fb(mem.as_dict()['weights'])} (matrices split, norms "
+                     f"replicated)")
+    kinds = ", ".join(f"{k}: {fb(v)}" for k, v in mem.kv.by_kind)
+    lines.append(f"KV cache: {batch} x {ctx:,} tokens x {mem.kv.bytes_per_token:,} B/token ({kv_dtype}) -> "
+                 f"{fb(mem.kv.total_bytes)} [{kinds}]")
+    lines.append(f"activations: prefill of {ctx:,} tokens, one layer live, SDPA/flash (no s^2 scores) + "
+                 f"last-token logits: {fb(mem.as_dict()['activations'])}")
+    lines.append(f"runtime: CUDA context and library workspaces, {fb(CUDA_CONTEXT_BYTES)} per GPU (estimate)")
+    return lines
+
+
+def kv_table(model, contexts=(1024, 16000, 128000), kv_cache_dtype: str = "auto", batch_size: int = 1) -> dict:
+    lm = load_model(model)
+    return {str(c): kv_cache(lm.spec, c, batch_size, kv_cache_dtype).total_bytes for c in contexts}

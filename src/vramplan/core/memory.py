@@ -1,0 +1,176 @@
+"""Inference memory: weights per GPU, KV cache by layer kind, prefill activations, runtime.
+
+Plain accounting, no engine: the KV cache is what ``batch`` sequences of ``context`` tokens hold
+(formulas.md 3.1-3.3), activations are the transient peak of one prefill forward with SDPA/flash attention (one
+layer live at a time, formulas.md 4.1), and runtime is the CUDA context. Engines (vLLM, llama.cpp, ...) replace these
+with their own pools and buffers in ``vramplan.engines``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import ceil
+
+from .model import FULL, MAMBA, MLA, SLIDING, ModelSpec, global_tensors, layer_groups
+from .precision import KV_DTYPE_BITS, WeightBytes
+
+CUDA_CONTEXT_BYTES = 512 * 1024 * 1024
+"""CUDA context + cuBLAS workspaces per process per GPU: formulas.md 4.3 plans 0.3-0.6 GiB; we take 0.5 GiB."""
+
+
+def kv_bits(kv_dtype: str) -> float:
+    try:
+        return KV_DTYPE_BITS[kv_dtype.lower()]
+    except KeyError:
+        from ..errors import UnknownName, suggest
+
+        raise UnknownName("KV cache dtype", kv_dtype, suggest(kv_dtype, KV_DTYPE_BITS)) from None
+
+
+def kv_heads_per_rank(spec: ModelSpec, tp: int) -> int:
+    """KV heads one tensor-parallel rank holds: split when divisible, one replicated head each otherwise (vLLM)."""
+    return max(1, spec.num_kv_heads // tp)
+
+
+@dataclass(frozen=True, slots=True)
+class KVCache:
+    """KV cache of ``batch`` sequences at ``context`` tokens, per GPU, with the per-layer-kind split."""
+
+    total_bytes: int
+    by_kind: tuple[tuple[str, int], ...]
+    bytes_per_token: int  # for one more token of one sequence, all layers (sliding layers inside their window)
+    state_bytes_per_seq: int  # recurrent state (Mamba) per sequence
+    context: int
+    batch: int
+    kv_dtype: str
+
+
+def kv_elements_per_token_rank(spec: ModelSpec, kind: str, tp: int) -> int:
+    if kind == MLA:
+        return spec.kv_elements_per_token(MLA)  # the latent is not split by heads: every rank holds it
+    if kind in (FULL, SLIDING):
+        return kv_heads_per_rank(spec, tp) * (spec.head_dim + spec.value_head_dim)
+    return 0
+
+
+def kv_cache(spec: ModelSpec, context: int, batch: int = 1, kv_dtype: str = "auto", tp: int = 1,
+             pp: int = 1) -> KVCache:
+    """formulas.md 3: bytes = tokens x batch x sum over layers of per-token elements x bits / 8.
+
+    Sliding layers hold min(context, window) tokens; MLA one latent (kv_lora + rope) per token; Mamba a constant state.
+    With pipeline parallelism the heaviest stage's share is reported (layers split as evenly as possible).
+    """
+    bits = kv_bits(kv_dtype)
+    counts = _count(spec.kinds)
+    if pp > 1:  # the heaviest stage holds at most ceil(n / pp) layers of each kind
+        counts = {k: ceil(n / pp) for k, n in counts.items()}
+    per_kind: dict[str, int] = {}
+    per_token_elems = state = 0
+    for kind, n in counts.items():
+        if kind == MAMBA:
+            # conv + ssm state per sequence, kept in the model dtype (16-bit) regardless of the KV dtype
+            state += n * (spec.ssm_state_elements() // tp) * 2
+            per_kind[kind] = state * batch
+            continue
+        e = kv_elements_per_token_rank(spec, kind, tp)
+        tokens = min(context, spec.sliding_window) if kind == SLIDING and spec.sliding_window else context
+        per_kind[kind] = ceil(n * e * tokens * batch * bits / 8)
+        per_token_elems += n * e
+    return KVCache(sum(per_kind.values()), tuple(per_kind.items()), ceil(per_token_elems * bits / 8), state,
+                   context, batch, kv_dtype)
+
+
+def _count(kinds) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for k in kinds:
+        out[k] = out.get(k, 0) + 1
+    return out
+
+
+def _stage_layers(n_layers: int, pp: int) -> int:  # layers on the fullest pipeline stage
+    return ceil(n_layers / pp)
+
+
+def kv_bytes_per_token(spec: ModelSpec, kv_dtype: str = "auto", tp: int = 1) -> int:
+    """Bytes one token adds across every attention layer (sliding layers counted as if inside their window)."""
+    bits = kv_bits(kv_dtype)
+    elems = sum(kv_elements_per_token_rank(spec, k, tp) for k in spec.kinds)
+    return ceil(elems * bits / 8)
+
+
+def weights_per_gpu_bytes(spec: ModelSpec, wb: WeightBytes, tp: int = 1, pp: int = 1) -> int:
+    """Weight bytes on the busiest GPU. Tensor parallelism splits every matrix (embedding and lm_head included,
+    vocab-parallel) and replicates 1-D tensors; pipeline parallelism gives each stage ceil(L/pp) layers, the first
+    stage the embedding and the last the head."""
+    if tp == 1 and pp == 1:
+        return wb.total_bytes
+    total = wb.total_bytes
+    replicated = 0
+    for g in layer_groups(spec):
+        for t in g.tensors:
+            if len(t.shape) == 1:
+                replicated += len(g.layers) * t.numel * 2
+    for t in global_tensors(spec):
+        if len(t.shape) == 1 and t.role != "vision":
+            replicated += t.numel * 2
+    split = max(total - replicated, 0)
+    per_tp = ceil(split / tp) + replicated
+    if pp == 1:
+        return per_tp
+    groups = wb.as_dict()
+    outer = groups.get("embedding", 0) + groups.get("lm_head", 0)
+    layer_part = per_tp - ceil(outer / tp)
+    stage = ceil(layer_part * _stage_layers(spec.num_layers, pp) / spec.num_layers)
+    return stage + ceil(max(groups.get("embedding", 0), groups.get("lm_head", 0)) / tp)
+
+
+def prefill_activation_bytes(spec: ModelSpec, tokens: int, batch: int = 1, tp: int = 1,
+                             dtype_bytes: int = 2, logits_tokens: int = 1) -> int:
+    """Transient peak of one prefill forward (inference, no grads), SDPA/flash attention, one layer live.
+
+    Live at the worst point of a layer: the residual stream and the normed input (2 x h), Q/K/V and the attention
+    output ((2 n_h + 2 n_kv) d), and in the MLP gate and up outputs plus their product (3 x I, I split over TP ranks).
+    Plus the logits: ``logits_tokens`` rows of V in the model dtype and their fp32 copy (transformers >= 4.45 keeps
+    only the last token's logits; formulas.md 4.1).
+    """
+    n = tokens * batch
+    h = spec.hidden_size
+    if spec.is_moe:
+        width = max(spec.moe_intermediate_size * spec.experts_per_token + spec.shared_expert_intermediate_size,
+                    spec.intermediate_size if not all(spec.moe_mask) else 0)
+    else:
+        width = spec.intermediate_size
+    attn = (2 * spec.num_heads * spec.head_dim + 2 * spec.num_kv_heads * spec.value_head_dim) // tp
+    if spec.is_mla:
+        attn = (spec.num_heads * (spec.head_dim + spec.qk_nope_head_dim + 2 * spec.value_head_dim)) // tp
+    mlp = 3 * width // tp
+    per_token = (2 * h + max(attn, mlp)) * dtype_bytes
+    logits = logits_tokens * batch * spec.vocab_size * (dtype_bytes + 4) // tp
+    return n * per_token + logits
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceMemory:
+    """Per-GPU inference memory; ``components`` sum to ``total_bytes``."""
+
+    components: tuple[tuple[str, int], ...]
+    total_bytes: int
+    kv: KVCache
+    weights: WeightBytes
+    tp: int
+    pp: int
+
+    def as_dict(self) -> dict[str, int]:
+        d = dict(self.components)
+        d["total"] = self.total_bytes
+        return d
+
+
+def plan_inference_memory(spec: ModelSpec, wb: WeightBytes, context: int, batch: int = 1, kv_dtype: str = "auto",
+                          tp: int = 1, pp: int = 1, runtime_bytes: int = CUDA_CONTEXT_BYTES) -> InferenceMemory:
+    """Plain accounting for ``batch`` sequences of ``context`` tokens (prompt + generated)."""
+    weights = weights_per_gpu_bytes(spec, wb, tp, pp)
+    kv = kv_cache(spec, context, batch, kv_dtype, tp, pp)
+    act = prefill_activation_bytes(spec, context, batch, tp)
+    comps = (("weights", weights), ("kv_cache", kv.total_bytes), ("activations", act), ("runtime", runtime_bytes))
+    return InferenceMemory(comps, sum(v for _, v in comps), kv, wb, tp, pp)
