@@ -50,7 +50,13 @@ def build_parser(command: str):
         def error(self, message):  # one line, exit 2, no usage dump
             raise UsageError(message)
 
-    module = importlib.import_module(f"vramplan.commands.{COMMANDS[command][0]}")
+    name = f"vramplan.commands.{COMMANDS[command][0]}"
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:
+            raise
+        raise UsageError(f"the '{command}' command is not available in this build") from None
     p = Parser(prog=f"vramplan {command}", description=COMMANDS[command][1])
     module.add_arguments(p)
     if not any(a.dest == "json" for a in p._actions):

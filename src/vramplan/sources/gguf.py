@@ -312,11 +312,13 @@ def _value(cur: _Cursor, vtype: int, key: str, depth: int):
     tname, code, size = _VTYPES[vtype]
     if vtype == _STRING:
         return cur.text(f"metadata {key!r}", MAX_STRING_BYTES, strict=False)
+    if vtype == 7:
+        byte = cur.take(1, f"metadata {key!r}")[0]
+        if byte > 1:
+            raise SourceError(f"metadata {key!r}: a bool must be 0 or 1, got {byte}", cur.name)
+        return bool(byte)
     if vtype != _ARRAY:
-        value = cur.unpack(code, size, f"metadata {key!r}")
-        if vtype == 7 and cur.buf[cur.pos - cur.buf_start - 1] not in (0, 1):
-            raise SourceError(f"metadata {key!r}: a bool must be 0 or 1", cur.name)
-        return value
+        return cur.unpack(code, size, f"metadata {key!r}")
     if depth:
         raise SourceError(f"metadata {key!r}: nested arrays are not supported", cur.name)
     etype = cur.u32(f"metadata {key!r} element type")

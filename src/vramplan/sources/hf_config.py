@@ -189,7 +189,7 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
     if head_dim is None:
         raise InvalidModelSpec(f"hidden size {h} is not divisible by {heads} heads and no head_dim is given",
                                field=r.path("head_dim"))
-    inter = r.int("intermediate_size", None)
+    inter = r.int("intermediate_size_mlp" if mt == "llama4_text" else "intermediate_size", None)
     if inter is None:
         inter = 4 * h if mt in ("phi", "starcoder2") else None
     if inter is None:
@@ -215,7 +215,7 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
     elif r.bool("attention_bias"):
         kw.update(qkv_bias=True, o_bias=True)
     if mt in ("qwen3", "qwen3_moe", "gemma3_text"):
-        kw["qk_norm"] = True
+        kw["qk_norm"] = True  # (Llama 4's use_qk_norm is a parameter-free L2 norm)
     if mt in ("gemma2", "gemma3_text"):
         kw["norms_per_layer"] = 4
     if mt == "gpt_oss":
@@ -223,7 +223,10 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
     if r.bool("mlp_bias"):
         kw["mlp_bias"] = True
 
-    kw["layer_kinds"], kw["sliding_window"] = _layer_kinds(r, mt, layers)
+    if mt == "llama4_text":
+        kw["layer_kinds"], kw["sliding_window"] = _llama4_kinds(r, layers)
+    else:
+        kw["layer_kinds"], kw["sliding_window"] = _layer_kinds(r, mt, layers)
     _moe(r, mt, layers, inter, kw)
     if mt in ("deepseek_v2", "deepseek_v3") and r.int("kv_lora_rank"):
         _mla(r, kw)
@@ -268,6 +271,17 @@ def _layer_kinds(r: _Reader, mt: str, layers: int) -> tuple[tuple[str, ...], int
     return (), 0
 
 
+def _llama4_kinds(r: _Reader, layers: int) -> tuple[tuple[str, ...], int]:
+    """Llama 4: RoPE layers use chunked local attention (attention_chunk_size); every 4th layer is global NoPE."""
+    chunk = r.int("attention_chunk_size", 0, lo=0, hi=1 << 30) or 0
+    if not chunk:
+        return (), 0
+    flags = r.list("no_rope_layers") or [int((i + 1) % 4 != 0) for i in range(layers)]
+    if len(flags) != layers:
+        raise InvalidModelSpec(f"has {len(flags)} entries for {layers} layers", field=r.path("no_rope_layers"))
+    return tuple(SLIDING if f else FULL for f in flags), chunk
+
+
 def _moe(r: _Reader, mt: str, layers: int, inter: int, kw: dict) -> None:
     experts = r.int("num_local_experts", 0, lo=0, hi=MAX_EXPERTS) or 0
     if not experts:
@@ -276,6 +290,12 @@ def _moe(r: _Reader, mt: str, layers: int, inter: int, kw: dict) -> None:
     kw.update(num_experts=experts, experts_per_token=top_k)
     if mt in ("mixtral", "gpt_oss", "granitemoe"):
         kw["moe_intermediate_size"] = inter
+        return
+    if mt == "llama4_text":  # experts and the one shared expert use intermediate_size; dense layers _mlp
+        width = r.int("intermediate_size", required=True)
+        step = r.int("interleave_moe_layer_step", 1)
+        kw.update(moe_intermediate_size=width, shared_expert_intermediate_size=width,
+                  moe_layer_mask=tuple((i + 1) % step == 0 for i in range(layers)))
         return
     kw["moe_intermediate_size"] = r.int("moe_intermediate_size", required=True)
     if mt in ("qwen2_moe", "qwen3_moe"):

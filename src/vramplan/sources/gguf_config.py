@@ -1,0 +1,264 @@
+"""GGUF metadata -> an HF-style ``config.json`` dict, so that ``sources.hf_config.parse_config`` builds the ModelSpec.
+
+Key names are llama.cpp's (gguf-py ``Keys.LLM``/``Keys.Attention``/``Keys.Rope``: ``{arch}.block_count``,
+``{arch}.attention.head_count_kv``, ...). Where the metadata is silent the tensor list decides: an ``output.weight``
+tensor means untied embeddings, ``token_embd.weight``'s second dimension is the vocabulary, a layer holding
+``ffn_gate_inp`` is a MoE layer. Sliding-window layouts that llama.cpp hard-codes per architecture (gemma2: every
+other layer; gemma3: 5 local then 1 global; gpt-oss: alternating, local first) are written as the config fields
+transformers uses for the same models.
+
+Mapped architectures (``general.architecture`` -> ``model_type``): llama -> llama (mistral when it carries a sliding
+window, mixtral when it has experts), mistral3 -> llama (or mistral, as for llama), qwen2, qwen2moe -> qwen2_moe, qwen3, qwen3moe -> qwen3_moe,
+gemma, gemma2, gemma3 -> gemma3_text, phi3, deepseek2 -> deepseek_v2 / deepseek_v3 (sigmoid gating or
+``exp_probs_b``), gpt-oss -> gpt_oss. Other architectures get the generic keys and ``model_type`` = the GGUF name.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from ..errors import InvalidModelSpec
+from .gguf import GGUFArray, GGUFFile, all_tensors
+
+# general.architecture -> (model_type, HF architecture class)
+ARCHITECTURES: dict[str, tuple[str, str]] = {
+    "llama": ("llama", "LlamaForCausalLM"),
+    "mistral3": ("llama", "LlamaForCausalLM"),  # mistral when it carries a sliding window (see _llama)
+    "qwen2": ("qwen2", "Qwen2ForCausalLM"),
+    "qwen2moe": ("qwen2_moe", "Qwen2MoeForCausalLM"),
+    "qwen3": ("qwen3", "Qwen3ForCausalLM"),
+    "qwen3moe": ("qwen3_moe", "Qwen3MoeForCausalLM"),
+    "gemma": ("gemma", "GemmaForCausalLM"),
+    "gemma2": ("gemma2", "Gemma2ForCausalLM"),
+    "gemma3": ("gemma3_text", "Gemma3ForCausalLM"),
+    "phi3": ("phi3", "Phi3ForCausalLM"),
+    "deepseek2": ("deepseek_v2", "DeepseekV2ForCausalLM"),
+    "gpt-oss": ("gpt_oss", "GptOssForCausalLM"),
+}
+
+# {arch}.<suffix> -> config key, copied when present (scalars only)
+_SIMPLE: tuple[tuple[str, str], ...] = (
+    ("context_length", "max_position_embeddings"),
+    ("attention.layer_norm_rms_epsilon", "rms_norm_eps"),
+    ("attention.layer_norm_epsilon", "layer_norm_eps"),
+    ("rope.freq_base", "rope_theta"),
+    ("attention.sliding_window", "sliding_window"),
+    ("attn_logit_softcapping", "attn_logit_softcapping"),
+    ("final_logit_softcapping", "final_logit_softcapping"),
+)
+
+
+class _Meta:
+    """Typed getters over GGUF metadata; errors name the key."""
+
+    def __init__(self, md: dict, arch: str):
+        self.md, self.arch = md, arch
+
+    def key(self, suffix: str) -> str:
+        return f"{self.arch}.{suffix}"
+
+    def get(self, suffix: str):
+        return self.md.get(self.key(suffix))
+
+    def int(self, suffix: str, default: int | None = None, *, required: bool = False) -> int | None:
+        """A scalar, or a per-layer array reduced to its largest value (what sizes the biggest layer)."""
+        v = self.get(suffix)
+        if v is None:
+            if required:
+                raise InvalidModelSpec("required GGUF metadata is missing", field=self.key(suffix))
+            return default
+        if isinstance(v, GGUFArray):
+            raise InvalidModelSpec(f"per-layer array of {v.count:,} values is too long", field=self.key(suffix))
+        if isinstance(v, tuple):
+            if not v or not all(_is_int(x) for x in v):
+                raise InvalidModelSpec("expected integers", field=self.key(suffix))
+            return max(v)
+        if not _is_int(v):
+            raise InvalidModelSpec(f"expected an integer, got {type(v).__name__}", field=self.key(suffix))
+        return v
+
+    def layers(self, suffix: str) -> tuple | None:
+        v = self.get(suffix)
+        return v if isinstance(v, tuple) else None
+
+    def num(self, suffix: str) -> float | int | None:
+        v = self.get(suffix)
+        if v is None or isinstance(v, bool) or not isinstance(v, (int, float)):
+            return None
+        return v
+
+    def str(self, suffix: str) -> str | None:
+        v = self.get(suffix)
+        return v if isinstance(v, str) else None
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def gguf_to_config(gguf: GGUFFile | Sequence[GGUFFile]) -> dict:
+    """HF-style config dict for a GGUF file (or the parts of a split set; metadata comes from the first)."""
+    files = (gguf,) if isinstance(gguf, GGUFFile) else tuple(gguf)
+    if not files:
+        raise InvalidModelSpec("no GGUF file given")
+    md = files[0].metadata
+    arch = md.get("general.architecture")
+    if not isinstance(arch, str) or not arch:
+        raise InvalidModelSpec("GGUF metadata has no architecture", field="general.architecture")
+    tensors = {t.name: t for t in all_tensors(files)}
+    m = _Meta(md, arch)
+    model_type, arch_class = ARCHITECTURES.get(arch, (arch, ""))
+
+    heads = m.int("attention.head_count", required=True)
+    kv = m.int("attention.head_count_kv", heads)
+    kv_layers = m.layers("attention.head_count_kv")
+    if kv_layers and 0 in kv_layers:  # hybrids list 0 KV heads for recurrent layers
+        kv = max(kv_layers)
+    layers = m.int("block_count", required=True)
+    cfg: dict = {
+        "model_type": model_type,
+        "architectures": [arch_class] if arch_class else [],
+        "hidden_size": m.int("embedding_length", required=True),
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv or heads,
+        "vocab_size": _vocab(md, m, tensors),
+        "tie_word_embeddings": "output.weight" not in tensors,
+    }
+    ffn = m.int("feed_forward_length")
+    if ffn is not None:
+        cfg["intermediate_size"] = ffn
+    key_len = m.int("attention.key_length")
+    if key_len is not None and arch != "deepseek2":
+        cfg["head_dim"] = key_len
+    for suffix, hf_key in _SIMPLE:
+        value = m.num(suffix)
+        if value is not None:
+            cfg[hf_key] = value
+    rope = _rope_scaling(m)
+    if rope:
+        cfg["rope_scaling"] = rope
+    name = md.get("general.name")
+    if isinstance(name, str):
+        cfg["_name_or_path"] = name
+
+    experts = m.int("expert_count", 0) or 0
+    if experts:
+        cfg["num_local_experts"] = experts
+        cfg["num_experts_per_tok"] = m.int("expert_used_count", required=True)
+        moe_ffn = m.int("expert_feed_forward_length")
+        if moe_ffn is not None:
+            cfg["moe_intermediate_size"] = moe_ffn
+        cfg.setdefault("intermediate_size", moe_ffn)
+    _ARCH_FIXUPS.get(arch, _no_fixup)(cfg, m, tensors, layers)
+    return {k: v for k, v in cfg.items() if v is not None}
+
+
+def _vocab(md: dict, m: _Meta, tensors: dict) -> int:
+    emb = tensors.get("token_embd.weight")
+    if emb is not None and len(emb.shape) == 2:
+        return emb.shape[1]
+    v = m.int("vocab_size")
+    if v:
+        return v
+    tokens = md.get("tokenizer.ggml.tokens")
+    if tokens is not None and len(tokens):
+        return len(tokens)
+    raise InvalidModelSpec("cannot tell the vocabulary size: no token_embd tensor, vocab_size or token list",
+                           field="tokenizer.ggml.tokens")
+
+
+def _rope_scaling(m: _Meta) -> dict | None:
+    kind = m.str("rope.scaling.type")
+    if not kind or kind == "none":
+        return None
+    out: dict = {"rope_type": kind, "type": kind}
+    factor = m.num("rope.scaling.factor")
+    if factor is not None:
+        out["factor"] = factor
+    orig = m.int("rope.scaling.original_context_length")
+    if orig:
+        out["original_max_position_embeddings"] = orig
+    return out
+
+
+def _moe_layers(tensors: dict, layers: int) -> list[bool]:
+    return [f"blk.{i}.ffn_gate_inp.weight" in tensors for i in range(layers)]
+
+
+def _no_fixup(cfg: dict, m: _Meta, tensors: dict, layers: int) -> None:
+    pass
+
+
+def _llama(cfg: dict, m: _Meta, tensors: dict, layers: int) -> None:
+    if cfg.get("num_local_experts"):
+        cfg.update(model_type="mixtral", architectures=["MixtralForCausalLM"])
+        cfg["intermediate_size"] = cfg.pop("moe_intermediate_size", None) or cfg.get("intermediate_size")
+    elif cfg.get("sliding_window"):
+        cfg.update(model_type="mistral", architectures=["MistralForCausalLM"])
+
+
+def _qwen_moe(cfg: dict, m: _Meta, tensors: dict, layers: int) -> None:
+    if not cfg.get("num_local_experts"):
+        return
+    cfg["num_experts"] = cfg.pop("num_local_experts")
+    shared = m.int("expert_shared_feed_forward_length")
+    if shared:
+        cfg["shared_expert_intermediate_size"] = shared
+    mask = _moe_layers(tensors, layers)
+    if tensors and any(mask) and not all(mask):
+        cfg["mlp_only_layers"] = [i for i, moe in enumerate(mask) if not moe]
+
+
+def _gemma3(cfg: dict, m: _Meta, tensors: dict, layers: int) -> None:
+    pattern = m.get("attention.sliding_window_pattern")
+    if isinstance(pattern, tuple) and len(pattern) == layers:
+        cfg["layer_types"] = ["sliding_attention" if p else "full_attention" for p in pattern]
+    elif _is_int(pattern) and pattern > 0:
+        cfg["sliding_window_pattern"] = pattern
+    elif cfg.get("sliding_window"):
+        cfg["sliding_window_pattern"] = 6  # llama.cpp: hparams.set_swa_pattern(6) for gemma3
+
+
+def _deepseek2(cfg: dict, m: _Meta, tensors: dict, layers: int) -> None:
+    v3 = m.int("expert_gating_func", 0) == 2 or any(n.endswith("exp_probs_b.bias") for n in tensors)
+    if v3:
+        cfg.update(model_type="deepseek_v3", architectures=["DeepseekV3ForCausalLM"], topk_method="noaux_tc")
+    rope = m.int("rope.dimension_count", required=True)
+    key_mla = m.int("attention.key_length_mla")
+    if key_mla is not None:  # converters since 2025 store the absorbed-MLA lengths separately
+        nope, v_dim = key_mla - rope, m.int("attention.value_length_mla", required=True)
+    else:
+        nope, v_dim = m.int("attention.key_length", required=True) - rope, m.int("attention.value_length",
+                                                                                  required=True)
+    cfg.update(
+        num_key_value_heads=cfg["num_attention_heads"],
+        q_lora_rank=m.int("attention.q_lora_rank") or None,
+        kv_lora_rank=m.int("attention.kv_lora_rank", required=True),
+        qk_rope_head_dim=rope, qk_nope_head_dim=nope, v_head_dim=v_dim,
+        first_k_dense_replace=m.int("leading_dense_block_count", 0),
+        n_shared_experts=m.int("expert_shared_count", 0),
+    )
+    if "num_local_experts" in cfg:
+        cfg["n_routed_experts"] = cfg.pop("num_local_experts")
+    nextn = m.int("nextn_predict_layers", 0) or 0
+    if nextn and any(n.startswith(f"blk.{layers - 1}.nextn.") for n in tensors):
+        cfg["num_hidden_layers"] = layers - nextn  # the MTP layers are appended to the block count
+        cfg["num_nextn_predict_layers"] = nextn
+
+
+def _gpt_oss(cfg: dict, m: _Meta, tensors: dict, layers: int) -> None:
+    if cfg.get("moe_intermediate_size"):
+        cfg["intermediate_size"] = cfg.pop("moe_intermediate_size")
+    if cfg.get("sliding_window"):  # llama.cpp: set_swa_pattern(2), local layers first
+        cfg["layer_types"] = ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(layers)]
+
+
+def _gemma2(cfg: dict, m: _Meta, tensors: dict, layers: int) -> None:
+    pass  # hf_config applies gemma2's fixed alternation from sliding_window
+
+
+_ARCH_FIXUPS = {
+    "llama": _llama, "mistral3": _llama, "qwen2moe": _qwen_moe, "qwen3moe": _qwen_moe, "gemma2": _gemma2,
+    "gemma3": _gemma3, "deepseek2": _deepseek2, "gpt-oss": _gpt_oss,
+}
