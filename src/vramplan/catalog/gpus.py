@@ -267,6 +267,26 @@ def _suggestion_labels() -> dict[str, str]:
     return labels
 
 
+_VENDOR_PREFIXES = ("nvidia", "amd", "intel", "google", "apple", "geforce", "tesla", "instinct", "radeon",
+                    "habana", "cloud")
+
+
+def _find(norm: str) -> GPU | None:
+    """Look ``norm`` up, then again without leading vendor words ("NVIDIA GeForce RTX 4090", "AMD Instinct MI300X"),
+    so that the device names torch and nvidia-smi print resolve too."""
+    table = _lookup()
+    while norm:
+        if norm in table:
+            return table[norm]
+        for prefix in _VENDOR_PREFIXES:
+            if norm.startswith(prefix) and len(norm) > len(prefix):
+                norm = norm[len(prefix):]
+                break
+        else:
+            return None
+    return None
+
+
 def parse_custom_memory(text: str) -> int | None:
     """'24GiB', '24 GB' or 'custom:24GB' -> bytes; None when ``text`` is not a bare memory size (a unit is required)."""
     if not isinstance(text, str):
@@ -320,7 +340,7 @@ def get_gpu(name: str) -> GPU:
     """
     if not isinstance(name, str) or not name.strip():
         raise errors.UnknownName("GPU", str(name) if name is not None else "", [])
-    gpu = _lookup().get(_norm(name))
+    gpu = _find(_norm(name))
     if gpu is not None:
         return gpu
     m = _CUSTOM_RE.match(name)
@@ -331,6 +351,9 @@ def get_gpu(name: str) -> GPU:
         if not size:
             raise errors.InvalidRequest(f"GPU memory must be a positive size, got {name.strip()!r}", field="gpu")
         return custom_gpu(size, label)
+    if name.strip().lower().startswith("custom"):
+        raise errors.InvalidRequest(
+            f"custom GPU {name.strip()!r} needs a memory size with a unit, e.g. custom:24GiB or custom:80GB", field="gpu")
     labels = _suggestion_labels()
     found = errors.suggest(_norm(name), list(labels), n=3)
     suggestions = list(dict.fromkeys(labels[s] for s in found))

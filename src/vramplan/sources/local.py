@@ -113,8 +113,6 @@ def _read_folder(folder: Path) -> LocalArtefacts:
         raise SourceError("no config.json in this folder (and no .gguf file); a model folder needs its "
                           "config.json", str(folder))
     cfg, qcfg, notes = _optional_configs(folder)
-    if cfg is None:  # config.json exists but _optional_configs only reads what is there; read it to raise
-        cfg = load_json_file(folder / CONFIG_FILE)
     files, _ = safetensors_files(folder)
     if not files:
         notes.append("no .safetensors files: sizes come from config.json")
