@@ -188,7 +188,8 @@ def plan_inference(model, *, quantization: str | None = None, dtype: str = "auto
         result = {"memory": mem.as_dict(), "kv_bytes_per_token": mem.kv.bytes_per_token,
                   "kv_by_layer_kind": dict(mem.kv.by_kind)}
         if gpu_obj is not None:
-            usable = gpu_obj.memory_total_bytes
+            # what the framework sees (runtime is already a component); Apple: the GPU working-set limit
+            usable = gpu_obj.memory_usable_bytes if gpu_obj.unified_memory else gpu_obj.memory_total_bytes
             non_kv = result["memory"]["total"] - result["memory"]["kv_cache"]
             per_tok = max(mem.kv.bytes_per_token, 1)
             tokens = max(0, (usable - non_kv) // per_tok)

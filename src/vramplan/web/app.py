@@ -1,0 +1,779 @@
+"""The REST API and the web calculator: a thin FastAPI shell over the same command functions as the CLI.
+
+Every planning endpoint validates its parameters here (pydantic, at this edge only), resolves the model itself, and
+then calls the CLI command's own ``run(args)`` with an argparse namespace built from that command's parser, so a
+response is the very dict ``vramplan COMMAND ... --json`` prints for the same inputs: one code path.
+
+Safety rules kept here:
+  * a model is a catalog name, a Hugging Face id, or ``upload:<hash>`` for a config.json posted to /api/config;
+    never a path (no file on the server is reachable through the API);
+  * uploaded configs are capped (256 KiB), must be a JSON object, and live only in a bounded in-memory LRU;
+  * request bodies are capped before any parsing; errors are JSON ``{"error", "field"}`` with a 4xx status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import json
+import math
+import os
+import re
+import threading
+from collections import OrderedDict
+from importlib import resources
+from typing import Annotated, Any, Callable
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .. import __version__
+from ..errors import InvalidModelSpec, InvalidRequest, SourceError, UnknownName, VramplanError
+
+UPLOAD_MAX_BYTES = 256 * 1024
+"""An uploaded config.json may be at most 256 KiB (real ones are a few KiB)."""
+BODY_MAX_BYTES = 64 * 1024
+"""Any other request body (a JSON object of options) may be at most 64 KiB."""
+UPLOAD_SLOTS = 64
+"""Uploaded models kept in memory (least recently used dropped first)."""
+MODEL_SLOTS = 128
+"""Resolved catalog/Hub models kept in memory."""
+SWEEP_MAX_POINTS = 24
+UPLOAD_PREFIX = "upload:"
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._\-]{0,95})?$")
+_FILE_SUFFIXES = (".json", ".gguf", ".safetensors", ".bin", ".pt", ".pth", ".toml")
+_UPLOAD_RE = re.compile(r"^upload:[0-9a-f]{16}$")
+_SAFE_NAME_RE = re.compile(r"[^A-Za-z0-9._\-]+")
+
+STATIC_FILES = {
+    "index.html": "text/html; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
+    "docs.html": "text/html; charset=utf-8",
+    "docs.js": "text/javascript; charset=utf-8",
+}
+
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                               "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+}
+
+
+class NotAvailable(VramplanError):
+    """A planning module this endpoint needs is not part of this build (HTTP 501)."""
+
+
+# ----- JSON out ----------------------------------------------------------------------------------------------
+
+def _finite(value: Any) -> Any:
+    """Non-finite floats become null: browsers cannot parse NaN or Infinity."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+class PlainJSON(JSONResponse):
+    """json.dumps like the CLI's --json (default=str), minus NaN/Infinity, compact."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(_finite(content), default=str, allow_nan=False, separators=(",", ":"),
+                          ensure_ascii=False).encode("utf-8")
+
+
+def error_response(status: int, message: str, field: str | None = None, **extra) -> PlainJSON:
+    body = {"error": message, "field": field}
+    body.update({k: v for k, v in extra.items() if v not in (None, [], ())})
+    return PlainJSON(body, status_code=status)
+
+
+_KIND_FIELDS = (("model", "model"), ("gpu", "gpu"), ("kv", "kv_cache_dtype"), ("format", "quantization"),
+                ("quantization", "quantization"), ("dtype", "dtype"), ("engine", "engine"),
+                ("optimizer", "optimizer"), ("method", "method"), ("precision", "precision"))
+
+
+def _field_for_kind(kind: str) -> str | None:
+    low = kind.lower()
+    for needle, field in _KIND_FIELDS:
+        if needle in low:
+            return field
+    return None
+
+
+# ----- small bounded stores -----------------------------------------------------------------------------------
+
+class _LRU:
+    """A thread-safe bounded mapping; the least recently used entry goes first."""
+
+    def __init__(self, slots: int):
+        self.slots = slots
+        self._data: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str):
+        with self._lock:
+            if key not in self._data:
+                return None
+            self._data.move_to_end(key)
+            return self._data[key]
+
+    def put(self, key: str, value) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.slots:
+                self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._data)
+
+
+# ----- request models (validation at the edge only) -----------------------------------------------------------
+
+def _blank_to_none(v):
+    return None if isinstance(v, str) and not v.strip() else v
+
+
+def _tokens(v, field: str):
+    if v is None:
+        return None
+    from ..units import parse_tokens
+
+    try:
+        return parse_tokens(v)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{field}: {exc}") from None
+
+
+_Short = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._,:+\- ]*$")]
+_ModelName = Annotated[str, Field(min_length=1, max_length=200,
+                                  description="catalog name (llama-3.1-8b), Hugging Face id (org/name), or the "
+                                              "upload:<id> returned by POST /api/config")]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _blank(cls, v):
+        return _blank_to_none(v)
+
+
+class InferenceRequest(_Request):
+    model: _ModelName
+    quantization: _Short | None = Field(None, description="weight format: fp8, int8, int4, gptq, awq, bnb-nf4, "
+                                                          "mxfp4, nvfp4, Q4_K_M ...; default: the checkpoint's own")
+    dtype: _Short = Field("auto", description="auto | bfloat16 | float16 | float32")
+    kv_cache_dtype: _Short = Field("auto", description="auto | fp16 | bf16 | fp8 | int8 | q8_0 | q4_0")
+    max_model_len: int | str | None = Field(None, description="context tokens: 8192, 128k (=131072)")
+    batch_size: int = Field(1, ge=1, le=1 << 20, description="concurrent sequences")
+    tensor_parallel_size: int = Field(1, ge=1, le=1024)
+    pipeline_parallel_size: int = Field(1, ge=1, le=1024)
+    engine: _Short | None = Field(None, description="vllm | sglang | llama.cpp | transformers; default: plain "
+                                                   "accounting")
+    engine_version: _Short | None = None
+    gpu: _Short | None = Field(None, description="GPU to fit into (h100, rtx-4090, ...)")
+    gpu_memory_utilization: float | None = Field(None, gt=0.0, le=1.0)
+    max_num_batched_tokens: int | None = Field(None, ge=1, le=1 << 24)
+    max_num_seqs: int | None = Field(None, ge=1, le=1 << 20)
+    n_gpu_layers: int | None = Field(None, ge=-1, le=100_000, description="llama.cpp: layers offloaded to the GPU")
+    flash_attn: _Short | None = Field(None, description="llama.cpp flash attention: on | off")
+    ubatch_size: int | None = Field(None, ge=1, le=1 << 20, description="llama.cpp n_ubatch")
+
+    @field_validator("max_model_len")
+    @classmethod
+    def _ctx(cls, v):
+        return _tokens(v, "max_model_len")
+
+
+class SweepRequest(InferenceRequest):
+    contexts: str | None = Field(None, max_length=400,
+                                 description="comma-separated context lengths (default: powers of two up to the "
+                                             f"model's maximum); at most {SWEEP_MAX_POINTS}")
+
+    @field_validator("contexts")
+    @classmethod
+    def _contexts(cls, v):
+        if v is None:
+            return None
+        parts = [p.strip() for p in str(v).split(",") if p.strip()]
+        if not parts:
+            return None
+        if len(parts) > SWEEP_MAX_POINTS:
+            raise ValueError(f"at most {SWEEP_MAX_POINTS} context lengths, got {len(parts)}")
+        return ",".join(str(_tokens(p, "contexts")) for p in parts)
+
+
+class TrainRequest(_Request):
+    model: _ModelName
+    method: _Short | None = Field(None, description="full | lora | qlora")
+    optimizer: _Short | None = Field(None, description="adamw | adamw-8bit | paged-adamw-8bit | sgd | adafactor "
+                                                      "| lion")
+    precision: _Short | None = Field(None, description="bf16-mixed | fp16-mixed | bf16 | fp32")
+    batch_size: int | None = Field(None, ge=1, le=1 << 16)
+    seq_len: int | str | None = Field(None, description="tokens per sequence: 4096, 8k")
+    gradient_checkpointing: bool | None = None
+    attention: _Short | None = Field(None, description="sdpa | flash | eager")
+    lora_rank: int | None = Field(None, ge=1, le=1 << 16)
+    lora_targets: _Short | None = Field(None, description="all-linear | q_proj,v_proj,...")
+    gpus: int | None = Field(None, ge=1, le=1 << 16, description="data-parallel GPUs")
+    zero: int | None = Field(None, ge=0, le=3, description="DeepSpeed ZeRO stage 0-3")
+    offload_optimizer: bool | None = None
+    offload_params: bool | None = None
+    gpu: _Short | None = None
+
+    @field_validator("seq_len")
+    @classmethod
+    def _seq(cls, v):
+        return _tokens(v, "seq_len")
+
+
+class FitRequest(_Request):
+    """Options of ``vramplan fit``; anything the installed command does not take is refused with a 400."""
+
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+    model: _ModelName
+
+
+class SpeedRequest(FitRequest):
+    """Options of ``vramplan speed``."""
+
+
+# ----- model resolution --------------------------------------------------------------------------------------
+
+class Models:
+    """Catalog names, Hub ids and uploads -> LoadedModel; nothing here ever opens a path a client named."""
+
+    def __init__(self):
+        self.uploads = _LRU(UPLOAD_SLOTS)
+        self.resolved = _LRU(MODEL_SLOTS)
+
+    @staticmethod
+    def check_name(name: str, field: str = "model") -> str:
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidRequest("a model name is required", field=field)
+        name = name.strip()
+        looks_like_path = (name[0] in "/\\~." or "\\" in name or ".." in name or "\x00" in name
+                           or name.lower().endswith(_FILE_SUFFIXES))
+        if looks_like_path or not _NAME_RE.match(name):
+            raise InvalidRequest(f"{name[:80]!r} is not a catalog name or Hugging Face id (org/name); files on the "
+                                 "server cannot be named, upload a config.json instead", field=field)
+        try:
+            on_disk = os.path.lexists(name)
+        except (OSError, ValueError):
+            on_disk = True
+        if on_disk:
+            raise InvalidRequest(f"{name!r} names a path on the server, which the API does not read; use a catalog "
+                                 "name, a Hugging Face id or an upload", field=field)
+        return name
+
+    def resolve(self, name: str, field: str = "model"):
+        if isinstance(name, str) and name.strip().startswith(UPLOAD_PREFIX):
+            key = name.strip()
+            if not _UPLOAD_RE.match(key):
+                raise InvalidRequest(f"malformed upload id {key[:40]!r}", field=field)
+            lm = self.uploads.get(key)
+            if lm is None:
+                raise UnknownName("uploaded model", key + " (uploads are kept in memory only; upload it again)")
+            return lm
+        name = self.check_name(name, field)
+        cache_key = name.lower()
+        lm = self.resolved.get(cache_key)
+        if lm is not None:
+            return lm
+        from ..api import load_model
+        from ..catalog import models as catalog
+
+        if catalog.find_model(name) is not None:
+            lm = load_model(name, source="catalog")
+        elif "/" in name:
+            lm = load_model(name, source="hub")
+        else:
+            catalog.resolve_model(name)  # raises UnknownName with suggestions
+            lm = load_model(name, source="catalog")
+        self.resolved.put(cache_key, lm)
+        return lm
+
+    def add_upload(self, data: bytes, filename: str | None = None) -> tuple[str, Any]:
+        from ..api import LoadedModel
+        from ..sources._safejson import load_json_object
+        from ..sources.hf_config import parse_config
+
+        if len(data) > UPLOAD_MAX_BYTES:
+            raise InvalidRequest(f"config.json is {len(data):,} bytes; the limit is {UPLOAD_MAX_BYTES:,} bytes",
+                                 field="file")
+        if not data.strip():
+            raise InvalidRequest("the upload is empty; send the text of a config.json", field="file")
+        try:
+            cfg = load_json_object(data, name="uploaded config.json", max_bytes=UPLOAD_MAX_BYTES,
+                                   what="config.json")
+        except SourceError as exc:
+            raise InvalidRequest(str(exc), field="file") from None
+        digest = hashlib.sha256(data).hexdigest()[:16]
+        key = UPLOAD_PREFIX + digest
+        known = self.uploads.get(key)
+        if known is not None:
+            return key, known
+        name = _upload_name(cfg, filename, digest)
+        try:
+            spec = parse_config(cfg, name)
+        except InvalidModelSpec as exc:
+            raise InvalidModelSpec(f"uploaded config.json: {exc}", field=getattr(exc, "field", None)) from None
+        lm = LoadedModel(spec=spec, name=name, source="upload",
+                         provenance=f"uploaded config.json (sha256 {hashlib.sha256(data).hexdigest()})")
+        self.uploads.put(key, lm)
+        return key, lm
+
+
+def _upload_name(cfg: dict, filename: str | None, digest: str) -> str:
+    for candidate in (cfg.get("_name_or_path"), filename):
+        if isinstance(candidate, str) and candidate.strip():
+            base = candidate.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+            base = re.sub(r"\.json$", "", base, flags=re.I)
+            base = _SAFE_NAME_RE.sub("-", base).strip("-.")[:80]
+            if base and base.lower() != "config":
+                return base
+    return f"uploaded-{digest[:8]}"
+
+
+# ----- the one code path: the CLI command's run() --------------------------------------------------------------
+
+def _command(name: str):
+    """(parser, module) of a CLI command, or None when this build does not have it yet."""
+    from .. import cli
+
+    try:
+        return cli.build_parser(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("vramplan"):
+            return None
+        raise
+
+
+def command_namespace(parser, fields: dict, model_obj=None) -> argparse.Namespace:
+    """The namespace ``parser`` gives for its defaults, with ``fields`` set (each checked against the parser)."""
+    positional = [a for a in parser._actions if not a.option_strings and a.dest != "help"]
+    argv = ["x" for a in positional if a.nargs in (None, 1)]
+    ns = parser.parse_args(argv)
+    actions = {a.dest: a for a in parser._actions}
+    for key, value in fields.items():
+        if value is None:
+            continue
+        action = actions.get(key)
+        if action is None:
+            raise InvalidRequest(f"this version does not take the option {key!r}", field=key)
+        if action.choices is not None and value not in action.choices:
+            if action.type is not None and isinstance(value, str):
+                try:
+                    value = action.type(value)
+                except (argparse.ArgumentTypeError, TypeError, ValueError):
+                    pass
+            if value not in action.choices:
+                choices = ", ".join(str(c) for c in action.choices)
+                raise InvalidRequest(f"{key} must be one of {choices}; got {value!r}", field=key)
+        elif action.type is not None and isinstance(value, str) and action.type not in (str,):
+            try:
+                value = action.type(value)
+            except (argparse.ArgumentTypeError, TypeError, ValueError) as exc:
+                raise InvalidRequest(f"{key}: {exc}", field=key) from None
+        setattr(ns, key, value)
+    if model_obj is not None:
+        ns.model = model_obj
+    if hasattr(ns, "json"):
+        ns.json = True
+    for side_effect in ("plot", "output", "out"):  # the API never writes files
+        if hasattr(ns, side_effect):
+            setattr(ns, side_effect, None)
+    return ns
+
+
+def run_command(name: str, fields: dict, model_obj=None, fallback: Callable[[], dict] | None = None) -> dict:
+    cmd = _command(name)
+    if cmd is None:
+        if fallback is not None:
+            return fallback()
+        raise NotAvailable(f"'{name}' is not available in this build of vramplan yet")
+    parser, module = cmd
+    ns = command_namespace(parser, fields, model_obj)
+    result = module.run(ns)
+    if isinstance(result, dict):
+        result.pop("_exit", None)
+    return result
+
+
+def _module(path: str):
+    try:
+        return importlib.import_module(f"vramplan.{path}")
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("vramplan"):
+            raise NotAvailable(f"vramplan.{path} is not available in this build yet") from None
+        raise
+
+
+def choices_of(name: str) -> dict:
+    """{option: [choices]} of a CLI command's parser (what the page offers in its selects)."""
+    cmd = _command(name)
+    if cmd is None:
+        return {}
+    parser, _ = cmd
+    return {a.dest: [str(c) for c in a.choices] for a in parser._actions
+            if a.choices is not None and a.option_strings and a.dest != "help"}
+
+
+def _json_ready(value):
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _json_ready(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_json_ready(v) for v in value]
+    return value
+
+
+# ----- the app -------------------------------------------------------------------------------------------------
+
+class _BodyLimit:
+    """Pure ASGI middleware: reads at most N bytes of a request body before the app sees any of it (413 past it)."""
+
+    def __init__(self, app, default_limit: int, limits: dict[str, int]):
+        self.app = app
+        self.default_limit = default_limit
+        self.limits = limits
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        limit = self.limits.get(scope["path"], self.default_limit)
+        for key, value in scope.get("headers", ()):
+            if key == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    return await _send_json(send, 400, {"error": "bad Content-Length header", "field": None})
+                if declared > limit:
+                    return await _send_json(send, 413, _too_large(limit))
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            body = message.get("body", b"")
+            size += len(body)
+            if size > limit:
+                return await _send_json(send, 413, _too_large(limit))
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        whole = b"".join(chunks)
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": whole, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+
+def _too_large(limit: int) -> dict:
+    return {"error": f"request body larger than {limit:,} bytes ({limit // 1024} KiB)", "field": "body"}
+
+
+async def _send_json(send, status: int, body: dict) -> None:
+    data = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+    await send({"type": "http.response.body", "body": data})
+
+
+def _static_text(name: str) -> bytes:
+    return resources.files("vramplan.web").joinpath("static", name).read_bytes()
+
+
+def create_app() -> FastAPI:
+    """The FastAPI app: the page at /, the REST API under /api, its OpenAPI schema at /api/openapi.json."""
+    app = FastAPI(title="vramplan", version=__version__, default_response_class=PlainJSON,
+                  description="GPU memory, fit and speed for running or fine-tuning LLMs. Every memory value is "
+                              "an integer number of bytes per GPU; the page labels them GiB (2^30) or GB (10^9). "
+                              "Responses are the same JSON objects `vramplan COMMAND --json` prints.",
+                  docs_url=None, redoc_url=None, openapi_url="/api/openapi.json")
+    models = Models()
+    app.state.models = models
+    app.add_middleware(_BodyLimit, default_limit=BODY_MAX_BYTES,
+                       limits={"/api/config": UPLOAD_MAX_BYTES + 8 * 1024})
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next):
+        response = await call_next(request)
+        for key, value in _SECURITY_HEADERS.items():
+            response.headers.setdefault(key, value)
+        if request.url.path.startswith("/api/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    # --- errors ------------------------------------------------------------------------------------------------
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        problems = []
+        for err in exc.errors():
+            loc = [str(p) for p in err.get("loc", ()) if p not in ("query", "body", "path")]
+            field = ".".join(loc) or None
+            msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+            if err.get("type") == "extra_forbidden":
+                msg = "unknown parameter"
+            problems.append({"field": field, "message": msg})
+        first = problems[0] if problems else {"field": None, "message": "invalid request"}
+        text = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
+        return error_response(422, text, first["field"], problems=problems)
+
+    @app.exception_handler(VramplanError)
+    async def _domain(request: Request, exc: VramplanError):
+        if isinstance(exc, NotAvailable):
+            return error_response(501, str(exc))
+        if isinstance(exc, UnknownName):
+            field = _field_for_kind(exc.kind)
+            return error_response(404 if field == "model" else 400, str(exc), field,
+                                  suggestions=list(exc.suggestions))
+        if isinstance(exc, (InvalidRequest, InvalidModelSpec)):
+            field = getattr(exc, "field", None)
+            if isinstance(exc, InvalidModelSpec):
+                field = "file" if str(exc).startswith("uploaded") else "model"
+            return error_response(400, str(exc), field)
+        if isinstance(exc, SourceError):
+            return error_response(404, str(exc), "model")
+        return error_response(400, str(exc))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):  # never a traceback to the client
+        return error_response(500, f"internal error ({exc.__class__.__name__}); please report it")
+
+    # --- the page ------------------------------------------------------------------------------------------------
+    def static_response(name: str) -> Response:
+        kind = STATIC_FILES.get(name)
+        if kind is None:
+            return error_response(404, "not found", "path")
+        return Response(_static_text(name), media_type=kind.split(";")[0],
+                        headers={"Content-Type": kind, "Cache-Control": "no-cache"})
+
+    @app.get("/", include_in_schema=False)
+    def index():
+        return static_response("index.html")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        return static_response("docs.html")
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(name: str):
+        return static_response(name)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon():
+        return Response(status_code=204)
+
+    # --- the API -------------------------------------------------------------------------------------------------
+    @app.get("/api", tags=["meta"], summary="what this API offers")
+    def api_index():
+        return {"name": "vramplan", "version": __version__, "openapi": "/api/openapi.json", "docs": "/docs",
+                "endpoints": sorted({r.path for r in app.routes if getattr(r, "path", "").startswith("/api/")}),
+                "units": "memory values are int bytes per GPU; GiB = 2^30 bytes, GB = 10^9 bytes"}
+
+    @app.get("/api/health", tags=["meta"], summary="liveness")
+    async def health():
+        return {"ok": True, "version": __version__}
+
+    def inference(req: InferenceRequest) -> dict:
+        fields = req.model_dump(exclude={"model"})
+        return run_command("inference", fields, models.resolve(req.model))
+
+    @app.get("/api/inference", tags=["plan"], summary="inference memory per GPU (= vramplan inference --json)")
+    def inference_get(req: Annotated[InferenceRequest, Query()]):
+        return inference(req)
+
+    @app.post("/api/inference", tags=["plan"], summary="inference memory per GPU (= vramplan inference --json)")
+    def inference_post(req: InferenceRequest):
+        return inference(req)
+
+    def sweep(req: SweepRequest) -> dict:
+        from ..charts import context_sweep, default_contexts
+
+        lm = models.resolve(req.model)
+        fields = req.model_dump(exclude={"model", "contexts"})
+        base = run_command("inference", fields, lm)
+        if req.contexts:
+            contexts = [int(c) for c in req.contexts.split(",")]
+        else:
+            contexts = default_contexts(base["request"]["max_model_len"],
+                                        getattr(lm.spec, "max_position_embeddings", 0) or None)
+
+        def one(ctx: int) -> dict:
+            return run_command("inference", {**fields, "max_model_len": ctx}, lm)
+
+        return {"model": base["model"], "request": base["request"], "points": context_sweep(one, contexts)}
+
+    @app.get("/api/inference/sweep", tags=["plan"],
+             summary="inference memory per GPU at several context lengths (for the memory-vs-context chart)")
+    def sweep_get(req: Annotated[SweepRequest, Query()]):
+        return sweep(req)
+
+    @app.post("/api/inference/sweep", tags=["plan"], summary="the same as GET, options in a JSON body")
+    def sweep_post(req: SweepRequest):
+        return sweep(req)
+
+    def train(req: TrainRequest) -> dict:
+        lm = models.resolve(req.model)
+        fields = req.model_dump(exclude={"model"})
+
+        def direct():
+            mod = _module("training_api")
+            return mod.plan_training(lm, **{k: v for k, v in fields.items() if v is not None})
+
+        return run_command("train", fields, lm, fallback=direct)
+
+    @app.get("/api/train", tags=["plan"], summary="training memory per GPU (= vramplan train --json)")
+    def train_get(req: Annotated[TrainRequest, Query()]):
+        return train(req)
+
+    @app.post("/api/train", tags=["plan"], summary="training memory per GPU (= vramplan train --json)")
+    def train_post(req: TrainRequest):
+        return train(req)
+
+    def _free_form(command: str, api_module: str, api_func: str, req: FitRequest) -> dict:
+        lm = models.resolve(req.model)
+        fields = {k: v for k, v in req.model_dump().items() if k != "model"}
+        for key, value in fields.items():
+            if not isinstance(value, (str, int, float, bool)) or (isinstance(value, str) and len(value) > 200):
+                raise InvalidRequest(f"{key} must be a short string, a number or true/false", field=key)
+        fields = {k: _coerce_query(v) for k, v in fields.items()}
+
+        def direct():
+            mod = _module(api_module)
+            return getattr(mod, api_func)(lm, **fields)
+
+        return run_command(command, fields, lm, fallback=direct)
+
+    @app.get("/api/fit", tags=["plan"], summary="which GPUs fit, and how many (= vramplan fit --json)")
+    def fit_get(request: Request, model: _ModelName):
+        return _free_form("fit", "fit_api", "plan_fit", _query_model(FitRequest, request))
+
+    @app.post("/api/fit", tags=["plan"], summary="which GPUs fit, and how many (= vramplan fit --json)")
+    def fit_post(req: FitRequest):
+        return _free_form("fit", "fit_api", "plan_fit", req)
+
+    @app.get("/api/speed", tags=["plan"], summary="throughput from the roofline (= vramplan speed --json)")
+    def speed_get(request: Request, model: _ModelName):
+        return _free_form("speed", "fit_api", "plan_speed", _query_model(SpeedRequest, request))
+
+    @app.post("/api/speed", tags=["plan"], summary="throughput from the roofline (= vramplan speed --json)")
+    def speed_post(req: SpeedRequest):
+        return _free_form("speed", "fit_api", "plan_speed", req)
+
+    # --- catalogs ------------------------------------------------------------------------------------------------
+    @app.get("/api/gpus", tags=["catalog"], summary="the GPU catalog (= vramplan gpus --json)")
+    def gpus():
+        def direct():
+            mod = _module("catalog.gpus")
+            return {"gpus": [_json_ready(g) for g in mod.list_gpus()]}
+
+        return run_command("gpus", {}, None, fallback=direct)
+
+    @app.get("/api/models", tags=["catalog"], summary="the embedded model catalog (= vramplan models --json)")
+    def catalog_models():
+        def direct():
+            mod = _module("catalog.models")
+            return {"models": [{"key": e.key, "hf_id": e.hf_id, "aliases": list(e.aliases), "family": e.family}
+                               for e in mod.list_models()]}
+
+        return run_command("models", {}, None, fallback=direct)
+
+    @app.get("/api/formats", tags=["catalog"], summary="weight formats (= vramplan formats --json)")
+    def formats():
+        def direct():
+            from ..catalog.formats import format_names, get_format
+            from ..core.precision import KV_DTYPE_BITS
+
+            rows = []
+            for name in format_names():
+                fmt = get_format(name)
+                rows.append({"name": name, "label": getattr(fmt, "label", name) or name,
+                             "source": getattr(fmt, "source", "")})
+            return {"formats": rows, "kv_cache_dtypes": sorted(KV_DTYPE_BITS)}
+
+        return run_command("formats", {}, None, fallback=direct)
+
+    @app.get("/api/options", tags=["catalog"], summary="the choices each planning command accepts")
+    def options():
+        from ..core.precision import KV_DTYPE_BITS
+
+        out = {name: choices_of(name) for name in ("inference", "train", "fit", "speed")}
+        out["kv_cache_dtypes"] = list(KV_DTYPE_BITS)
+        out["available"] = {name: _command(name) is not None
+                            for name in ("inference", "train", "fit", "speed", "gpus", "models", "formats")}
+        return out
+
+    @app.post("/api/config", tags=["models"], summary="upload a config.json (JSON object, at most 256 KiB)",
+              description="Send the file as the request body (Content-Type: application/json) or as multipart "
+                          "field 'file'. The model is kept in memory only, under the returned id "
+                          "(upload:<16 hex digits of its SHA-256>), which the planning endpoints take as model.")
+    async def upload(request: Request):
+        from starlette.concurrency import run_in_threadpool
+
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        filename = None
+        if ctype == "multipart/form-data":
+            try:
+                async with request.form(max_files=1, max_fields=4, max_part_size=UPLOAD_MAX_BYTES) as form:
+                    part = form.get("file")
+                    if part is None or isinstance(part, str):
+                        raise InvalidRequest("multipart upload needs a file field named 'file'", field="file")
+                    filename = part.filename
+                    data = await part.read(UPLOAD_MAX_BYTES + 1)
+            except VramplanError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a malformed multipart body
+                raise InvalidRequest(f"malformed multipart upload ({exc.__class__.__name__})", field="file") \
+                    from None
+        elif ctype in ("application/json", "text/json", "text/plain", ""):
+            data = await request.body()
+            filename = request.query_params.get("filename")
+        else:
+            return error_response(415, f"upload config.json as application/json, not {ctype!r}", "file")
+        key, lm = await run_in_threadpool(models.add_upload, data, filename)
+        from ..api import describe_model
+
+        described = await run_in_threadpool(describe_model, lm)
+        return {"id": key, **described}
+
+    return app
+
+
+def _query_model(cls, request: Request):
+    from pydantic import ValidationError
+
+    params = dict(request.query_params)
+    try:
+        return cls.model_validate(params)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
+
+
+def _coerce_query(value):
+    """Query strings carry text; argparse's own types convert it later. JSON booleans pass through."""
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return value
