@@ -35,6 +35,10 @@ def test_more_kv_bits_never_less(model, ctx, i):
 def test_more_weight_bits_never_less(model, fam, data):
     i = data.draw(st.integers(0, len(fam) - 2))
     spec = load_model(model).spec
+    if fam is FAMILIES[0] and spec.hidden_size % 256:
+        # gpt-oss (hidden 2880): rows not divisible by 256 make llama.cpp fall back from k-quants to Q4_0/Q5_0/
+        # Q5_1, so its mixes are genuinely not ordered by name (Q3_K_L > Q4_K_S there). Not an invariant.
+        return
     a = model_weight_bytes(spec, get_format(fam[i])).total_bytes
     b = model_weight_bytes(spec, get_format(fam[i + 1])).total_bytes
     assert a <= b
