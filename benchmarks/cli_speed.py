@@ -7,24 +7,33 @@ process (plan_inference_memory on a cached spec, varying context and batch). Run
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
 import time
 
 
+# An installed package has its bytecode compiled (pip does it at install time); a sandbox that sets
+# PYTHONDONTWRITEBYTECODE would otherwise recompile every module on every run and time the compiler.
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def _time(cmd: list[str], n: int) -> list[float]:
     out = []
     for _ in range(n):
         t = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
         out.append(time.perf_counter() - t)
     return out
 
 
 def main(n: int = 15) -> None:
     bare_cmd = [sys.executable, "-c", "pass"]
-    cli_cmd = [sys.executable, "-m", "vramplan.cli", "inference", "llama-3.1-70b", "--json"]
+    script = os.path.join(os.path.dirname(sys.executable), "vramplan")  # the installed console script
+    if not os.path.exists(script):
+        raise SystemExit(f"no console script at {script}: pip install . into this interpreter's environment")
+    cli_cmd = [sys.executable, script, "inference", "llama-3.1-70b", "--json"]
     _time(cli_cmd, 2)  # warm the page cache and .pyc files
     bare, cli = [], []
     for _ in range(n):  # interleave so both see the same machine load

@@ -7,7 +7,7 @@ unchanged: one code path.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .core.memory import CUDA_CONTEXT_BYTES, kv_bits, kv_cache, plan_inference_memory
 from .core.model import ModelSpec, count_params
@@ -18,8 +18,7 @@ from .units import MAX_TOKENS, parse_tokens
 CONFIG_SIZE_CAP_BYTES = 10 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class LoadedModel:
+class LoadedModel(NamedTuple):
     """A model spec plus where it came from and what the artefacts said beyond the config."""
 
     spec: ModelSpec
@@ -31,7 +30,7 @@ class LoadedModel:
     stored_weight_bytes: int | None = None  # from safetensors/GGUF headers, when read
     stored_by_dtype: tuple[tuple[str, int], ...] = ()
     gguf_ftype: str | None = None
-    extra: dict = field(default_factory=dict)
+    extra: dict | None = None  # e.g. {"gguf": parsed GGUF file}
 
 
 def load_model(model: str | os.PathLike | ModelSpec, *, revision: str | None = None,

@@ -8,8 +8,6 @@ config.json has 8.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 ARTICLE_MODELS = ("llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b")
 ARTICLE_WEIGHTS_GB = {  # model -> FP16, FP8, INT4 (decimal GB, as printed)
     "llama-3.1-8b": (16, 8, 4), "llama-3.1-70b": (140, 70, 35), "llama-3.1-405b": (810, 405, 203)}
@@ -55,7 +53,7 @@ def kv_table(models=ARTICLE_MODELS) -> list[dict]:
             row = {"model": lm.name, "tokens": tokens, "num_kv_heads": spec.num_kv_heads,
                    "article_value": article[i] if article else None, "exact_bytes": exact}
             if key == "llama-3.1-405b":
-                mp16 = replace(spec, num_kv_heads=16)
+                mp16 = spec._replace(num_kv_heads=16)
                 row["mp16_bytes"] = kv_cache(mp16, tokens, 1, "fp16").total_bytes
             rows.append(row)
     return rows

@@ -42,13 +42,9 @@ def _usage() -> str:
     return USAGE + "\n".join(f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()) + "\n"
 
 
-def build_parser(command: str):
-    import argparse
+def build_parser(command: str, want_help: bool = False):
+    """The command's parser: the small start-up parser, or argparse for help and unsupported declarations."""
     import importlib
-
-    class Parser(argparse.ArgumentParser):
-        def error(self, message):  # one line, exit 2, no usage dump
-            raise UsageError(message)
 
     name = f"vramplan.commands.{COMMANDS[command][0]}"
     try:
@@ -57,6 +53,23 @@ def build_parser(command: str):
         if exc.name != name:
             raise
         raise UsageError(f"the '{command}' command is not available in this build") from None
+    if not want_help:
+        from ._argparse_lite import LiteParser, Unsupported
+
+        p = LiteParser(prog=f"vramplan {command}", description=COMMANDS[command][1], error=UsageError)
+        try:
+            module.add_arguments(p)
+            if not any(a.dest == "json" for a in p.args):
+                p.add_argument("--json", action="store_true")
+            return p, module
+        except Unsupported:
+            pass
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):  # one line, exit 2, no usage dump
+            raise UsageError(message)
+
     p = Parser(prog=f"vramplan {command}", description=COMMANDS[command][1])
     module.add_arguments(p)
     if not any(a.dest == "json" for a in p._actions):
@@ -78,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     command = argv[0] if argv[0] in COMMANDS else "report"
     args_list = argv[1:] if argv[0] in COMMANDS else argv
     try:
-        parser, module = build_parser(command)
+        parser, module = build_parser(command, want_help=any(a in ("-h", "--help") for a in args_list))
         args = parser.parse_args(args_list)
         result = module.run(args)
         if as_json:

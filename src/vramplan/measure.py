@@ -169,8 +169,11 @@ class MemoryProbe:
         import torch
 
         self.torch = torch
-        self.device = torch.device(device)
-        self.cuda = self.device.type == "cuda"
+        dev = torch.device(device)
+        if dev.type == "cuda" and dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+        self.device = dev
+        self.cuda = dev.type == "cuda"
 
     def sync(self) -> None:
         if self.cuda:
@@ -437,14 +440,19 @@ def _output_cache(out):
     return None
 
 
+def _vocab(model) -> int:
+    cfg = model.config
+    text = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    return int(getattr(text, "vocab_size", None) or cfg.vocab_size)
+
+
 def run_inference(model, *, context: int, batch: int = 1, decode_tokens: int = DEFAULT_DECODE_TOKENS,
                   probe: MemoryProbe, seed: int = 0) -> dict:
     """Prefill + decode with the cache; the cache ends holding ``context`` tokens per sequence."""
     torch = probe.torch
     decode_tokens = min(decode_tokens, context - 1)
     prompt = context - decode_tokens
-    vocab = model.config.get_text_config().vocab_size if hasattr(model.config, "get_text_config") \
-        else model.config.vocab_size
+    vocab = _vocab(model)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     ids = torch.randint(0, vocab, (batch, prompt), generator=gen).to(probe.device)
     cache_arg, keep_arg = _forward_kwargs(model)
@@ -539,7 +547,7 @@ def run_training(model, *, batch: int, seq_len: int, optimizer: str = "adamw", p
         model.config.use_cache = False
     model.train()
     opt, opt_desc = make_optimizer(optimizer, model.parameters())
-    vocab = model.config.vocab_size
+    vocab = _vocab(model)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     ids = torch.randint(0, vocab, (batch, seq_len), generator=gen).to(probe.device)
     mixed = precision.endswith("-mixed")
@@ -690,8 +698,8 @@ def measure_inference(model, *, max_model_len, batch_size: int = 1, dtype: str =
     del model_obj
     request = {"mode": "inference", "max_model_len": context, "batch_size": batch_size, "dtype": dt,
                "decode_tokens": min(decode_tokens, context - 1), "attention": attention}
-    return _result("inference", predicted, "vramplan.api.plan_inference (plain accounting)", m, comparison,
-                   request, probe, t_start)
+    return _result(model, "inference", predicted, "vramplan.api.plan_inference (plain accounting)", m,
+                   comparison, request, probe, t_start)
 
 
 def measure_training(model, *, method: str = "full", optimizer: str = "adamw", precision: str = "bf16",
@@ -759,7 +767,7 @@ def measure_training(model, *, method: str = "full", optimizer: str = "adamw", p
     del model_obj
     request = {"mode": "train", **options, "steps": steps}
     source = "vramplan.training_api.plan_training" if predicted is not None else "none (training_api not available)"
-    return _result("train", predicted, source, m, comparison, request, probe, t_start)
+    return _result(model, "train", predicted, source, m, comparison, request, probe, t_start)
 
 
 def _check_choice(value, choices, name: str) -> None:
@@ -769,8 +777,16 @@ def _check_choice(value, choices, name: str) -> None:
         raise UnknownName(name.replace("_", " "), str(value), suggest(str(value), choices) or list(choices))
 
 
-def _result(mode, predicted, source, measured, comparison, request, probe, t_start) -> dict:
-    model_info = predicted.get("model") if isinstance(predicted, dict) else None
+def _model_info(model, predicted) -> dict:
+    if isinstance(predicted, dict) and predicted.get("model"):
+        return predicted["model"]
+    from .api import load_model, model_summary
+
+    return model_summary(load_model(_model_arg(model)))
+
+
+def _result(model, mode, predicted, source, measured, comparison, request, probe, t_start) -> dict:
+    model_info = _model_info(model, predicted)
     return {
         "mode": mode,
         "model": model_info,
@@ -799,7 +815,7 @@ def prediction_only(mode: str, model, **options) -> dict:
     else:
         predicted = predict_inference(model, **options)
         source = "vramplan.api.plan_inference (plain accounting)"
-    return {"mode": mode, "model": (predicted or {}).get("model"), "measured_on_gpu": False,
+    return {"mode": mode, "model": _model_info(model, predicted), "measured_on_gpu": False,
             "prediction": {"source": source, "memory": (predicted or {}).get("memory")}, "measured": None,
             "comparison": {}}
 

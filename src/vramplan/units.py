@@ -6,8 +6,6 @@ GiB = 2**30 bytes, GB = 10**9 bytes. Parameter counts are never divided by 1024.
 
 from __future__ import annotations
 
-import re
-
 KiB_bytes = 1 << 10
 MiB_bytes = 1 << 20
 GiB_bytes = 1 << 30
@@ -24,8 +22,14 @@ _SIZE_UNITS = {
     "kb": KB_bytes, "mb": MB_bytes, "gb": GB_bytes, "tb": TB_bytes,
     "kib": KiB_bytes, "mib": MiB_bytes, "gib": GiB_bytes, "tib": TiB_bytes,
 }
-_SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*$")
-_TOKENS_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kKmM]?)\s*$")
+_SIZE_RE = r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*$"
+_TOKENS_RE = r"^\s*([0-9]*\.?[0-9]+)\s*([kKmM]?)\s*$"
+
+
+def _match(pattern: str, text: str):
+    import re  # only when a size or a token count with a suffix is parsed (keeps start-up small)
+
+    return re.match(pattern, text)
 
 MAX_TOKENS = 1 << 30  # over a billion tokens of context is not a plan
 
@@ -38,7 +42,7 @@ def parse_size(text: str | int | float) -> int:
         if text < 0:
             raise ValueError(f"a size cannot be negative: {text!r}")
         return int(text)
-    m = _SIZE_RE.match(str(text))
+    m = _match(_SIZE_RE, str(text))
     if not m or m.group(2).lower() not in _SIZE_UNITS:
         raise ValueError(f"not a size: {text!r} (use e.g. 80GiB or 24GB)")
     return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
@@ -50,8 +54,10 @@ def parse_tokens(text: str | int) -> int:
         raise ValueError(f"not a token count: {text!r}")
     if isinstance(text, int):
         n = text
+    elif str(text).strip().isdigit():
+        n = int(str(text))
     else:
-        m = _TOKENS_RE.match(str(text))
+        m = _match(_TOKENS_RE, str(text))
         if not m:
             raise ValueError(f"not a token count: {text!r} (use e.g. 4096, 128k)")
         mult = {"": 1, "k": 1024, "m": 1024 * 1024}[m.group(2).lower()]

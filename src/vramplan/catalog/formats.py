@@ -1,10 +1,10 @@
-"""Named weight formats from precisions.toml, GGUF mixes, and a checkpoint's own quantization_config."""
+"""Named weight formats from precisions.json, GGUF mixes, and a checkpoint's own quantization_config."""
 
 from __future__ import annotations
 
-import tomllib
+import json
 from functools import lru_cache
-from importlib import resources
+import os
 
 from ..core.model import EXPERT_ROLES, LINEAR_ROLES
 from ..core.precision import WeightFormat
@@ -17,7 +17,9 @@ _FIELDS = ("bits", "group_size", "group_bits", "superblock", "superblock_bits", 
 
 @lru_cache(maxsize=1)
 def _table() -> dict[str, dict]:
-    return tomllib.loads(resources.files(__package__).joinpath("precisions.toml").read_text("utf-8"))
+    with open(os.path.join(os.path.dirname(__file__), "precisions.json"), "rb") as fh:
+        data = json.loads(fh.read())
+    return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
 def _build(key: str, row: dict, **override) -> WeightFormat:

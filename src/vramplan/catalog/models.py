@@ -2,7 +2,7 @@
 
 Data lives next to this module, in ``catalog/models/``:
 
-    index.toml                      one [[model]] table per entry (key, hf_id, path, aliases, provenance,
+    index.json                      {"model": [...]}: one object per entry (key, hf_id, path, aliases, provenance,
                                     source, family, notes)
     <org>/<name>/config.json        the model's config (verbatim copy, or built from published facts)
     <org>/<name>/quantize_config.json, model.safetensors.index.json   where the source had them
@@ -17,15 +17,14 @@ Standard library only; parsing a config into a model spec is done elsewhere (sou
 from __future__ import annotations
 
 import json
-import tomllib
-from dataclasses import dataclass
+import os
 from functools import lru_cache
-from pathlib import Path
+from typing import NamedTuple
 
 from vramplan import errors
 
-CATALOG_DIR = Path(__file__).resolve().parent / "models"
-INDEX_PATH = CATALOG_DIR / "index.toml"
+CATALOG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")  # os.path: pathlib costs start-up
+INDEX_PATH = os.path.join(CATALOG_DIR, "index.json")
 
 PROVENANCES = ("verbatim", "verbatim-whitespace-edited", "built-from-published-facts")
 
@@ -35,8 +34,7 @@ EXTRA_FILES = ("quantize_config.json", "model.safetensors.index.json")
 _FIELDS = ("key", "hf_id", "path", "aliases", "provenance", "source", "family", "notes")
 
 
-@dataclass(frozen=True, slots=True)
-class CatalogEntry:
+class CatalogEntry(NamedTuple):
     key: str
     hf_id: str
     path: str
@@ -99,15 +97,15 @@ def _entry_from_table(i: int, table: dict) -> CatalogEntry:
 @lru_cache(maxsize=1)
 def _load() -> tuple[tuple[CatalogEntry, ...], dict[str, CatalogEntry]]:
     try:
-        with INDEX_PATH.open("rb") as fh:
-            data = tomllib.load(fh)
+        with open(INDEX_PATH, "rb") as fh:
+            data = json.loads(fh.read())
     except OSError as exc:
         raise errors.SourceError(f"cannot read the model catalog: {exc.strerror or exc}", str(INDEX_PATH)) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise _bad_index(f"not valid TOML: {exc}") from exc
+    except ValueError as exc:
+        raise _bad_index(f"not valid JSON: {exc}") from exc
     tables = data.get("model")
     if not isinstance(tables, list) or not tables:
-        raise _bad_index("no [[model]] tables")
+        raise _bad_index("no 'model' list")
     entries = tuple(_entry_from_table(i, t) for i, t in enumerate(tables))
     lookup: dict[str, CatalogEntry] = {}
     for entry in entries:
@@ -171,28 +169,38 @@ def resolve_model(name: str) -> CatalogEntry:
     return entry
 
 
-def entry_dir(entry: CatalogEntry) -> Path:
-    """The directory holding the entry's files."""
-    return CATALOG_DIR.joinpath(*entry.path.split("/"))
+def entry_dir(entry: CatalogEntry):
+    """The directory holding the entry's files (a pathlib.Path)."""
+    from pathlib import Path
+
+    return Path(CATALOG_DIR).joinpath(*entry.path.split("/"))
 
 
-def entry_files(entry: CatalogEntry) -> dict[str, Path]:
-    """Paths of the entry's files that exist, by file name: config.json, and where present
+def entry_file(entry: CatalogEntry, name: str) -> str | None:
+    """The path of one of the entry's files, or None when the entry has no such file."""
+    p = os.path.join(CATALOG_DIR, *entry.path.split("/"), name)
+    return p if os.path.isfile(p) else None
+
+
+def entry_files(entry: CatalogEntry) -> dict:
+    """Paths (pathlib.Path) of the entry's files that exist, by file name: config.json, and where present
     quantize_config.json and model.safetensors.index.json."""
-    base = entry_dir(entry)
-    out: dict[str, Path] = {}
+    from pathlib import Path
+
+    out = {}
     for name in ("config.json", *EXTRA_FILES):
-        p = base / name
-        if p.is_file():
-            out[name] = p
+        p = entry_file(entry, name)
+        if p:
+            out[name] = Path(p)
     return out
 
 
 def load_catalog_config(entry: CatalogEntry) -> dict:
     """The entry's parsed config.json."""
-    path = entry_dir(entry) / "config.json"
+    path = os.path.join(CATALOG_DIR, *entry.path.split("/"), "config.json")
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
     except OSError as exc:
         raise errors.SourceError(f"cannot read the catalog config of '{entry.key}': {exc.strerror or exc}", str(path)) from exc
     try:
@@ -208,6 +216,7 @@ __all__ = [
     "CATALOG_DIR",
     "CatalogEntry",
     "entry_dir",
+    "entry_file",
     "entry_files",
     "find_model",
     "list_models",

@@ -9,9 +9,9 @@ back to a compatible one. Pinned by the llama.cpp quantize README table for Llam
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 from math import ceil
+from typing import NamedTuple
 
 from .model import ModelSpec, Tensor, iter_tensors
 from .precision import WeightBytes
@@ -130,8 +130,7 @@ def tensor_type(mix: str, t: Tensor, layer: int, spec: ModelSpec) -> str:
     return new
 
 
-@dataclass(frozen=True, slots=True)
-class GGUFMixFormat:
+class GGUFMixFormat(NamedTuple):
     """A llama.cpp mix used as a weight format (same interface as precision.WeightFormat where it matters)."""
 
     name: str

@@ -8,8 +8,8 @@ with their own pools and buffers in ``vramplan.engines``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from math import ceil
+from typing import NamedTuple
 
 from .model import FULL, MAMBA, MLA, SLIDING, ModelSpec, global_tensors, layer_groups
 from .precision import KV_DTYPE_BITS, WeightBytes
@@ -32,8 +32,7 @@ def kv_heads_per_rank(spec: ModelSpec, tp: int) -> int:
     return max(1, spec.num_kv_heads // tp)
 
 
-@dataclass(frozen=True, slots=True)
-class KVCache:
+class KVCache(NamedTuple):
     """KV cache of ``batch`` sequences at ``context`` tokens, per GPU, with the per-layer-kind split."""
 
     total_bytes: int
@@ -149,8 +148,7 @@ def prefill_activation_bytes(spec: ModelSpec, tokens: int, batch: int = 1, tp: i
     return n * per_token + logits
 
 
-@dataclass(frozen=True, slots=True)
-class InferenceMemory:
+class InferenceMemory(NamedTuple):
     """Per-GPU inference memory; ``components`` sum to ``total_bytes``."""
 
     components: tuple[tuple[str, int], ...]

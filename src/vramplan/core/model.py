@@ -14,9 +14,9 @@ for a vision tower and ``mtp`` for multi-token-prediction layers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import lru_cache
 from math import prod
+from typing import NamedTuple
 
 # Layer kinds, as far as memory is concerned.
 FULL = "full"  # global attention: KV grows with context
@@ -34,8 +34,7 @@ LINEAR_ROLES = frozenset({
 EXPERT_ROLES = frozenset({"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"})
 
 
-@dataclass(frozen=True, slots=True)
-class Tensor:
+class Tensor(NamedTuple):
     """One weight tensor. ``shape`` is (out_features, in_features) for linears, (experts, out, in) for experts."""
 
     name: str
@@ -48,8 +47,7 @@ class Tensor:
         return prod(self.shape)
 
 
-@dataclass(frozen=True, slots=True)
-class LayerGroup:
+class LayerGroup(NamedTuple):
     """Identical decoder layers: their indices and the tensors each one holds."""
 
     kind: str
@@ -58,8 +56,7 @@ class LayerGroup:
     moe: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class ModelSpec:
+class ModelSpec(NamedTuple):
     """Architecture facts of a decoder-only transformer (or hybrid), enough to count every byte.
 
     Sizes use the config's names: h = hidden_size, L = num_layers, n_h = num_heads, n_kv = num_kv_heads,
@@ -329,14 +326,13 @@ def mtp_tensors(spec: ModelSpec) -> tuple[Tensor, ...]:
 
 # ----- counts ------------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class ParamCount:
+class ParamCount(NamedTuple):
     """Parameters by named group; ``total`` is their sum, ``active`` what one token uses (MoE: top-k experts)."""
 
     groups: tuple[tuple[str, int], ...]
     total: int
     active: int
-    active_groups: tuple[tuple[str, int], ...] = field(default=())
+    active_groups: tuple[tuple[str, int], ...] = ()
     mtp: int = 0  # stored in the checkpoint only (not in total)
 
     def as_dict(self) -> dict[str, int]:

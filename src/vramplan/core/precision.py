@@ -8,9 +8,9 @@ once per tensor from its real shape, so group padding and per-row scales are exa
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import lru_cache
 from math import ceil, prod
+from typing import NamedTuple
 
 from .model import EXPERT_ROLES, LINEAR_ROLES, ModelSpec, Tensor, iter_tensors, layer_groups, global_tensors
 
@@ -18,8 +18,7 @@ DTYPE_BYTES = {"float32": 4, "fp32": 4, "float16": 2, "fp16": 2, "bfloat16": 2, 
                "fp8": 1, "int8": 1, "float64": 8}
 
 
-@dataclass(frozen=True, slots=True)
-class WeightFormat:
+class WeightFormat(NamedTuple):
     """How weights are stored. ``bits`` is per quantized value; overheads are in bits per group/row/column/tensor."""
 
     name: str
@@ -73,8 +72,7 @@ def dense_format(name: str, nbytes: int, source: str = "") -> WeightFormat:
                         source=source)
 
 
-@dataclass(frozen=True, slots=True)
-class WeightBytes:
+class WeightBytes(NamedTuple):
     """Weight bytes by breakdown group, and how many parameters were quantized."""
 
     groups: tuple[tuple[str, int], ...]
@@ -140,9 +138,8 @@ KV_DTYPE_BITS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class QuantSummary:
+class QuantSummary(NamedTuple):
     """What a checkpoint's quantization_config says, as a format name and parameters."""
 
     format_name: str
-    params: tuple[tuple[str, object], ...] = field(default=())
+    params: tuple[tuple[str, object], ...] = ()

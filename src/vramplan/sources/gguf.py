@@ -253,6 +253,8 @@ def parse_gguf(source: Reader | bytes | bytearray | memoryview, file_size: int |
     metadata: dict = {}
     for i in range(n_kv):
         key = cur.text(f"metadata key #{i}", MAX_NAME_BYTES, strict=True)
+        if not key:
+            raise SourceError(f"empty metadata key (entry #{i})", name)
         if key in metadata:
             raise SourceError(f"duplicate metadata key {key!r}", name)
         vtype = cur.u32(f"type of {key!r}")

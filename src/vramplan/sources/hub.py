@@ -18,6 +18,7 @@ back to its embedded catalog and tell the user. Remote code (``trust_remote_code
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +30,7 @@ from ._safejson import CONFIG_MAX_BYTES
 from .gguf import GGUFFile, gguf_census, gguf_to_config, parse_gguf, read_gguf_split, split_count, split_names
 from .local import _bits, _remote_code_notes, load_json_file
 from .safetensors import (INDEX_FILE, MAX_INDEX_BYTES, SINGLE_FILE, Census, SafetensorsHeader, census,
-                          check_index_matches, header_length, parse_index, parse_safetensors_header,
+                          check_index_matches, header_length, parse_safetensors_header, read_index,
                           read_safetensors)
 
 FIRST_READ_BYTES = 64 << 10  # one request usually covers the length prefix and the whole header
@@ -41,8 +42,9 @@ _REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9_.-]{1,96})?
 
 class HubError(SourceError):
     """The Hub (and the cache) could not give the model. ``reason`` is one of: 'offline' (offline mode and not
-    cached), 'unreachable' (network or server error and not cached), 'gated', 'not-found', 'revision-not-found',
-    'no-config', 'invalid', 'missing-library'. Every one lets the caller fall back to its catalog."""
+    cached), 'unreachable' (network or server error and not cached), 'gated', 'not-found' (no such repo or file),
+    'revision-not-found', 'no-config' (the repo has no config.json), 'invalid' (a malformed id or revision),
+    'missing-library' (huggingface_hub is not installed). Every one lets the caller fall back to its catalog."""
 
     def __init__(self, reason: str, message: str, repo_id: str | None = None):
         self.reason = reason
@@ -162,7 +164,10 @@ def _classify(exc: BaseException, repo_id: str, revision: str | None, filename: 
     if isinstance(exc, E.RevisionNotFoundError):
         return HubError("revision-not-found", f"{repo_id} has no revision {revision!r}", repo_id)
     if isinstance(exc, E.EntryNotFoundError):
-        return HubError("no-config", f"{repo_id} has no {filename}", repo_id)
+        if filename == "config.json":
+            return HubError("no-config", f"{repo_id} has no config.json (for a GGUF repo, name the file: "
+                            f"{repo_id}/<file>.gguf)", repo_id)
+        return HubError("not-found", f"{repo_id} has no {filename}", repo_id)
     status = getattr(getattr(exc, "response", None), "status_code", None)
     if isinstance(exc, E.HfHubHTTPError) and status is not None and status < 500 and status != 429:
         return HubError("unreachable", f"the Hub answered {status} for {filename} of {repo_id}", repo_id)
@@ -227,8 +232,8 @@ class _RangeReader:
             length = resp.headers.get("Content-Length")
             if length and length.isdigit():
                 self.file_size = int(length)
-            _skip(chunks, offset)
-            data = _read_at_most(chunks, n)
+            rest = _skip(chunks, offset)
+            data = _read_at_most(itertools.chain([rest], chunks), n)
         else:
             raise SourceError(f"unexpected HTTP {status} for a range request", self.name)
         self.bytes_received += len(data)
@@ -244,16 +249,18 @@ def _read_at_most(chunks, n: int) -> bytes:
     return bytes(out[:n])
 
 
-def _skip(chunks, n: int) -> None:
-    # only used when a server ignores Range; the bytes skipped are the ones before the header we want
+def _skip(chunks, n: int) -> bytes:
+    """Drop the first n bytes of a stream (a server that ignored Range); return what the last chunk held past them.
+    Only used for offsets inside a header, so what is dropped is header bytes already read."""
     left = n
     while left > 0:
         chunk = next(chunks, None)
         if chunk is None:
-            return
+            return b""
+        if len(chunk) > left:
+            return bytes(chunk[left:])
         left -= len(chunk)
-    if left < 0:
-        raise SourceError("server ignored the byte range and could not be re-aligned")
+    return b""
 
 
 def _content_range_total(value: str | None) -> int | None:
@@ -372,8 +379,7 @@ def _hub_headers(hf, s: HubSettings, repo_id: str, revision: str | None) -> tupl
             raise SourceError(f"safetensors index is {imeta.size:,} bytes, over the limit", f"{repo_id}/{INDEX_FILE}")
         path = hf.hf_hub_download(repo_id, INDEX_FILE, revision=revision, token=s.token, endpoint=s.endpoint,
                                   cache_dir=s.cache_dir)
-        data = Path(path).read_bytes()
-        wmap, _ = parse_index(data, name=f"{repo_id}/{INDEX_FILE}")
+        wmap, _ = read_index(path)
         files = sorted(set(wmap.values()))
     elif _exists(hf, s, repo_id, SINGLE_FILE, revision) is not None:
         files = [SINGLE_FILE]
@@ -427,7 +433,7 @@ def _from_cache(repo_id: str, revision: str | None, s: HubSettings, why: str, wa
 def _cached_headers(cached) -> tuple[SafetensorsHeader, ...]:
     index = cached(INDEX_FILE)
     if index:
-        wmap, _ = parse_index(Path(index).read_bytes()[: MAX_INDEX_BYTES + 1], name=index)
+        wmap, _ = read_index(index)
         paths = [cached(f) for f in sorted(set(wmap.values()))]
         if not all(paths):
             return ()
@@ -484,7 +490,7 @@ def _gguf_from_hub(hf, s: HubSettings, repo_id: str, filename: str, revision: st
         if size is None:
             raise SourceError("the Hub did not say how large the file is", fname)
         reader = _RangeReader(url, http_headers, fname)
-        return parse_gguf(reader.read, size, name=fname, chunk=1 << 20)
+        return parse_gguf(reader.read, size, name=fname, chunk=256 << 10)
 
     first = one(filename, meta.size)
     files = [first]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from ..errors import InvalidModelSpec, SourceError, VramplanError
 from .hf_config import parse_config
@@ -15,7 +14,7 @@ def _lm(**kw):
     return LoadedModel(**kw)
 
 
-def _read_json(path: Path, what: str) -> dict:
+def _read_json(path, what: str) -> dict:
     from ._safejson import CONFIG_MAX_BYTES, load_json_object
 
     try:
@@ -38,6 +37,8 @@ def _parse(cfg: dict, name: str, where: str, quantize_config: dict | None = None
 
 
 def load_local(path_text: str):
+    from pathlib import Path
+
     path = Path(path_text)
     try:
         real = path.resolve(strict=True)
@@ -59,7 +60,7 @@ def load_local(path_text: str):
     return _lm(spec=spec, name=name, source="file", provenance=f"config file {path_text}")
 
 
-def _load_dir(real: Path, shown: str):
+def _load_dir(real, shown: str):
     cfg_path = real / "config.json"
     ggufs = sorted(real.glob("*.gguf"))
     if not cfg_path.is_file():
@@ -90,7 +91,7 @@ def _load_dir(real: Path, shown: str):
                messages=tuple(messages), stored_weight_bytes=stored, stored_by_dtype=by_dtype)
 
 
-def _load_gguf(real: Path, shown: str):
+def _load_gguf(real, shown: str):
     from . import gguf as g
 
     gf = g.read_gguf(real)
@@ -116,9 +117,10 @@ def load_catalog(entry):
 
     cfg = catalog.load_catalog_config(entry)
     qc = None
-    files = catalog.entry_files(entry) if hasattr(catalog, "entry_files") else {}
-    qpath = files.get("quantize_config.json") if isinstance(files, dict) else None
+    qpath = catalog.entry_file(entry, "quantize_config.json")
     if qpath:
+        from pathlib import Path
+
         qc = _read_json(Path(qpath), "quantize_config.json")
     spec = _parse(cfg, entry.key, f"catalog entry {entry.key}", qc)
     return _lm(spec=spec, name=entry.key, source="catalog", hf_id=entry.hf_id,
@@ -155,9 +157,7 @@ def load_hub(repo_id: str, revision: str | None = None, fallback=None):
             raise SourceError(f"cannot read {repo_id!r} from the Hub or its cache, and it is not in the embedded "
                               f"catalog ({detail})")
     lm = load_catalog(fallback)
-    from dataclasses import replace
-
-    return replace(lm, messages=tuple(messages) + (f"used the embedded catalog entry {fallback.key}",))
+    return lm._replace(messages=tuple(messages) + (f"used the embedded catalog entry {fallback.key}",))
 
 
 def env_offline() -> bool:

@@ -28,6 +28,7 @@ from typing import Annotated, Any, Callable
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .. import __version__
@@ -152,7 +153,7 @@ def _tokens(v, field: str):
     try:
         return parse_tokens(v)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"{field}: {exc}") from None
+        raise ValueError(str(exc)) from None
 
 
 _Short = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._,:+\- ]*$")]
@@ -351,14 +352,14 @@ def _upload_name(cfg: dict, filename: str | None, digest: str) -> str:
 
 def _command(name: str):
     """(parser, module) of a CLI command, or None when this build does not have it yet."""
+    import importlib.util
+
     from .. import cli
 
-    try:
-        return cli.build_parser(name)
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("vramplan"):
-            return None
-        raise
+    module = cli.COMMANDS.get(name, (name,))[0]
+    if importlib.util.find_spec(f"vramplan.commands.{module}") is None:
+        return None
+    return cli.build_parser(name)
 
 
 def command_namespace(parser, fields: dict, model_obj=None) -> argparse.Namespace:
@@ -558,6 +559,12 @@ def create_app() -> FastAPI:
             return error_response(404, str(exc), "model")
         return error_response(400, str(exc))
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        detail = exc.detail if isinstance(exc.detail, str) else "request failed"
+        return error_response(exc.status_code, detail.lower() if detail == "Not Found" else detail, "path"
+                              if exc.status_code == 404 else None)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):  # never a traceback to the client
         return error_response(500, f"internal error ({exc.__class__.__name__}); please report it")
@@ -684,25 +691,44 @@ def create_app() -> FastAPI:
         return _free_form("speed", "fit_api", "plan_speed", req)
 
     # --- catalogs ------------------------------------------------------------------------------------------------
+    listings = _LRU(64)
+
+    def listing(key: tuple, make: Callable[[], dict]) -> dict:
+        """Catalog listings are fixed data: computed once per distinct query, then served from memory."""
+        hit = listings.get(repr(key))
+        if hit is None:
+            hit = json.loads(json.dumps(make(), default=str))
+            listings.put(repr(key), hit)
+        return json.loads(json.dumps(hit))
+
     @app.get("/api/gpus", tags=["catalog"], summary="the GPU catalog (= vramplan gpus --json)")
     def gpus():
         def direct():
             mod = _module("catalog.gpus")
             return {"gpus": [_json_ready(g) for g in mod.list_gpus()]}
 
-        return run_command("gpus", {}, None, fallback=direct)
+        return listing(("gpus",), lambda: run_command("gpus", {}, None, fallback=direct))
 
     @app.get("/api/models", tags=["catalog"], summary="the embedded model catalog (= vramplan models --json)")
-    def catalog_models():
+    def catalog_models(search: Annotated[str | None, Query(max_length=100)] = None,
+                       params: Annotated[bool, Query(description="also count parameters")] = False):
+        search = (search or "").strip() or None
+
         def direct():
             mod = _module("catalog.models")
             return {"models": [{"key": e.key, "hf_id": e.hf_id, "aliases": list(e.aliases), "family": e.family}
                                for e in mod.list_models()]}
 
-        return run_command("models", {}, None, fallback=direct)
+        return listing(("models", search, params),
+                       lambda: run_command("models", {"search": search, "params": params or None}, None,
+                                           fallback=direct))
 
-    @app.get("/api/formats", tags=["catalog"], summary="weight formats (= vramplan formats --json)")
-    def formats():
+    @app.get("/api/formats", tags=["catalog"],
+             summary="weight formats, with exact weight bytes when a model is given (= vramplan formats --json)")
+    def formats(model: Annotated[str | None, Query(max_length=200)] = None):
+        if model and model.strip():
+            return run_command("formats", {}, models.resolve(model))
+
         def direct():
             from ..catalog.formats import format_names, get_format
             from ..core.precision import KV_DTYPE_BITS
@@ -714,7 +740,7 @@ def create_app() -> FastAPI:
                              "source": getattr(fmt, "source", "")})
             return {"formats": rows, "kv_cache_dtypes": sorted(KV_DTYPE_BITS)}
 
-        return run_command("formats", {}, None, fallback=direct)
+        return listing(("formats",), lambda: run_command("formats", {}, None, fallback=direct))
 
     @app.get("/api/options", tags=["catalog"], summary="the choices each planning command accepts")
     def options():
