@@ -187,3 +187,20 @@ def test_gpt_oss_mxfp4_from_its_config():
     wb = model_weight_bytes(lm.spec, resolve_format(lm))
     # model card: checkpoint 60.8 GiB (experts MXFP4, everything else BF16)
     assert wb.total_bytes / 2**30 == pytest.approx(60.8, abs=0.4)
+
+
+MAMBA_2_8B = {"model_type": "mamba", "hidden_size": 2560, "num_hidden_layers": 64, "state_size": 16,
+              "conv_kernel": 4, "expand": 2, "vocab_size": 50280, "tie_word_embeddings": True,
+              "time_step_rank": "auto"}
+
+
+def test_mamba_params_and_constant_state():
+    """formulas.md 1.5: Mamba-2.8B = 2,768,345,600; the recurrent state is per sequence, not per token."""
+    from vramplan.sources.hf_config import parse_config
+
+    spec = parse_config(MAMBA_2_8B, "mamba-2.8b")
+    assert count_params(spec).total == 2_768_345_600
+    short, long = kv_cache(spec, 1000).total_bytes, kv_cache(spec, 100_000).total_bytes
+    d_inner = 2 * 2560
+    assert short == long == 64 * (d_inner * 4 + d_inner * 16) * 2
+    assert kv_cache(spec, 1000, batch=4).total_bytes == 4 * short

@@ -36,6 +36,7 @@ MAX_NAME_BYTES = 1024  # keys and tensor names (ggml itself caps tensor names at
 MAX_TENSORS = 1 << 20
 MAX_KV = 1 << 20
 KEEP_ARRAY_ITEMS = 1 << 16  # larger arrays (token lists, merges, scores) are kept as a count only
+MAX_ARRAY_ITEMS = 1 << 24  # the largest real arrays (BPE merges, 262k-token vocabularies) are far below this
 MAX_CHUNK = 16 << 20
 
 Reader = Callable[[int, int], bytes]
@@ -328,6 +329,9 @@ def _value(cur: _Cursor, vtype: int, key: str, depth: int):
         raise SourceError(f"metadata {key!r}: unsupported array element type {etype}", cur.name)
     count = cur.u64(f"metadata {key!r} length")
     ename, ecode, esize = _VTYPES[etype]
+    if count > MAX_ARRAY_ITEMS:
+        raise SourceError(f"metadata {key!r} claims {count:,} items, over the {MAX_ARRAY_ITEMS:,}-item limit",
+                          cur.name)
     if count * esize > cur.remaining():
         raise SourceError(f"metadata {key!r} claims {count:,} {ename} items, more than the "
                           f"{cur.remaining():,} bytes left can hold", cur.name)

@@ -8,9 +8,10 @@ other layer; gemma3: 5 local then 1 global; gpt-oss: alternating, local first) a
 transformers uses for the same models.
 
 Mapped architectures (``general.architecture`` -> ``model_type``): llama -> llama (mistral when it carries a sliding
-window, mixtral when it has experts), mistral3 -> llama (or mistral, as for llama), qwen2, qwen2moe -> qwen2_moe, qwen3, qwen3moe -> qwen3_moe,
-gemma, gemma2, gemma3 -> gemma3_text, phi3, deepseek2 -> deepseek_v2 / deepseek_v3 (sigmoid gating or
-``exp_probs_b``), gpt-oss -> gpt_oss. Other architectures get the generic keys and ``model_type`` = the GGUF name.
+window, mixtral when it has experts), mistral3 -> as llama, qwen2, qwen2moe -> qwen2_moe, qwen3,
+qwen3moe -> qwen3_moe, gemma, gemma2, gemma3 -> gemma3_text, phi3, deepseek2 -> deepseek_v2 / deepseek_v3 (sigmoid
+gating or ``exp_probs_b``), gpt-oss -> gpt_oss. Other architectures get the generic keys and ``model_type`` = the
+GGUF name (which the HF parser then accepts or refuses).
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ def _vocab(md: dict, m: _Meta, tensors: dict) -> int:
     if v:
         return v
     tokens = md.get("tokenizer.ggml.tokens")
-    if tokens is not None and len(tokens):
+    if isinstance(tokens, (tuple, GGUFArray)) and len(tokens):
         return len(tokens)
     raise InvalidModelSpec("cannot tell the vocabulary size: no token_embd tensor, vocab_size or token list",
                            field="tokenizer.ggml.tokens")

@@ -64,6 +64,15 @@ class HubArtefacts:
     census: Census | None = None
     notes: tuple[str, ...] = field(default=())
 
+    @property
+    def stored_weight_bytes(self) -> int | None:
+        """Tensor bytes from the safetensors headers (exact for the checkpoint), None without headers."""
+        return self.census.total_bytes if self.census else None
+
+    @property
+    def stored_by_dtype(self) -> tuple[tuple[str, int], ...]:
+        return tuple(sorted(self.census.bytes_by_dtype.items())) if self.census else ()
+
 
 @dataclass(frozen=True, slots=True)
 class HubGGUF:
