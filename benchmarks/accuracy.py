@@ -201,6 +201,46 @@ def score_weights_footprint(rows: list[dict]) -> tuple[list[dict], list[dict]]:
     return scored, skipped
 
 
+def score_sglang_kv(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """SGLang's logged KV pool (K + V GiB over its token count) as bytes per token per GPU, against the config's
+    KV bytes/token at the row's tensor-parallel size. An -FP8 checkpoint is looked up by its base architecture."""
+    from vramplan.core.memory import kv_bytes_per_token
+
+    scored, skipped = [], []
+    for r in rows:
+        if r.get("category") != "sglang_startup":
+            continue
+        m, cfg = r.get("measured") or {}, r.get("config") or {}
+        tokens, k_gib, v_gib = m.get("kv_tokens"), m.get("K_size_GB"), m.get("V_size_GB")
+        hf_id = str(r.get("hf_id") or "")
+        lm = _load_catalog_model(hf_id) or _load_catalog_model(hf_id.removesuffix("-FP8"))
+        if not (tokens and k_gib and v_gib) or lm is None:
+            skipped.append(skip("sglang_startup", r["id"], "pool size, token count or model not expressible"))
+            continue
+        tp = int(cfg.get("tp") or 1)
+        kv_dtype = "fp8" if str(cfg.get("kv_cache_dtype", "auto")).startswith("fp8") else "bf16"
+        measured = round((k_gib + v_gib) * 2**30 / tokens, 1)
+        scored.append(make_row("sglang_startup", r["id"], kv_bytes_per_token(lm.spec, kv_dtype, tp), measured,
+                               unit="KV bytes/token per GPU", model=f"{lm.name} (TP{tp})",
+                               reference="(K + V GiB as logged, 2 decimals) / tokens",
+                               note="the log's sizes are rounded to 0.01 GiB", source=_source_text(r.get("source"))))
+    return scored, skipped
+
+
+NOT_GROUND_TRUTH = {"published_estimate": "other tools' estimates: compared elsewhere, not ground truth"}
+
+
+def unscored_rows(rows: list[dict], scored_categories: set[str], handled: set[str]) -> list[dict]:
+    """Rows of categories nothing scored, listed as skipped so the unexpressed part of the ground truth shows."""
+    out = []
+    for r in rows:
+        cat = r.get("category")
+        if cat in scored_categories or cat in handled:
+            continue
+        out.append(skip(cat, r.get("id", "?"), NOT_GROUND_TRUTH.get(cat, "no scorer for this category yet")))
+    return out
+
+
 # ----- the project's own GPU measurements -------------------------------------------------------------------
 
 def score_measurements(directory: Path) -> tuple[list[dict], list[dict]]:
@@ -320,7 +360,11 @@ def summarise(rows: list[dict], skipped: list[dict] = ()) -> list[dict]:
 
 
 def _fmt(x, digits: int = 2) -> str:
-    return "-" if x is None else f"{x:.{digits}f}"
+    if x is None:
+        return "-"
+    if x != 0 and abs(x) < 10 ** -digits:  # small but not zero: show it rather than 0.00
+        return f"{x:.1e}"
+    return f"{x:.{digits}f}"
 
 
 def summary_table(summary: list[dict]) -> str:
@@ -387,16 +431,21 @@ def build_report(groundtruth: Path | None = DEFAULT_GROUNDTRUTH, measurements: P
     if groundtruth is not None and groundtruth.is_file():
         gt = read_jsonl(groundtruth)
         inputs.append(_rel(groundtruth))
-        for scorer in (score_param_count, score_config_arch, score_weights_footprint):
+        for scorer in (score_param_count, score_config_arch, score_weights_footprint, score_sglang_kv):
             s, k = scorer(gt)
             rows += s
             skipped += k
     elif groundtruth is not None:
+        gt = []
         notes.append(f"ground truth not found at {groundtruth}")
+    else:
+        gt = []
     if external:
         s, k = score_external(notes)
         rows += s
         skipped += k
+    handled = {"param_count", "config_arch", "weights_footprint", "sglang_startup"}
+    skipped += unscored_rows(gt, {r["category"] for r in rows} | {k["category"] for k in skipped}, handled)
     if measurements is not None:
         s, k = score_measurements(measurements)
         inputs.append(_rel(measurements) + "/*.jsonl")
@@ -409,10 +458,12 @@ def build_report(groundtruth: Path | None = DEFAULT_GROUNDTRUTH, measurements: P
 
 
 def _rel(p: Path) -> str:
-    try:
-        return str(p.resolve().relative_to(ROOT.parent))
-    except ValueError:
-        return str(p)
+    real = p.resolve()
+    if real.is_relative_to(ROOT):
+        return str(real.relative_to(ROOT))
+    if real.is_relative_to(ROOT.parent):
+        return "../" + str(real.relative_to(ROOT.parent))
+    return str(p)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -420,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--groundtruth", default=str(DEFAULT_GROUNDTRUTH), help="public.jsonl to score")
     ap.add_argument("--measurements", default=str(MEASUREMENTS_DIR), help="folder of measure_matrix JSONL files")
     ap.add_argument("--out-dir", default=str(OUT_DIR), help="where accuracy.md and accuracy.json go")
-    ap.add_argument("--write-committed", action="store_true", help=f"also write {COMMITTED.relative_to(ROOT)}")
+    ap.add_argument("--write-committed", action="store_true", help="also write benchmarks/ACCURACY.md (committed)")
     ap.add_argument("--no-external", action="store_true", help="skip the training and engine scorers")
     args = ap.parse_args(argv)
     report = build_report(Path(args.groundtruth), Path(args.measurements), external=not args.no_external)
@@ -435,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in report["notes"]:
         print(f"note: {n}")
     print(f"wrote {out / 'accuracy.md'} and {out / 'accuracy.json'}"
-          + (f" and {COMMITTED.relative_to(ROOT)}" if args.write_committed else ""))
+          + (f" and {_rel(COMMITTED)}" if args.write_committed else ""))
     return 0
 
 

@@ -418,3 +418,30 @@ def test_exact_bytes_for_the_file(tmp_path):
         ty = types[t.ggml_type_name]
         assert t.nbytes == prod(t.shape) // ty.block_elems * ty.block_bytes
     assert g.tensor_data_offset + max(t.offset + t.nbytes for t in g.tensors) <= g.file_size
+
+
+meta_values = st.one_of(st.none(), st.booleans(), st.integers(-5, 1 << 20), st.floats(allow_nan=False),
+                        st.text(max_size=5), st.tuples(st.integers(0, 64)),
+                        st.lists(st.booleans(), max_size=4).map(tuple),
+                        st.builds(GGUFArray, st.just("STRING"), st.integers(0, 1 << 20)))
+META_KEYS = ["block_count", "embedding_length", "attention.head_count", "attention.head_count_kv",
+             "feed_forward_length", "context_length", "attention.key_length", "attention.value_length",
+             "expert_count", "expert_used_count", "expert_feed_forward_length", "attention.sliding_window",
+             "attention.sliding_window_pattern", "rope.dimension_count", "attention.kv_lora_rank",
+             "attention.key_length_mla", "nextn_predict_layers", "rope.scaling.type", "rope.scaling.factor"]
+
+
+@FUZZ
+@given(st.sampled_from(["llama", "qwen2", "qwen2moe", "qwen3moe", "gemma3", "deepseek2", "gpt-oss", "phi3", "other"]),
+       st.dictionaries(st.sampled_from(META_KEYS), meta_values, max_size=12),
+       st.one_of(st.none(), st.integers(0, 10), st.text(max_size=3),
+                 st.builds(GGUFArray, st.just("STRING"), st.integers(0, 10))))
+def test_fuzz_config_mapping_raises_only_invalid_model_spec(arch, meta, tokens):
+    md = {"general.architecture": arch} | {f"{arch}.{k}": v for k, v in meta.items()}
+    if tokens is not None:
+        md["tokenizer.ggml.tokens"] = tokens
+    try:
+        cfg = gguf_to_config(GGUFFile("f", 3, md, (), 0, 32, 0))
+    except InvalidModelSpec:
+        return
+    assert {"model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size"} <= set(cfg)

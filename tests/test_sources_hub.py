@@ -194,6 +194,7 @@ def test_single_file_repo_reads_config_and_header_only(hub):
     assert art.config["hidden_size"] == 64
     assert art.census.total_params == 1000 * 256 + 512 * 512
     assert art.census.bytes_by_dtype == {"BF16": 2 * (1000 * 256 + 512 * 512)}
+    assert art.stored_weight_bytes == 2 * (1000 * 256 + 512 * 512)
     weights = len(st_file(BIG))
     assert weights > 10 * FIRST_READ_BYTES
     assert 0 < hub.sent("model.safetensors") <= FIRST_READ_BYTES  # the header, never the weights

@@ -207,6 +207,27 @@ class MemoryProbe:
     def device_total(self) -> int | None:
         return int(self.torch.cuda.get_device_properties(self.device).total_memory) if self.cuda else None
 
+    def start(self) -> None:
+        """Create the CUDA context (and let go of cached blocks) before anything is measured."""
+        if self.cuda:
+            self.torch.cuda.set_device(self.device)
+            self.torch.zeros(1, device=self.device)
+            self.torch.cuda.empty_cache()
+            self.reset_peak()
+
+    def facts(self) -> dict:
+        """GPU name, memory, compute capability and driver (empty on the CPU)."""
+        if not self.cuda:
+            return {}
+        props = self.torch.cuda.get_device_properties(self.device)
+        return {"gpu_name": props.name, "gpu_total_bytes": int(props.total_memory),
+                "gpu_capability": f"{props.major}.{props.minor}", "driver": driver_version()}
+
+    def name(self) -> str:
+        if self.cuda:
+            return self.torch.cuda.get_device_name(self.device)
+        return platform.processor() or platform.machine() or "cpu"
+
 
 class PhasePeaks:
     """Peak allocated/reserved per named phase (the allocator's peak is reset at each phase's start)."""
@@ -340,14 +361,8 @@ def versions(probe: MemoryProbe | None = None) -> dict:
     except ImportError:
         pass
     out["pytorch_cuda_alloc_conf"] = os.environ.get("PYTORCH_CUDA_ALLOC_CONF") or None
-    if probe is not None and probe.cuda:
-        import torch
-
-        props = torch.cuda.get_device_properties(probe.device)
-        out["gpu_name"] = props.name
-        out["gpu_total_bytes"] = int(props.total_memory)
-        out["gpu_capability"] = f"{props.major}.{props.minor}"
-        out["driver"] = driver_version()
+    if probe is not None:
+        out.update(probe.facts())
     return out
 
 
@@ -410,13 +425,7 @@ def _model_arg(model) -> str:
 
 def _init_device(probe: MemoryProbe) -> dict:
     """Create the CUDA context before anything is measured, and read the baseline."""
-    if not probe.cuda:
-        return {"device_used_before_model": None, "allocated_before_model": None, "reserved_before_model": None}
-    torch = probe.torch
-    torch.cuda.set_device(probe.device)
-    torch.zeros(1, device=probe.device)  # creates the context
-    torch.cuda.empty_cache()
-    probe.reset_peak()
+    probe.start()
     return {"device_used_before_model": probe.device_used(), "allocated_before_model": probe.allocated(),
             "reserved_before_model": probe.reserved()}
 
@@ -536,13 +545,22 @@ def apply_lora(model, rank: int, targets: str | list[str] | None):
     return get_peft_model(model, cfg)
 
 
+def enable_checkpointing(model) -> None:
+    """Non-reentrant activation checkpointing of every decoder layer (transformers 5.2x name, then the old one)."""
+    kwargs = {"use_reentrant": False}
+    if callable(getattr(model, "activation_checkpointing_enable", None)):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
 def run_training(model, *, batch: int, seq_len: int, optimizer: str = "adamw", precision: str = "bf16",
                  gradient_checkpointing: bool = False, steps: int = DEFAULT_TRAIN_STEPS, probe: MemoryProbe,
                  seed: int = 0) -> dict:
     """``steps`` optimizer steps with labels; per-phase peaks and the exact bytes of each model state."""
     torch = probe.torch
     if gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(model)
     if hasattr(model.config, "use_cache"):
         model.config.use_cache = False
     model.train()
@@ -638,7 +656,8 @@ def training_options(method: str = "full", optimizer: str = "adamw", precision: 
 
 
 def predict_training(model, **options) -> dict | None:
-    """vramplan.training_api.plan_training with the same options, or None when that module is not there yet."""
+    """vramplan.training_api.plan_training with the same options, or None when that module is not there yet.
+    Options plan_training does not take are left out and named in the result's ``ignored_options``."""
     try:
         from .training_api import plan_training
     except ImportError:
@@ -646,9 +665,14 @@ def predict_training(model, **options) -> dict | None:
     import inspect
 
     params = inspect.signature(plan_training).parameters
+    ignored = []
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        ignored = sorted(k for k in options if k not in params)
         options = {k: v for k, v in options.items() if k in params}
-    return plan_training(_model_arg(model), **options)
+    result = plan_training(_model_arg(model), **options)
+    if ignored and isinstance(result, dict):
+        result = dict(result, ignored_options=ignored)
+    return result
 
 
 def _check_inference(context: int, batch: int, decode_tokens: int) -> None:
@@ -791,20 +815,15 @@ def _result(model, mode, predicted, source, measured, comparison, request, probe
         "mode": mode,
         "model": model_info,
         "request": request,
-        "device": {"type": probe.device.type, "name": _device_name(probe), "total_bytes": probe.device_total()},
+        "device": {"type": probe.device.type, "name": probe.name(), "total_bytes": probe.device_total()},
         "measured_on_gpu": probe.cuda,
-        "prediction": {"source": source, "memory": (predicted or {}).get("memory")},
+        "prediction": {"source": source, "memory": (predicted or {}).get("memory"),
+                       "ignored_options": (predicted or {}).get("ignored_options", [])},
         "measured": measured,
         "comparison": comparison,
         "versions": versions(probe),
         "wall_s": round(time.perf_counter() - t_start, 2),
     }
-
-
-def _device_name(probe: MemoryProbe) -> str:
-    if probe.cuda:
-        return probe.torch.cuda.get_device_name(probe.device)
-    return platform.processor() or platform.machine() or "cpu"
 
 
 def prediction_only(mode: str, model, **options) -> dict:

@@ -208,31 +208,33 @@ class OffloadPlan:
     host_fraction: float  # share of layer + head bytes read from host RAM per token
 
 
-def offload_plan(stack: StackMemory, limit_bytes: int) -> OffloadPlan | None:
-    """The most layers one GPU of ``limit_bytes`` can hold with the rest in host RAM (llama.cpp partial offload).
-
-    llama.cpp offloads the last ``-ngl`` layers with their KV cache; the output layer goes to the GPU only when
-    every layer does, and the token embedding stays in host RAM. None when not even one layer fits.
-    """
+def offload_at(stack: StackMemory, gpu_layers: int) -> OffloadPlan:
+    """llama.cpp with ``-ngl gpu_layers``: the last ``gpu_layers`` layers and their KV cache on the GPU, the output
+    layer too once every layer is there; the token embedding always stays in host RAM."""
     s = stack.shard(1)
     layer = s.layer_bytes
     n = len(layer)
-    every = s.activation_bytes + s.runtime_bytes
-    head = s.head_bytes if not stack.tied_embeddings else s.embedding_bytes
-    total_layer = sum(layer)
+    if not 0 <= gpu_layers <= n:
+        raise ValueError(f"gpu_layers must be between 0 and {n}")
+    head = s.embedding_bytes if stack.tied_embeddings else s.head_bytes
+    on_gpu = sum(layer[n - gpu_layers:]) if gpu_layers else 0
+    head_on_gpu = gpu_layers == n
+    gpu_bytes = on_gpu + (head if head_on_gpu else 0) + s.activation_bytes + s.runtime_bytes
+    host_read = sum(layer) - on_gpu + (0 if head_on_gpu else head)
+    host_bytes = host_read + s.embedding_bytes
+    return OffloadPlan(gpu_layers, n - gpu_layers, gpu_bytes, host_bytes, host_read / (sum(layer) + head))
+
+
+def offload_plan(stack: StackMemory, limit_bytes: int) -> OffloadPlan | None:
+    """The most layers one GPU of ``limit_bytes`` can hold with the rest in host RAM (llama.cpp partial offload,
+    see :func:`offload_at`). None when not even one layer fits, or when every layer does (no offload needed)."""
     best = None
-    gpu_bytes = every
-    for k in range(1, n):  # partial: k layers from the end, head on the host
-        gpu_bytes += layer[n - k]
-        if gpu_bytes > limit_bytes:
+    for k in range(1, stack.layers):
+        plan = offload_at(stack, k)
+        if plan.gpu_bytes > limit_bytes:
             break
-        best = k
-    if best is None:
-        return None
-    on_gpu = sum(layer[n - best:])
-    host = total_layer - on_gpu + head + s.embedding_bytes
-    read_total = total_layer + head
-    return OffloadPlan(best, n - best, on_gpu + every, host, (total_layer - on_gpu + head) / read_total)
+        best = plan
+    return best
 
 
 # ----- candidates and search ------------------------------------------------------------------------------------------
@@ -369,7 +371,7 @@ def evaluate_offload(stack: StackMemory, gpu: GPU, *, headroom: float = DEFAULT_
         fits = False
         notes.append("the offloaded layers need more host RAM than given")
     s = stack.shard(1)
-    comps = (("weights", plan.gpu_bytes - s.activation_bytes - s.runtime_bytes), ("kv_cache", 0),
+    comps = (("weights_and_kv", plan.gpu_bytes - s.activation_bytes - s.runtime_bytes),
              ("activations", s.activation_bytes), ("runtime", s.runtime_bytes))
     c = Candidate(gpu, 1, 1, 1, 1, (plan.gpu_layers,), plan.gpu_bytes, limit, capacity_for(gpu), fits,
                   comps, plan.host_layers, plan.host_bytes, plan.host_fraction, notes=tuple(notes))
@@ -382,7 +384,7 @@ class SearchResult:
 
     by_gpu: tuple[Candidate, ...]  # per GPU kind: the fewest GPUs that fit, else the closest miss
     fitting: tuple[Candidate, ...]  # every (GPU, count) that fits, best layout each
-    cheapest: tuple[Candidate, ...]
+    cheapest: tuple[Candidate, ...]  # the fewest-GPU fit of each kind (and offload plans), by cost
     fastest: tuple[Candidate, ...]
     headroom: float
     notes: tuple[str, ...] = field(default=())
@@ -416,10 +418,12 @@ def search(stack: StackMemory, gpus: Iterable[GPU], *, max_gpus: int = 8, headro
            speed_fn: Callable[[Candidate], float | None] | None = None, allow_offload: bool = False,
            host_ram_bytes: int | None = None, counts: tuple[int, ...] | None = None) -> SearchResult:
     """Try every GPU at every count (see :func:`gpu_counts`, or exactly ``counts``), keep the best layout per count,
-    and rank what fits. With ``allow_offload``, a GPU on which the model does not fit whole at one card also gets a
-    one-GPU + host RAM candidate."""
-    by_gpu = []
-    fitting = []
+    and rank what fits. With ``allow_offload``, a consumer or workstation GPU on which the model does not fit whole
+    at one card also gets a one-GPU + host RAM candidate (llama.cpp's use case; data-center parts scale out instead).
+
+    ``cheapest`` ranks each GPU kind's fewest-GPU configuration (and its offload plan): more of the same GPU only
+    costs more. ``fastest`` ranks every fitting configuration."""
+    by_gpu, fitting, minimal = [], [], []
     for gpu in gpus:
         if counts is None:
             pairs = gpu_counts(gpu, max_gpus)
@@ -437,7 +441,8 @@ def search(stack: StackMemory, gpus: Iterable[GPU], *, max_gpus: int = 8, headro
             elif closest is None or c.need_bytes / c.limit_bytes < closest.need_bytes / closest.limit_bytes:
                 closest = c
         offload = None
-        if allow_offload and not (first_fit and first_fit.count == 1) and any(p[0] == 1 for p in pairs):
+        if (allow_offload and gpu.category not in MULTI_NODE_CATEGORIES and not (first_fit and first_fit.count == 1)
+                and any(p[0] == 1 for p in pairs)):
             offload = evaluate_offload(stack, gpu, headroom=headroom, host_ram_bytes=host_ram_bytes,
                                        speed_fn=speed_fn)
             if offload is not None and offload.fits:
@@ -447,7 +452,8 @@ def search(stack: StackMemory, gpus: Iterable[GPU], *, max_gpus: int = 8, headro
         chosen = first_fit or offload or closest
         if chosen is not None:
             by_gpu.append(chosen)
-    return SearchResult(tuple(by_gpu), tuple(fitting), rank_cheapest(fitting), rank_fastest(fitting), headroom)
+        minimal.extend(c for c in (first_fit, offload) if c is not None)
+    return SearchResult(tuple(by_gpu), tuple(fitting), rank_cheapest(minimal), rank_fastest(fitting), headroom)
 
 
 # ----- what would change an impossible request ------------------------------------------------------------------------
@@ -478,6 +484,6 @@ def bytes_over(c: Candidate) -> int:
 
 
 __all__ = ["DEFAULT_HEADROOM", "TPShard", "StackMemory", "split_stages", "LayoutNeed", "layout_need",
-           "OffloadPlan", "offload_plan", "Candidate", "capacity_for", "limit_for", "gpu_counts", "layouts", "evaluate",
+           "OffloadPlan", "offload_at", "offload_plan", "Candidate", "capacity_for", "limit_for", "gpu_counts", "layouts", "evaluate",
            "evaluate_offload", "SearchResult", "rank_cheapest", "rank_fastest", "search", "largest_fitting",
            "dominant_component", "bytes_over"]

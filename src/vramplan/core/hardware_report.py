@@ -110,6 +110,10 @@ NVIDIA recommends (hothardware.com, 'NVIDIA itself recommends an 850-watt power 
 HOST_WATTS_PER_DATACENTER_GPU = 575.0
 """Platform power per GPU in an 8-GPU server: DGX H100's maximum system power is ~10.2 kW with 8 x 700 W GPUs, so the
 rest (CPUs, NVSwitches, NICs, fans, drives) draws ~4.6 kW, 575 W per GPU (NVIDIA DGX H100 datasheet [vendor value])."""
+SXM_CLASS_WATTS = 500.0
+"""Boards at or above this power are SXM/OAM modules in 8-GPU baseboards (H100 SXM 700 W, MI300X 750 W, B200
+1000 W) and get the DGX platform share; PCIe data-center cards (L4, A10, L40S, H100 PCIe at 350 W) are planned like a
+workstation host [our threshold]."""
 PSU_LOAD_FACTOR = 0.8
 """Size a PSU so the steady load is at most 80% of its rating (efficiency sweet spot, margin for transients)."""
 PSU_SIZES_W = (450, 550, 650, 750, 850, 1000, 1200, 1300, 1500, 1600, 2000, 2400, 2800)
@@ -138,7 +142,7 @@ def power(gpu: GPU, count: int, nodes: int = 1) -> Power | None:
         return Power(gpu.power_w, 0.0, gpu.power_w, None,
                      "Apple silicon: the figure is the whole machine's maximum; the power supply is built in")
     gpus_w = gpu.power_w * count
-    if gpu.category in ("datacenter", "accelerator"):
+    if gpu.category in ("datacenter", "accelerator") and gpu.power_w >= SXM_CLASS_WATTS:
         host_w = HOST_WATTS_PER_DATACENTER_GPU * count
         total = gpus_w + host_w
         per_node = total / nodes

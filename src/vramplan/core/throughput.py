@@ -103,7 +103,9 @@ class Band:
                 "high": _round(self.high, digits)}
 
     def contains(self, value: float) -> bool:
-        return self.low <= value <= self.high
+        """Inclusive, allowing float rounding (a relative 1e-9) at the edges."""
+        tol = 1e-9 * max(abs(self.low), abs(self.high))
+        return self.low - tol <= value <= self.high + tol
 
 
 def _round(x: float, digits: int) -> float:
@@ -120,6 +122,14 @@ def _band_from(value_at, eff: Efficiency, increasing: bool) -> Band:
     if not increasing:
         vals.reverse()
     return Band(*vals)
+
+
+def roofline_seconds(bytes_read: float, bytes_per_s: float, eff: Efficiency) -> Band:
+    """The memory roofline: seconds to read ``bytes_read`` at ``bytes_per_s`` x the efficiency band (formulas.md 6:
+    t_token = bytes / (BW_peak x MBU)). ``low`` is the shortest time (the high efficiency)."""
+    if bytes_per_s <= 0:
+        raise ValueError("bandwidth must be positive")
+    return _band_from(lambda e: bytes_read / (bytes_per_s * e), eff, increasing=False)
 
 
 # ----- what one decode step reads ---------------------------------------------------------------------------------
@@ -369,10 +379,10 @@ def decode_speed(spec: ModelSpec, wb: WeightBytes, gpu: GPU, *, context: int, ba
     bytes_per_gpu = ceil(on_gpu)
     notes = []
 
-    mem = _band_from(lambda e: on_gpu / (gpu.hbm_bytes_per_s * e), mbu, increasing=False)
+    mem = roofline_seconds(on_gpu, gpu.hbm_bytes_per_s, mbu)
     host = None
     if on_host > 0:
-        host = _band_from(lambda e: on_host / (layout.host_bytes_per_s * e), MBU_HOST, increasing=False)
+        host = roofline_seconds(on_host, layout.host_bytes_per_s, MBU_HOST)
         notes.append(f"{layout.offload_fraction:.0%} of the layer bytes are read from host RAM at "
                      f"{layout.host_bytes_per_s / 1e9:.1f} GB/s peak")
     per_token, head = matmul_params(spec)

@@ -37,7 +37,7 @@ MAX_TENSORS = 1 << 20
 MAX_KV = 1 << 20
 KEEP_ARRAY_ITEMS = 1 << 16  # larger arrays (token lists, merges, scores) are kept as a count only
 MAX_ARRAY_ITEMS = 1 << 24  # the largest real arrays (BPE merges, 262k-token vocabularies) are far below this
-MAX_CHUNK = 16 << 20
+MAX_CHUNK = 4 << 20  # chunks double up to this; a remote header costs a handful of range requests
 
 Reader = Callable[[int, int], bytes]
 

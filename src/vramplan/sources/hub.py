@@ -217,7 +217,7 @@ class _RangeReader:
             return b""
         headers = {**self.headers, "Range": f"bytes={offset}-{offset + n - 1}", "Accept-Encoding": "identity"}
         self.requests += 1
-        if hasattr(self.session, "stream"):  # httpx-style client (huggingface_hub >= 1.0)
+        if callable(getattr(self.session, "stream", None)):  # httpx-style client (huggingface_hub >= 1.0)
             with self.session.stream("GET", self.url, headers=headers, timeout=TIMEOUT_S) as resp:
                 return self._consume(resp, offset, n, resp.iter_bytes())
         resp = self.session.get(self.url, headers=headers, timeout=TIMEOUT_S, stream=True)  # requests (< 1.0)

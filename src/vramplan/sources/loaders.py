@@ -37,79 +37,43 @@ def _parse(cfg: dict, name: str, where: str, quantize_config: dict | None = None
 
 
 def load_local(path_text: str):
-    from pathlib import Path
+    """A config.json, a model folder (config + safetensors headers), a .safetensors file or index, or a .gguf."""
+    from .local import read_model_dir
 
-    path = Path(path_text)
-    try:
-        real = path.resolve(strict=True)
-    except FileNotFoundError:
-        raise SourceError("no such file or directory", path_text) from None
-    except (RuntimeError, OSError) as exc:  # symlink loops
-        raise SourceError(f"cannot resolve path ({exc.__class__.__name__}: symlink loop?)", path_text) from None
-    if real.is_dir():
-        return _load_dir(real, path_text)
-    if real.suffix.lower() == ".gguf":
-        return _load_gguf(real, path_text)
-    cfg = _read_json(real, "config")
-    name = real.parent.name if real.name == "config.json" else real.stem
-    qc = None
-    qpath = real.parent / "quantize_config.json"
-    if real.name == "config.json" and qpath.is_file():
-        qc = _read_json(qpath, "quantize_config.json")
-    spec = _parse(cfg, name, path_text, qc)
-    return _lm(spec=spec, name=name, source="file", provenance=f"config file {path_text}")
+    if not os.path.lexists(path_text):
+        raise SourceError("no such file or directory", path_text)
+    art = read_model_dir(path_text)
+    base = os.path.basename(os.path.normpath(art.path))
+    name = os.path.basename(os.path.dirname(os.path.abspath(art.path))) if base == "config.json" else base
+    messages = list(art.notes)
+    if art.gguf:
+        from .gguf import gguf_to_config
 
-
-def _load_dir(real, shown: str):
-    cfg_path = real / "config.json"
-    ggufs = sorted(real.glob("*.gguf"))
-    if not cfg_path.is_file():
-        if ggufs:
-            return _load_gguf(ggufs[0], str(ggufs[0]))
-        raise SourceError("directory has no config.json (and no .gguf file)", shown)
-    cfg = _read_json(cfg_path, "config.json")
-    qc = _read_json(real / "quantize_config.json", "quantize_config.json") \
-        if (real / "quantize_config.json").is_file() else None
-    spec = _parse(cfg, real.name, shown, qc)
-    messages = []
-    stored = None
-    by_dtype: tuple = ()
-    if any(real.glob("*.safetensors")):
-        try:
-            from . import safetensors as st
-
-            census = st.census(st.read_safetensors_dir(real))
-            stored = census.total_bytes
-            by_dtype = tuple(sorted(census.bytes_by_dtype.items()))
-            messages.append(f"weights from safetensors headers: {stored:,} bytes (preferred over the config-derived "
-                            f"figure)")
-        except VramplanError:
-            raise
-        except (AttributeError, ImportError):  # reader not available in this build
-            pass
-    return _lm(spec=spec, name=real.name, source="directory", provenance=f"model directory {shown}",
-               messages=tuple(messages), stored_weight_bytes=stored, stored_by_dtype=by_dtype)
-
-
-def _load_gguf(real, shown: str):
-    from . import gguf as g
-
-    gf = g.read_gguf(real)
-    cfg = g.gguf_to_config(gf)
-    spec = _parse(cfg, real.stem, shown)
-    total = sum(t.nbytes for t in gf.tensors)
-    ftype = None
-    for mix in ("Q4_K_M", "Q4_K_S", "Q5_K_M", "Q5_K_S", "Q6_K", "Q8_0", "Q3_K_M", "Q3_K_L", "Q3_K_S", "Q2_K",
-                "IQ4_XS", "F16", "BF16"):
-        if mix.lower() in real.name.lower():
-            ftype = mix
-            break
-    by_type: dict[str, int] = {}
-    for t in gf.tensors:
-        by_type[t.ggml_type_name] = by_type.get(t.ggml_type_name, 0) + t.nbytes
-    return _lm(spec=spec, name=real.stem, source="gguf", provenance=f"GGUF file {shown}",
-               messages=(f"weights from the GGUF tensor table: {total:,} bytes",), stored_weight_bytes=total,
-               stored_by_dtype=tuple(sorted(by_type.items())), gguf_ftype=ftype, extra={"gguf": gf})
+        gf = art.gguf[0]
+        spec = _parse(gguf_to_config(art.gguf), name.removesuffix(".gguf"), path_text)
+        total = sum(t.nbytes for f in art.gguf for t in f.tensors)
+        by_type: dict[str, int] = {}
+        for f in art.gguf:
+            for t in f.tensors:
+                by_type[t.ggml_type_name] = by_type.get(t.ggml_type_name, 0) + t.nbytes
+        messages.append(f"weights from the GGUF tensor table: {total:,} bytes"
+                        + (f" ({gf.file_type})" if gf.file_type else ""))
+        return _lm(spec=spec, name=name.removesuffix(".gguf"), source="gguf", provenance=f"GGUF file {path_text}",
+                   messages=tuple(messages), stored_weight_bytes=total, stored_by_dtype=tuple(sorted(by_type.items())),
+                   gguf_ftype=gf.file_type, extra={"gguf": art.gguf[0], "gguf_parts": art.gguf})
+    if art.config is None:
+        raise SourceError("no config.json next to these weights: the architecture is unknown", path_text)
+    spec = _parse(art.config, name, path_text, art.quantize_config)
+    stored = by_dtype = None
+    if art.census is not None:
+        stored = art.census.total_bytes
+        by_dtype = tuple(sorted(art.census.bytes_by_dtype.items()))
+        messages.append(f"weights from safetensors headers: {stored:,} bytes in {art.census.files} file(s) "
+                        f"(preferred over the config-derived figure)")
+    kind = {"config": "file", "directory": "directory"}.get(art.kind, art.kind)
+    return _lm(spec=spec, name=name, source=kind, provenance=f"{art.kind} {path_text}", messages=tuple(messages),
+               stored_weight_bytes=stored, stored_by_dtype=by_dtype or (),
+               extra={"census": art.census} if art.census is not None else None)
 
 
 def load_catalog(entry):
@@ -130,21 +94,29 @@ def load_catalog(entry):
 def load_hub(repo_id: str, revision: str | None = None, fallback=None):
     """The Hub when online (config + safetensors headers), else the library's cache, else the embedded catalog."""
     messages = []
-    try:
-        from . import hub
+    from . import hub
 
+    ref = hub.parse_hub_gguf_ref(repo_id)
+    if ref is not None:  # owner/repo/file.gguf: the GGUF header by range requests
+        g = hub.fetch_hub_gguf(ref[0], ref[1], revision=revision)
+        spec = _parse(g.config, ref[1].rsplit("/", 1)[-1].removesuffix(".gguf"), repo_id)
+        ftype = g.files[0].file_type
+        return _lm(spec=spec, name=repo_id, source="hub" if g.source == "hub" else "hub-cache", hf_id=ref[0],
+                   provenance=f"GGUF {ref[1]} in Hugging Face {ref[0]}", messages=tuple(g.notes),
+                   stored_weight_bytes=g.census.total_bytes, stored_by_dtype=tuple(sorted(g.census.bytes_by_dtype.items())),
+                   gguf_ftype=ftype, extra={"gguf": g.files[0], "gguf_parts": g.files})
+    try:
         art = hub.fetch_hub_files(repo_id, revision=revision)
-    except ImportError:
-        art = None
-        messages.append("huggingface_hub is not installed (pip install 'vramplan[hub]')")
     except SourceError as exc:
         art = None
-        messages.append(f"Hub unavailable ({exc})")
+        reason = getattr(exc, "reason", None)
+        messages.append(f"Hub unavailable ({reason + ': ' if reason else ''}{exc})")
     if art is not None:
         spec = _parse(art.config, repo_id.split("/")[-1], f"{repo_id} config.json", art.quantize_config)
         stored = getattr(art, "stored_weight_bytes", None)
         used = getattr(art, "source", "hub")
         messages.append(f"read {repo_id} from the {'Hub' if used == 'hub' else 'local Hub cache'}")
+        messages.extend(getattr(art, "notes", ()) or ())
         return _lm(spec=spec, name=repo_id, source="hub" if used == "hub" else "hub-cache", hf_id=repo_id,
                    provenance=f"Hugging Face {repo_id}@{revision or 'main'}", messages=tuple(messages),
                    stored_weight_bytes=stored)

@@ -156,9 +156,7 @@ def _tensor(key: str, value: object, name: str) -> TensorInfo:
     if not isinstance(value, dict):
         raise SourceError(f"{where}: expected an object with dtype, shape and data_offsets, got {_kind(value)}",
                           name)
-    extra = set(value) - {"dtype", "shape", "data_offsets"}
-    if extra:
-        raise SourceError(f"{where}: unexpected field {_clip(sorted(extra)[0])!r}", name)
+    # other fields are ignored, as the reference reader (serde without deny_unknown_fields) ignores them
     dtype = value.get("dtype")
     if not isinstance(dtype, str):
         raise SourceError(f"{where}: 'dtype' must be a string, got {_kind(dtype)}", name)

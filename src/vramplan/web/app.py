@@ -14,6 +14,7 @@ Safety rules kept here:
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import importlib
 import json
@@ -240,15 +241,113 @@ class TrainRequest(_Request):
         return _tokens(v, "seq_len")
 
 
-class FitRequest(_Request):
-    """Options of ``vramplan fit``; anything the installed command does not take is refused with a 400."""
+class TrainSweepRequest(TrainRequest):
+    lengths: str | None = Field(None, max_length=400,
+                                description="comma-separated sequence lengths (default: powers of two up to the "
+                                            f"model's maximum); at most {SWEEP_MAX_POINTS}")
 
-    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+    @field_validator("lengths")
+    @classmethod
+    def _lengths(cls, v):
+        return SweepRequest._contexts(v)
+
+
+class _TrainingOptions(_Request):
+    """The training options a training fit or training speed estimate passes on."""
+
+    method: _Short | None = Field(None, description="full | lora | qlora")
+    optimizer: _Short | None = None
+    precision: _Short | None = None
+    seq_len: int | str | None = Field(None, description="tokens per sequence: 4096, 8k")
+    gradient_checkpointing: bool | None = None
+    lora_rank: int | None = Field(None, ge=1, le=1 << 16)
+    zero: int | None = Field(None, ge=0, le=3)
+    training_tokens: int | str | None = Field(None, description="tokens to train on (for the time estimate)")
+
+    @field_validator("seq_len", "training_tokens")
+    @classmethod
+    def _tok(cls, v, info):
+        return _tokens(v, info.field_name)
+
+
+class FitRequest(_TrainingOptions):
+    """Options of ``vramplan fit`` (vramplan.fit_api.plan_fit)."""
+
     model: _ModelName
+    gpus: str | None = Field(None, max_length=400, pattern=r"^[A-Za-z0-9 ._,\-]*$",
+                             description="comma-separated GPUs to try (default: the whole catalog)")
+    category: _Short | None = Field(None, description="datacenter | workstation | consumer | apple | accelerator")
+    max_gpus: int | None = Field(None, ge=1, le=1024)
+    quantization: _Short | None = None
+    dtype: _Short | None = None
+    kv_cache_dtype: _Short | None = None
+    max_model_len: int | str | None = Field(None, description="context tokens: 8192, 128k")
+    batch_size: int | None = Field(None, ge=1, le=1 << 20)
+    headroom: float | None = Field(None, ge=0.0, le=0.9, description="fraction of each GPU kept free")
+    allow_offload: bool | None = None
+    host_ram: _Short | None = Field(None, description="host RAM for offloaded layers: 64GiB")
+    workload: _Short | None = Field(None, description="inference | training")
+    top: int | None = Field(None, ge=1, le=1000)
+
+    @field_validator("max_model_len")
+    @classmethod
+    def _ctx(cls, v):
+        return _tokens(v, "max_model_len")
 
 
-class SpeedRequest(FitRequest):
-    """Options of ``vramplan speed``."""
+class SpeedRequest(_TrainingOptions):
+    """Options of ``vramplan speed`` (vramplan.fit_api.plan_speed)."""
+
+    model: _ModelName
+    gpu: _Short | None = Field(None, description="GPU to time (default h100)")
+    tensor_parallel_size: int | None = Field(None, ge=1, le=1024)
+    pipeline_parallel_size: int | None = Field(None, ge=1, le=1024)
+    quantization: _Short | None = None
+    dtype: _Short | None = None
+    kv_cache_dtype: _Short | None = None
+    max_model_len: int | str | None = None
+    batch_size: int | None = Field(None, ge=1, le=1 << 20)
+    prompt_tokens: int | str | None = None
+    output_tokens: int | None = Field(None, ge=1, le=1 << 24)
+    n_gpu_layers: int | None = Field(None, ge=0, le=100_000)
+    host_bandwidth_gbps: float | None = Field(None, gt=0, le=10_000)
+    global_batch_tokens: int | str | None = None
+    headroom: float | None = Field(None, ge=0.0, le=0.9)
+
+    @field_validator("max_model_len", "prompt_tokens", "global_batch_tokens")
+    @classmethod
+    def _toks(cls, v, info):
+        return _tokens(v, info.field_name)
+
+
+class HardwareRequest(_Request):
+    """Options of vramplan.fit_api.hardware_report: host RAM, disk, power and interconnect for one layout."""
+
+    model: _ModelName
+    gpu: _Short | None = None
+    tensor_parallel_size: int | None = Field(None, ge=1, le=1024)
+    pipeline_parallel_size: int | None = Field(None, ge=1, le=1024)
+    quantization: _Short | None = None
+    dtype: _Short | None = None
+    kv_cache_dtype: _Short | None = None
+    max_model_len: int | str | None = None
+    batch_size: int | None = Field(None, ge=1, le=1 << 20)
+    n_gpu_layers: int | None = Field(None, ge=0, le=100_000)
+    headroom: float | None = Field(None, ge=0.0, le=0.9)
+
+    @field_validator("max_model_len")
+    @classmethod
+    def _ctx(cls, v):
+        return _tokens(v, "max_model_len")
+
+
+class LaunchRequest(HardwareRequest):
+    """Options of ``vramplan launch`` (vramplan.fit_api.launch_commands); no file names are taken."""
+
+    gpu_memory_utilization: float | None = Field(None, ge=0.05, le=1.0)
+    engine: _Short | None = Field(None, description="vllm | sglang | llama.cpp | ollama | all")
+    served_model_name: _Short | None = None
+    port: int | None = Field(None, ge=1, le=65535)
 
 
 # ----- model resolution --------------------------------------------------------------------------------------
@@ -350,16 +449,29 @@ def _upload_name(cfg: dict, filename: str | None, digest: str) -> str:
 
 # ----- the one code path: the CLI command's run() --------------------------------------------------------------
 
+class _ArgParser(argparse.ArgumentParser):
+    def error(self, message):  # a parser problem is a request problem here, never an exit
+        raise InvalidRequest(message)
+
+
+@functools.lru_cache(maxsize=None)
 def _command(name: str):
-    """(parser, module) of a CLI command, or None when this build does not have it yet."""
+    """(parser, module) of a CLI command, or None when this build does not have it yet.
+
+    The parser is a plain argparse one filled by the command's own ``add_arguments`` (the commands' contract), so
+    the namespace ``run`` gets has exactly the options and defaults the command line would give it.
+    """
     import importlib.util
 
     from .. import cli
 
-    module = cli.COMMANDS.get(name, (name,))[0]
-    if importlib.util.find_spec(f"vramplan.commands.{module}") is None:
+    module_name = f"vramplan.commands.{cli.COMMANDS.get(name, (name,))[0]}"
+    if importlib.util.find_spec(module_name) is None:
         return None
-    return cli.build_parser(name)
+    module = importlib.import_module(module_name)
+    parser = _ArgParser(prog=f"vramplan {name}", add_help=False)
+    module.add_arguments(parser)
+    return parser, module
 
 
 def command_namespace(parser, fields: dict, model_obj=None) -> argparse.Namespace:
@@ -429,7 +541,7 @@ def choices_of(name: str) -> dict:
         return {}
     parser, _ = cmd
     return {a.dest: [str(c) for c in a.choices] for a in parser._actions
-            if a.choices is not None and a.option_strings and a.dest != "help"}
+            if a.choices is not None and a.option_strings and a.dest not in ("help", "source")}
 
 
 def _json_ready(value):
@@ -567,6 +679,8 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):  # never a traceback to the client
+        if isinstance(exc, ImportError) and "vramplan" in str(exc):
+            return error_response(501, f"a part of vramplan this needs is not in this build ({exc})")
         return error_response(500, f"internal error ({exc.__class__.__name__}); please report it")
 
     # --- the page ------------------------------------------------------------------------------------------------
@@ -652,6 +766,36 @@ def create_app() -> FastAPI:
 
         return run_command("train", fields, lm, fallback=direct)
 
+    def train_sweep(req: TrainSweepRequest) -> dict:
+        from ..charts import context_sweep, default_contexts
+
+        lm = models.resolve(req.model)
+        fields = req.model_dump(exclude={"model", "lengths"})
+        base = train(TrainRequest(model=req.model, **fields))
+        chosen = (base.get("request") or {}).get("seq_len") or fields.get("seq_len") or 4096
+        if req.lengths:
+            lengths = [int(c) for c in req.lengths.split(",")]
+        else:
+            lengths = [c for c in default_contexts(int(chosen), getattr(lm.spec, "max_position_embeddings", 0) or None)
+                       if c >= 256]
+
+        def one(n: int) -> dict:
+            return train(TrainRequest(model=req.model, **{**fields, "seq_len": n}))
+
+        points = [{"seq_len": p["max_model_len"], "memory": p["memory"], "capacity": p["capacity"]}
+                  for p in context_sweep(one, lengths)]
+        return {"model": base.get("model"), "request": {**(base.get("request") or {}), "seq_len": int(chosen)},
+                "points": points}
+
+    @app.get("/api/train/sweep", tags=["plan"],
+             summary="training memory per GPU at several sequence lengths (for the memory-vs-length chart)")
+    def train_sweep_get(req: Annotated[TrainSweepRequest, Query()]):
+        return train_sweep(req)
+
+    @app.post("/api/train/sweep", tags=["plan"], summary="the same as GET, options in a JSON body")
+    def train_sweep_post(req: TrainSweepRequest):
+        return train_sweep(req)
+
     @app.get("/api/train", tags=["plan"], summary="training memory per GPU (= vramplan train --json)")
     def train_get(req: Annotated[TrainRequest, Query()]):
         return train(req)
@@ -660,35 +804,40 @@ def create_app() -> FastAPI:
     def train_post(req: TrainRequest):
         return train(req)
 
-    def _free_form(command: str, api_module: str, api_func: str, req: FitRequest) -> dict:
+    def _planned(command: str, api_func: str, req: _Request) -> dict:
         lm = models.resolve(req.model)
-        fields = {k: v for k, v in req.model_dump().items() if k != "model"}
-        for key, value in fields.items():
-            if not isinstance(value, (str, int, float, bool)) or (isinstance(value, str) and len(value) > 200):
-                raise InvalidRequest(f"{key} must be a short string, a number or true/false", field=key)
-        fields = {k: _coerce_query(v) for k, v in fields.items()}
+        fields = req.model_dump(exclude={"model"})
 
         def direct():
-            mod = _module(api_module)
-            return getattr(mod, api_func)(lm, **fields)
+            mod = _module("fit_api")
+            return getattr(mod, api_func)(lm, **{k: v for k, v in fields.items() if v is not None})
 
         return run_command(command, fields, lm, fallback=direct)
 
     @app.get("/api/fit", tags=["plan"], summary="which GPUs fit, and how many (= vramplan fit --json)")
-    def fit_get(request: Request, model: _ModelName):
-        return _free_form("fit", "fit_api", "plan_fit", _query_model(FitRequest, request))
+    def fit_get(req: Annotated[FitRequest, Query()]):
+        return _planned("fit", "plan_fit", req)
 
     @app.post("/api/fit", tags=["plan"], summary="which GPUs fit, and how many (= vramplan fit --json)")
     def fit_post(req: FitRequest):
-        return _free_form("fit", "fit_api", "plan_fit", req)
+        return _planned("fit", "plan_fit", req)
 
     @app.get("/api/speed", tags=["plan"], summary="throughput from the roofline (= vramplan speed --json)")
-    def speed_get(request: Request, model: _ModelName):
-        return _free_form("speed", "fit_api", "plan_speed", _query_model(SpeedRequest, request))
+    def speed_get(req: Annotated[SpeedRequest, Query()]):
+        return _planned("speed", "plan_speed", req)
 
     @app.post("/api/speed", tags=["plan"], summary="throughput from the roofline (= vramplan speed --json)")
     def speed_post(req: SpeedRequest):
-        return _free_form("speed", "fit_api", "plan_speed", req)
+        return _planned("speed", "plan_speed", req)
+
+    @app.get("/api/hardware", tags=["plan"], summary="host RAM, disk, power and interconnect for one layout")
+    def hardware_get(req: Annotated[HardwareRequest, Query()]):
+        return _planned("hardware", "hardware_report", req)
+
+    @app.get("/api/launch", tags=["plan"],
+             summary="command lines that serve the plan: vLLM, SGLang, llama.cpp, Ollama (= vramplan launch --json)")
+    def launch_get(req: Annotated[LaunchRequest, Query()]):
+        return _planned("launch", "launch_commands", req)
 
     # --- catalogs ------------------------------------------------------------------------------------------------
     listings = _LRU(64)
@@ -748,8 +897,15 @@ def create_app() -> FastAPI:
 
         out = {name: choices_of(name) for name in ("inference", "train", "fit", "speed")}
         out["kv_cache_dtypes"] = list(KV_DTYPE_BITS)
-        out["available"] = {name: _command(name) is not None
-                            for name in ("inference", "train", "fit", "speed", "gpus", "models", "formats")}
+        import importlib.util
+
+        def present(command: str, module: str | None) -> bool:
+            return _command(command) is not None or (
+                module is not None and importlib.util.find_spec(f"vramplan.{module}") is not None)
+
+        out["available"] = {name: present(name, module) for name, module in (
+            ("inference", None), ("train", "training_api"), ("fit", "fit_api"), ("speed", "fit_api"),
+            ("launch", "fit_api"), ("gpus", "catalog.gpus"), ("models", "catalog.models"), ("formats", None))}
         return out
 
     @app.post("/api/config", tags=["models"], summary="upload a config.json (JSON object, at most 256 KiB)",
@@ -786,20 +942,3 @@ def create_app() -> FastAPI:
         return {"id": key, **described}
 
     return app
-
-
-def _query_model(cls, request: Request):
-    from pydantic import ValidationError
-
-    params = dict(request.query_params)
-    try:
-        return cls.model_validate(params)
-    except ValidationError as exc:
-        raise RequestValidationError(exc.errors()) from None
-
-
-def _coerce_query(value):
-    """Query strings carry text; argparse's own types convert it later. JSON booleans pass through."""
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    return value

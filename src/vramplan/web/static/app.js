@@ -25,10 +25,11 @@
     quantization: "", max_model_len: "8k", batch_size: "1", kv_cache_dtype: "auto", engine: "",
     gpu: "", count: "1",
     method: "lora", optimizer: "adamw", precision: "bf16-mixed", lora_rank: "", seq_len: "4k", train_batch: "1",
-    zero: "", gradient_checkpointing: "",
+    zero: "", gradient_checkpointing: "", training_tokens: "100M",
   };
   const FORM_KEYS = ["quantization", "max_model_len", "batch_size", "kv_cache_dtype", "engine", "gpu", "count",
-    "method", "optimizer", "precision", "lora_rank", "seq_len", "train_batch", "zero", "gradient_checkpointing"];
+    "method", "optimizer", "precision", "lora_rank", "seq_len", "train_batch", "zero", "gradient_checkpointing",
+    "training_tokens"];
   const state = { ...DEFAULTS };
 
   function readURL() {
@@ -428,16 +429,25 @@
   }
 
   function fitParams() {
-    const p = state.mode === "inference" ? inferenceParams() : { ...trainParams(), mode: "train" };
-    const out = {};
-    for (const [k, v] of Object.entries(p)) if (v !== "" && k !== "gpu" && k !== "tensor_parallel_size" && k !== "gpus") out[k] = v;
-    return out;
+    const p = state.mode === "inference"
+      ? { model: state.model, quantization: state.quantization, max_model_len: state.max_model_len,
+          batch_size: state.batch_size, kv_cache_dtype: state.kv_cache_dtype === "auto" ? "" : state.kv_cache_dtype }
+      : { model: state.model, workload: "training", method: state.method, optimizer: state.optimizer,
+          precision: state.precision, lora_rank: state.method === "full" ? "" : state.lora_rank, seq_len: state.seq_len,
+          gradient_checkpointing: state.gradient_checkpointing === "true" ? "true" : "", zero: state.zero };
+    return p;
   }
   function speedParams() {
-    const p = state.mode === "inference" ? inferenceParams() : trainParams();
-    const out = {};
-    for (const [k, v] of Object.entries(p)) if (v !== "") out[k] = v;
-    return out;
+    const p = { model: state.model, gpu: state.gpu, quantization: state.quantization,
+      kv_cache_dtype: state.kv_cache_dtype === "auto" ? "" : state.kv_cache_dtype };
+    if (state.mode === "inference") {
+      Object.assign(p, { max_model_len: state.max_model_len, batch_size: state.batch_size,
+        tensor_parallel_size: state.count === "1" ? "" : state.count });
+    } else {
+      Object.assign(p, { method: state.method, seq_len: state.seq_len, training_tokens: state.training_tokens || "100M",
+        gradient_checkpointing: state.gradient_checkpointing === "true" ? "true" : "" });
+    }
+    return p;
   }
 
   // ----- errors -----------------------------------------------------------------------------------------------
@@ -585,9 +595,9 @@
       const w = Math.max(sx(cur + v) - sx(cur), 0.75);
       root.append(titled(svg("rect", { x: sx(cur).toFixed(2), y: barY, width: w.toFixed(2), height: barH, fill: colorOf(k, i), "data-part": k }),
         `${k}: ${fmtSize(v)} (${fmtInt(v)} bytes)`));
-      if (w > 64) {
+      if (w > 78) {
         root.append(svg("text", { x: (sx(cur) + w / 2).toFixed(1), y: barY + barH / 2 + 4, "text-anchor": "middle", "font-size": 12, fill: "#fff", "font-weight": 600 },
-          fmtSize(v, state.unit, v / div >= 10 ? 1 : 2)));
+          fmtSize(v)));
       }
       cur += v;
     });
@@ -686,8 +696,12 @@
     const node = $("fit");
     const r = last.fit;
     if (!r || !last.main) return;
+    if (r.ok && Array.isArray(r.data.by_gpu)) {
+      node.replaceChildren(...fitView(r.data));
+      return;
+    }
     if (r.ok) {
-      $("fit-note").textContent = "from /api/fit";
+      $("fit-note").textContent = "";
       node.replaceChildren(genericTable(r.data));
       return;
     }
@@ -700,17 +714,24 @@
     const total = (last.main.memory || {}).total || 0;
     const n = +state.count || 1;
     $("fit-note").textContent = `per-GPU total ${fmtSize(total)} against each GPU's memory${n > 1 ? `, ${n} GPUs each` : ""}`;
-    const rows = [...GPUS].sort((a, b) => a.memory_total_bytes - b.memory_total_bytes).map((g) => {
+    const sorted = [...GPUS].sort((a, b) => a.memory_total_bytes - b.memory_total_bytes);
+    const fitting = sorted.filter((g) => total <= g.memory_total_bytes);
+    const short = sorted.filter((g) => total > g.memory_total_bytes);
+    const shown = new Set([...short.slice(-2), ...fitting.slice(0, 8)].map((g) => g.key));
+    if (state.gpu) shown.add(state.gpu);
+    const rowFor = (g) => {
       const fits = total <= g.memory_total_bytes;
-      const tr = el("tr", { class: (fits ? "yes" : "no") + (g.key === state.gpu ? " chosen" : "") },
+      return el("tr", { class: (fits ? "yes" : "no") + (g.key === state.gpu ? " chosen" : ""), "data-gpu": g.key },
         el("td", { text: g.name }), el("td", { text: fmtSize(g.memory_total_bytes) }),
-        el("td", { text: fits ? fmtSize(g.memory_total_bytes - total) : "–" }),
+        el("td", { text: fits ? fmtSize(g.memory_total_bytes - total) : `${fmtSize(total - g.memory_total_bytes)} short` }),
         el("td", { text: g.price_per_hour_usd ? "$" + g.price_per_hour_usd.toFixed(2) : "–" }));
-      return tr;
-    });
-    node.replaceChildren(el("table", { class: "data" },
-      el("thead", {}, el("tr", {}, el("th", { text: "GPU" }), el("th", { text: `memory (${state.unit})` }), el("th", { text: `left over (${state.unit})` }), el("th", { text: "$/hour" }))),
-      el("tbody", {}, ...rows)));
+    };
+    const head = () => el("thead", {}, el("tr", {}, el("th", { text: "GPU" }), el("th", { text: `memory (${state.unit})` }),
+      el("th", { text: `room left (${state.unit})` }), el("th", { text: "$/hour" })));
+    const compact = el("table", { class: "data" }, head(), el("tbody", {}, ...sorted.filter((g) => shown.has(g.key)).map(rowFor)));
+    const all = el("details", { class: "more" }, el("summary", { text: `all ${sorted.length} GPUs (${fitting.length} fit)` }),
+      el("table", { class: "data" }, head(), el("tbody", {}, ...sorted.map(rowFor))));
+    node.replaceChildren(compact, all);
   }
 
   function isSizeKey(k) { return /(_bytes|^bytes|memory)$/.test(k); }
@@ -749,18 +770,91 @@
     return el("table", { class: "data" }, el("thead", {}, el("tr", {}, ...keys.map((k) => el("th", { text: headerText(k) })))), el("tbody", {}, ...body));
   }
 
+  // fit planner output: by GPU (fewest of each kind that fit), cheapest, fastest
+  let fitTab = "by_gpu";
+  const band = (b, digits = 0) => (b && b.expected !== undefined
+    ? `${fmtNum(b.expected, digits)} (${fmtNum(b.low, digits)}–${fmtNum(b.high, digits)})` : "–");
+  function fmtNum(v, digits = 0) {
+    if (v === null || v === undefined) return "–";
+    return Number(v).toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+  }
+  function fitView(d) {
+    const w = d.workload || {};
+    $("fit-note").textContent = `${d.gpus_tried} GPU kinds, up to ${d.max_gpus} GPUs each, ${Math.round((d.headroom || 0) * 100)}% headroom kept free`;
+    const tabs = el("div", { class: "units fit-tabs", role: "group", "aria-label": "order" });
+    for (const [key, label] of [["by_gpu", "by GPU"], ["cheapest", "cheapest"], ["fastest", "fastest"]]) {
+      const b = el("button", { type: "button", "data-fit": key, "aria-pressed": String(fitTab === key), text: label });
+      b.addEventListener("click", () => { fitTab = key; renderFit(); });
+      tabs.append(b);
+    }
+    let rows = d[fitTab] || [];
+    if (fitTab === "by_gpu") rows = [...rows].sort((a, b) => (b.fits - a.fits) || (a.count - b.count) || (a.gpu_memory - b.gpu_memory));
+    const rowFor = (c) => el("tr", { class: (c.fits ? "yes" : "no") + (c.gpu_key === state.gpu ? " chosen" : ""), "data-gpu": c.gpu_key || "" },
+      el("td", { text: c.label + (c.offload_layers ? ` (${c.offload_layers} layers in host RAM)` : "") }),
+      el("td", { text: fmtSize(c.memory_per_gpu), title: `${fmtInt(c.memory_per_gpu)} bytes` }),
+      el("td", { text: fmtSize(c.gpu_memory) }),
+      el("td", { text: c.fits ? band(c.decode_tokens_per_s) : "–" }),
+      el("td", { text: c.cost_per_hour_usd !== null && c.cost_per_hour_usd !== undefined ? "$" + c.cost_per_hour_usd.toFixed(2) : "–" }));
+    const head = () => el("thead", {}, el("tr", {}, el("th", { text: "configuration" }), el("th", { text: `per GPU (${state.unit})` }),
+      el("th", { text: `GPU memory (${state.unit})` }), el("th", { text: "decode tok/s per sequence" }), el("th", { text: "$/hour" })));
+    const out = [tabs];
+    if (!d.fits) {
+      out.push(el("div", { class: "notice", text: d.reason || "nothing fits" }));
+      for (const sgg of d.suggestions || []) out.push(el("div", { class: "what", text: "• " + (sgg.change || sgg.label || sgg.text || JSON.stringify(sgg)) }));
+    }
+    const limit = 10;
+    let shown = rows.slice(0, limit);
+    const chosenRow = rows.find((c) => c.gpu_key === state.gpu);
+    if (chosenRow && !shown.includes(chosenRow)) shown = [...shown, chosenRow];
+    out.push(el("div", { class: "scroll" }, el("table", { class: "data fit" }, head(), el("tbody", {}, ...shown.map(rowFor)))));
+    if (rows.length > shown.length) {
+      out.push(el("details", { class: "more" }, el("summary", { text: `all ${rows.length} rows` }),
+        el("div", { class: "scroll" }, el("table", { class: "data" }, head(), el("tbody", {}, ...rows.map(rowFor))))));
+    }
+    return out;
+  }
+
   // ----- speed ------------------------------------------------------------------------------------------------
   function renderSpeed() {
     const node = $("speed");
     const r = last.speed;
     if (!r || !last.main) return;
+    if (r.ok && r.data.decode) {
+      node.replaceChildren(...speedView(r.data));
+      return;
+    }
     if (r.ok) {
-      $("speed-note").textContent = "roofline estimate";
       node.replaceChildren(genericTable(r.data));
       return;
     }
     $("speed-note").textContent = "";
     node.replaceChildren(el("div", { class: "notice", text: r.status === 501 ? "Speed estimates are not available in this build of vramplan yet." : (r.data && r.data.error) || "speed is unavailable" }));
+  }
+  function speedView(d) {
+    const cfg = d.configuration || {};
+    const dec = d.decode || {};
+    const req = d.request || {};
+    $("speed-note").textContent = `roofline estimate on ${cfg.label || (d.gpu || {}).name}` + (state.gpu ? "" : " (pick a GPU to change)");
+    const out = [];
+    if (d.warning) out.push(el("div", { class: "notice", text: d.warning }));
+    const facts = el("div", { class: "facts speed-facts" });
+    const fact = (label, value) => facts.append(el("div", {}, el("span", { text: label + ": " }), value));
+    fact("decode", `${band(dec.tokens_per_s, 1)} tokens/s per sequence`);
+    if (dec.batch > 1) fact(`throughput at batch ${dec.batch}`, `${band(dec.throughput_tokens_per_s)} tokens/s`);
+    if (req.time_to_first_token_s) fact(`first token after a ${fmtInt(req.prompt_tokens)}-token prompt`, `${band(req.time_to_first_token_s, 2)} s`);
+    if (req.total_seconds) fact(`whole request (+${fmtInt(req.output_tokens)} tokens out)`, `${band(req.total_seconds, 1)} s`);
+    if (dec.bound) fact("bound by", dec.bound);
+    if (d.training) fact(`training on ${fmtInt(d.training.tokens)} tokens`, `${band(d.training.gpu_hours, 1)} GPU-hours`);
+    out.push(facts);
+    const conc = (d.concurrency || {}).by_batch || [];
+    if (conc.length) {
+      out.push(el("div", { class: "scroll" }, el("table", { class: "data" },
+        el("thead", {}, el("tr", {}, el("th", { text: "concurrent sequences" }), el("th", { text: "tok/s per sequence" }), el("th", { text: "tok/s in total" }), el("th", { text: "fits" }))),
+        el("tbody", {}, ...conc.map((c) => el("tr", { class: c.fits ? "" : "no" }, el("td", { text: fmtInt(c.batch) }),
+          el("td", { text: band(c.tokens_per_s, 1) }), el("td", { text: band(c.throughput_tokens_per_s) }), el("td", { text: c.fits ? "yes" : "no" })))))));
+    }
+    out.push(el("div", { class: "what small", text: "expected (low–high) from stated bandwidth and FLOP efficiencies; see the JSON for sources" }));
+    return out;
   }
 
   // ----- start ------------------------------------------------------------------------------------------------
