@@ -243,6 +243,18 @@ def unscored_rows(rows: list[dict], scored_categories: set[str], handled: set[st
 
 # ----- the project's own GPU measurements -------------------------------------------------------------------
 
+def current_comparison(row: dict) -> tuple[dict, str]:
+    """Predict the stored measurement's configuration again with the vramplan of this checkout; fall back to the
+    comparison recorded at measurement time when that fails (e.g. the model is no longer resolvable)."""
+    from vramplan import measure
+
+    model = row.get("case_model") or (row.get("model") or {}).get("name")
+    try:
+        return measure.rescore(model, row.get("request") or {}, row.get("measured") or {}), "predicted now"
+    except Exception as exc:  # noqa: BLE001 - a stale row must not stop the table
+        return row.get("comparison") or {}, f"prediction as recorded ({exc.__class__.__name__})"
+
+
 def score_measurements(directory: Path) -> tuple[list[dict], list[dict]]:
     scored, skipped = [], []
     if not directory.is_dir():
@@ -257,14 +269,15 @@ def score_measurements(directory: Path) -> tuple[list[dict], list[dict]]:
                 skipped.append(skip("gpu_measurements", rid, "measured on the CPU (no device figures)"))
                 continue
             mode = "train" if row.get("mode") == "train" else "inference"
+            comparison, how = current_comparison(row)
             v = row.get("versions") or {}
             where = (f"{v.get('gpu_name') or row.get('gpu')}, driver {v.get('driver')}, torch {v.get('torch')}, "
                      f"transformers {v.get('transformers')}" + (f", peft {v['peft']}" if v.get("peft") else ""))
-            for comp, c in (row.get("comparison") or {}).items():
+            for comp, c in comparison.items():
                 unit = "parameters" if c.get("basis") == "count" else "bytes"
                 scored.append(make_row(f"gpu_{mode}_{comp}", rid, c.get("predicted"), c.get("measured"), unit=unit,
                                        model=(row.get("model") or {}).get("name", row.get("case_model", "")),
-                                       reference=f"{c.get('basis')} ({where})",
+                                       reference=f"{c.get('basis')}, {how} ({where})",
                                        note=" ".join(row.get("case_args") or []), source=str(path.relative_to(ROOT))
                                        if path.is_relative_to(ROOT) else str(path)))
     return scored, skipped

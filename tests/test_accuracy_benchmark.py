@@ -140,3 +140,22 @@ def test_sglang_pool_matches_config_kv_per_gpu():
     # 94 layers x (4 KV heads / TP4) x 128 x (K + V) x 2 B; the log rounds its GiB to two decimals
     assert scored[0]["predicted"] == 94 * 1 * 128 * 2 * 2
     assert scored[0]["abs_error_pct"] < 0.1
+
+
+def test_gpu_rows_are_predicted_again_with_the_current_code(tmp_path):
+    from vramplan.api import plan_inference
+
+    now = plan_inference("llama-3.2-1b", max_model_len=1024, batch_size=4, dtype="bfloat16")["memory"]
+    row = {"case": "inf", "case_model": "llama-3.2-1b", "status": "ok", "mode": "inference", "measured_on_gpu": True,
+           "request": {"mode": "inference", "max_model_len": 1024, "batch_size": 4, "dtype": "bfloat16"},
+           "measured": {"weights": 2_471_628_800, "kv_cache": 4 * 1024 * 32_768, "peak_reserved": 3 * 2**30},
+           "comparison": {"weights": {"predicted": 1, "measured": 2_471_628_800, "error_pct": -100.0,
+                                      "basis": "tensor"}}}
+    (tmp_path / "g.jsonl").write_text(json.dumps(row) + "\n")
+    scored, _ = accuracy.score_measurements(tmp_path)
+    got = {r["category"]: r for r in scored}
+    assert got["gpu_inference_weights"]["predicted"] == now["weights"] == 2_471_628_800
+    assert got["gpu_inference_weights"]["error_pct"] == 0.0 and "predicted now" in got["gpu_inference_weights"][
+        "reference"]
+    assert got["gpu_inference_kv_cache"]["error_pct"] == 0.0
+    assert got["gpu_inference_peak_reserved"]["predicted"] == now["total"] - now["runtime"]

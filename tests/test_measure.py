@@ -113,6 +113,29 @@ def test_resolve_dtype(dtype, cfg, expected):
     assert measure.resolve_dtype(dtype, cfg) == expected
 
 
+def test_training_comparison_prefers_the_plans_own_peaks():
+    m = {"weights": 100, "gradients": 50, "optimizer": 200, "activations": 30, "non_torch": 10,
+         "peak_allocated": 400, "peak_reserved": 450, "device_used_peak": 470, "trainable_params": 7}
+    plain = {"memory": {"weights": 100, "gradients": 50, "optimizer": 100, "activations": 60, "runtime": 20,
+                        "total": 330}, "trainable_params": 7}
+    c = measure.training_comparison(plain, m)
+    assert c["optimizer"]["error_pct"] == -50.0 and c["trainable_params"]["error_pct"] == 0.0
+    assert c["peak_allocated"]["predicted"] == c["peak_reserved"]["predicted"] == 310  # total - runtime
+    peaks = {"memory": dict(plain["memory"], peak_allocated=390, peak_reserved=440)}
+    c = measure.training_comparison(peaks, m)
+    assert (c["peak_allocated"]["predicted"], c["peak_reserved"]["predicted"]) == (390, 440)
+    assert c["total"] == {"predicted": 330, "measured": 470, "error_pct": measure.error_pct(330, 470),
+                          "basis": "device"}
+    assert measure.training_comparison(None, m) == {}
+
+
+def test_rescore_uses_the_current_prediction():
+    c = measure.rescore("llama-3.2-1b", {"mode": "inference", "max_model_len": 2048, "batch_size": 2,
+                                         "dtype": "bfloat16"},
+                        {"weights": 1_235_814_400 * 2, "kv_cache": 2 * 2048 * 32_768})
+    assert c["weights"]["error_pct"] == 0.0 and c["kv_cache"]["error_pct"] == 0.0 and "total" not in c
+
+
 # ----- the harness on the CPU (tensor bytes are exact on any device) ----------------------------------------
 
 @needs_torch
@@ -178,6 +201,29 @@ def test_checkpointing_saves_less_for_backward(tmp_path):
     ckpt = measure.measure_training(path, gradient_checkpointing=True, **common)["measured"]
     assert ckpt["saved_for_backward"] < plain["saved_for_backward"]
     assert ckpt["gradients"] == plain["gradients"] and ckpt["optimizer"] == plain["optimizer"]
+
+
+@needs_torch
+def test_training_prediction_is_passed_the_same_options(tiny, monkeypatch):
+    import types
+
+    seen = {}
+
+    def plan_training(model, method="full", optimizer="adamw", batch_size=1, seq_len=1024):
+        seen.update(model=model, method=method, optimizer=optimizer, batch_size=batch_size, seq_len=seq_len)
+        return {"model": {"name": "tiny", "params": TINY_PARAMS, "active_params": TINY_PARAMS},
+                "trainable_params": TINY_PARAMS,
+                "memory": {"weights": TINY_PARAMS * 2, "gradients": TINY_PARAMS * 2, "optimizer": TINY_PARAMS * 4,
+                           "activations": 1, "runtime": 0, "total": TINY_PARAMS * 8 + 1}}
+
+    monkeypatch.setitem(sys.modules, "vramplan.training_api", types.SimpleNamespace(plan_training=plan_training))
+    r = measure.measure_training(tiny, optimizer="sgd", batch_size=2, seq_len=12, steps=1, allow_cpu=True)
+    assert seen == {"model": tiny, "method": "full", "optimizer": "sgd", "batch_size": 2, "seq_len": 12}
+    assert set(r["prediction"]["ignored_options"]) == {"precision", "gradient_checkpointing", "attention"}
+    c = r["comparison"]
+    assert c["weights"]["error_pct"] == c["gradients"]["error_pct"] == c["trainable_params"]["error_pct"] == 0.0
+    # SGD without momentum keeps no state: 0 bytes measured, shown, but no relative error against 0
+    assert c["optimizer"] == {"predicted": TINY_PARAMS * 4, "measured": 0, "error_pct": None, "basis": "tensor"}
 
 
 @needs_torch

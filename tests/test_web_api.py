@@ -415,3 +415,17 @@ def test_a_burst_of_requests_does_not_stall_the_server(live_server):
         assert r.headers["content-type"].startswith("application/json")
     after = httpx.get(live_server + "/api/health", timeout=10)
     assert after.status_code == 200 and after.json()["ok"] is True
+
+
+@pytest.mark.parametrize("command,model", [
+    ("inference", web.InferenceRequest), ("train", web.TrainRequest), ("fit", web.FitRequest),
+    ("speed", web.SpeedRequest), ("launch", web.LaunchRequest),
+])
+def test_every_request_field_is_an_option_of_the_command(command, model):
+    """The API takes exactly the CLI's options (by their dest names), so one dict serves both."""
+    cmd = web._command(command)
+    if cmd is None:
+        pytest.skip(f"the {command} command is not in this build")
+    parser, _ = cmd
+    dests = {a.dest for a in parser._actions}
+    assert set(model.model_fields) - {"model"} <= dests

@@ -355,22 +355,26 @@ def _png(path: str, title: str, memory: dict, unit: str, caps: list[tuple[str, i
     div = _UNITS[unit]
     parts = components(memory)
     n = 2 if points else 1
-    fig = Figure(figsize=(8, 2.8 + 3.6 * (n - 1)), dpi=120)
+    fig = Figure(figsize=(8, 2.6 + 3.8 * (n - 1)), dpi=120)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot(n, 1, 1)
+    grid = fig.add_gridspec(n, 1, height_ratios=[1.0] + [2.4] * (n - 1))
+    ax = fig.add_subplot(grid[0])
     left = 0.0
     for i, (name, v) in enumerate(parts):
-        ax.barh([0], [v / div], left=[left], color=color_of(name, i), label=f"{name} {fmt_size(v, unit)}")
+        ax.barh([0], [v / div], left=[left], height=0.6, color=color_of(name, i),
+                label=f"{name} {fmt_size(v, unit)}")
         left += v / div
     for label, b in caps:
-        ax.axvline(b / div, color=CAPACITY_COLOR, linestyle="--", linewidth=1.5)
-        ax.text(b / div, 0.45, f"{label}: {fmt_size(b, unit)}", color=CAPACITY_COLOR, ha="right", fontsize=8)
+        ax.axvline(b / div, color=CAPACITY_COLOR, linestyle="--", linewidth=1.5,
+                   label=f"{label}: {fmt_size(b, unit)}")
+    ax.set_ylim(-0.5, 0.5)
     ax.set_yticks([])
-    ax.set_xlabel(f"memory per GPU ({unit})")
+    ax.set_xlim(0, max([memory.get("total", left * div)] + [b for _, b in caps]) / div * 1.05)
+    ax.set_xlabel(f"memory per GPU ({unit})", fontsize=9)
     ax.set_title(f"{title}: total {fmt_size(memory.get('total', left * div), unit)}", fontsize=10)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=3, fontsize=8, frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.55), ncol=3, fontsize=8, frameon=False)
     if points:
-        ax2 = fig.add_subplot(n, 1, 2)
+        ax2 = fig.add_subplot(grid[1])
         ctxs = [p["max_model_len"] for p in points]
         names = [k for k, _ in components(points[0]["memory"])]
         ys = [[p["memory"].get(k, 0) / div for p in points] for k in names]
@@ -382,7 +386,8 @@ def _png(path: str, title: str, memory: dict, unit: str, caps: list[tuple[str, i
             ax2.axhline(b / div, color=CAPACITY_COLOR, linestyle="--", linewidth=1.5, label=f"{label} capacity")
         if chosen:
             ax2.axvline(chosen, color="#1d2433", linestyle=":", linewidth=1)
-        ax2.set_xlabel("context length (tokens)")
+        ax2.set_xlabel("context length (tokens, log scale)", fontsize=9)
+        ax2.set_title("memory per GPU against context length", fontsize=10)
         ax2.set_ylabel(f"memory per GPU ({unit})")
         ax2.legend(fontsize=7, loc="upper left", frameon=False)
     fig.tight_layout()

@@ -447,10 +447,12 @@ def _round_ctx(n: int) -> int:
 
 
 def _plan_fit_training(lm, gpus, *, max_gpus, headroom, top, training_tokens=None, **training) -> dict:
+    import importlib
+
     try:
-        from . import training_api
+        training_api = importlib.import_module("vramplan.training_api")
     except ModuleNotFoundError as exc:
-        if exc.name and exc.name.endswith("training_api"):
+        if exc.name == "vramplan.training_api":
             raise InvalidRequest("training fits need vramplan.training_api, which this build does not have",
                                  field="workload") from None
         raise
@@ -476,16 +478,20 @@ def _plan_fit_training(lm, gpus, *, max_gpus, headroom, top, training_tokens=Non
                 if t is not None:
                     row["training_time"] = t.as_dict()
                     row["tokens_per_s"] = tokens / (t.wall_hours.expected * 3600)
+                    if g.price_per_hour_usd is not None:
+                        row["cost_usd"] = round(t.gpu_hours.expected * g.price_per_hour_usd, 2)
             if row["fits"]:
                 fitting.append(row)
                 chosen = chosen or row
-            elif chosen is None and (not rows or rows[-1].get("gpu_key") != g.key):
-                pass
         rows.append(chosen or {"label": f"{F.gpu_counts(g, max_gpus)[-1][0]} x {g.name}", "gpu": g.name,
                                "gpu_key": g.key, "fits": False,
                                "memory_per_gpu": need[F.gpu_counts(g, max_gpus)[-1][0]]["memory"]["total"],
                                "limit_per_gpu": limit})
-    cheapest = sorted(fitting, key=lambda r: (r["cost_per_hour_usd"] is None, r["cost_per_hour_usd"] or 0,
+    # cheapest: each GPU kind's fewest-GPU fit (more of the same GPU only costs more per hour), by the cost of the
+    # token budget when one is given, else by the hourly price; unknown prices last
+    minimal = [r for r in rows if r.get("fits")]
+    cheapest = sorted(minimal, key=lambda r: (r.get("cost_usd", r["cost_per_hour_usd"]) is None,
+                                              r.get("cost_usd", r["cost_per_hour_usd"]) or 0,
                                               -(r.get("tokens_per_s") or 0)))
     fastest = sorted(fitting, key=lambda r: (-(r.get("tokens_per_s") or 0), r["cost_per_hour_usd"] is None,
                                              r["cost_per_hour_usd"] or 0))
@@ -502,20 +508,35 @@ def _plan_fit_training(lm, gpus, *, max_gpus, headroom, top, training_tokens=Non
         out["reason"] = (f"the smallest training need per GPU is {format_bytes(smallest['memory']['total'])}, more "
                          f"than any GPU tried can hold less {headroom:.0%} headroom")
         sugg = []
-        for change, kw in (("method", {"method": "qlora"}), ("method", {"method": "lora"}),
-                           ("gradient_checkpointing", {"gradient_checkpointing": True}),
-                           ("zero", {"zero": 3}), ("batch_size", {"batch_size": 1})):
-            if all(training.get(k) == v for k, v in kw.items()):
-                continue
-            try:
-                r = training_api.plan_training(lm, gpus=max(counts), **{**training, **kw})
-            except (TypeError, InvalidRequest, UnknownName):
-                continue
-            fits_on = [g.name for g in gpus if r["memory"]["total"] <= F.limit_for(g, headroom)]
-            if fits_on:
-                k, v = next(iter(kw.items()))
-                sugg.append({"change": change, "value": v, "text": f"set {k}={v}",
-                             "fits_on": f"{max(counts)} x {fits_on[0]}", "memory_per_gpu": r["memory"]["total"]})
+        from .errors import VramplanError
+
+        singles = (("method", {"method": "qlora"}), ("method", {"method": "lora"}),
+                   ("gradient_checkpointing", {"gradient_checkpointing": True}),
+                   ("zero", {"zero": 3}), ("batch_size", {"batch_size": 1}))
+        combos = (("zero+gradient_checkpointing", {"zero": 3, "gradient_checkpointing": True, "batch_size": 1}),
+                  ("method+gradient_checkpointing", {"method": "qlora", "gradient_checkpointing": True,
+                                                     "batch_size": 1}))
+        for group in (singles, combos):
+            for change, kw in group:
+                if all(training.get(k) == v for k, v in kw.items()):
+                    continue
+                try:
+                    r = training_api.plan_training(lm, gpus=max(counts), **{**training, **kw})
+                except (TypeError, VramplanError):
+                    continue
+                fits_on = [g.name for g in gpus if r["memory"]["total"] <= F.limit_for(g, headroom)]
+                if fits_on:
+                    text = ", ".join(f"{k}={v}" for k, v in kw.items())
+                    sugg.append({"change": change, "value": kw if len(kw) > 1 else next(iter(kw.values())),
+                                 "text": f"set {text}", "fits_on": f"{max(counts)} x {fits_on[0]}",
+                                 "memory_per_gpu": r["memory"]["total"]})
+            if sugg:
+                break
+        if not sugg:
+            sugg.append({"change": None, "value": None, "fits_on": None,
+                         "text": "no single or combined change tried (QLoRA, ZeRO-3, gradient checkpointing, "
+                                 "batch 1) fits these GPUs: use GPUs with more memory, more of them, or a smaller "
+                                 "model"})
         out["suggestions"] = sugg
     return out
 

@@ -637,6 +637,65 @@ def _pick(d: dict, *keys):
     return None
 
 
+# ----- predicted beside measured -----------------------------------------------------------------------------
+
+def inference_comparison(predicted: dict | None, m: dict) -> dict:
+    """Pair plan_inference's memory with what an inference run measured (``m``: run_inference's figures)."""
+    pm = (predicted or {}).get("memory") or {}
+    if not pm:
+        return {}
+    no_runtime = pm["total"] - (pm.get("runtime") or 0)
+    return compare([
+        ("weights", pm.get("weights"), m.get("weights"), "tensor"),
+        ("kv_cache", pm.get("kv_cache"), m.get("kv_cache"), "tensor"),
+        ("activations", pm.get("activations"), m.get("activations"), "allocator"),
+        ("runtime", pm.get("runtime"), m.get("non_torch"), "device"),
+        ("peak_allocated", no_runtime, m.get("peak_allocated"), "allocator"),
+        ("peak_reserved", no_runtime, m.get("peak_reserved"), "allocator"),
+        ("total", pm["total"], m.get("device_used_peak"), "device"),
+    ])
+
+
+def training_comparison(predicted: dict | None, m: dict) -> dict:
+    """Pair plan_training's memory with what a training run measured. The predicted allocated/reserved peaks are
+    taken from the plan where it gives them (memory.peak_allocated / peak_reserved), else total - runtime."""
+    if not predicted:
+        return {}
+    pm = predicted.get("memory") or {}
+    total = pm.get("total")
+    runtime = pm.get("runtime") or 0
+    pred_alloc = _pick(pm, "peak_allocated", "allocated_peak") or _pick(predicted.get("peaks", {}), "allocated")
+    pred_alloc = pred_alloc if pred_alloc is not None else (None if total is None else total - runtime)
+    pred_res = _pick(pm, "peak_reserved", "reserved_peak") or _pick(predicted.get("peaks", {}), "reserved")
+    pred_res = pred_res if pred_res is not None else pred_alloc
+    pairs = [
+        ("weights", pm.get("weights"), m.get("weights"), "tensor"),
+        ("gradients", pm.get("gradients"), m.get("gradients"), "tensor"),
+        ("optimizer", pm.get("optimizer"), m.get("optimizer"), "tensor"),
+        ("activations", pm.get("activations"), m.get("activations"), "allocator"),
+        ("runtime", pm.get("runtime"), m.get("non_torch"), "device"),
+        ("peak_allocated", pred_alloc, m.get("peak_allocated"), "allocator"),
+        ("peak_reserved", pred_res, m.get("peak_reserved"), "allocator"),
+        ("total", total, m.get("device_used_peak"), "device"),
+    ]
+    if predicted.get("trainable_params") is not None:
+        pairs.append(("trainable_params", predicted["trainable_params"], m.get("trainable_params"), "count"))
+    return compare(pairs)
+
+
+def rescore(model, request: dict, measured: dict) -> dict:
+    """The comparison for a stored measurement, predicted again by the vramplan installed now (so an accuracy table
+    follows the model's improvements without new GPU runs)."""
+    if request.get("mode") == "train":
+        keys = ("method", "optimizer", "precision", "batch_size", "seq_len", "gradient_checkpointing", "lora_rank",
+                "lora_targets", "attention")
+        opts = {k: request[k] for k in keys if k in request}
+        return training_comparison(predict_training(model, **training_options(**opts)), measured)
+    predicted = predict_inference(model, max_model_len=request["max_model_len"],
+                                  batch_size=request.get("batch_size", 1), dtype=request.get("dtype", "auto"))
+    return inference_comparison(predicted, measured)
+
+
 # ----- public entry points ----------------------------------------------------------------------------------
 
 def predict_inference(model, *, max_model_len: int, batch_size: int = 1, dtype: str = "auto") -> dict:
@@ -708,17 +767,7 @@ def measure_inference(model, *, max_model_len, batch_size: int = 1, dtype: str =
     m = run_inference(model_obj, context=context, batch=batch_size, decode_tokens=decode_tokens, probe=probe)
     m.update(base, weights=weights, weights_allocated=weights_alloc)
     m["device_used_peak"], m["non_torch"] = _device_peak(m)
-    pm = predicted["memory"]
-    no_runtime = pm["total"] - pm.get("runtime", 0)
-    comparison = compare([
-        ("weights", pm.get("weights"), weights, "tensor"),
-        ("kv_cache", pm.get("kv_cache"), m["kv_cache"], "tensor"),
-        ("activations", pm.get("activations"), m.get("activations"), "allocator"),
-        ("runtime", pm.get("runtime"), m.get("non_torch"), "device"),
-        ("peak_allocated", no_runtime, m.get("peak_allocated"), "allocator"),
-        ("peak_reserved", no_runtime, m.get("peak_reserved"), "allocator"),
-        ("total", pm["total"], m.get("device_used_peak"), "device"),
-    ])
+    comparison = inference_comparison(predicted, m)
     del model_obj
     request = {"mode": "inference", "max_model_len": context, "batch_size": batch_size, "dtype": dt,
                "decode_tokens": min(decode_tokens, context - 1), "attention": attention}
@@ -766,28 +815,7 @@ def measure_training(model, *, method: str = "full", optimizer: str = "adamw", p
     m["device_used_peak"], m["non_torch"] = _device_peak(m)
     if m.get("peak_allocated") is not None:
         m["activations"] = max(0, m["peak_allocated"] - weights - m["gradients"] - m["optimizer"])
-    pairs = []
-    if predicted is not None:
-        pm = predicted.get("memory", {})
-        total = pm.get("total")
-        runtime = pm.get("runtime", 0) or 0
-        pred_alloc = _pick(pm, "peak_allocated", "allocated_peak") or _pick(predicted.get("peaks", {}), "allocated")
-        pred_alloc = pred_alloc if pred_alloc is not None else (None if total is None else total - runtime)
-        pred_res = _pick(pm, "peak_reserved", "reserved_peak") or _pick(predicted.get("peaks", {}), "reserved")
-        pred_res = pred_res if pred_res is not None else pred_alloc
-        pairs = [
-            ("weights", pm.get("weights"), weights, "tensor"),
-            ("gradients", pm.get("gradients"), m["gradients"], "tensor"),
-            ("optimizer", pm.get("optimizer"), m["optimizer"], "tensor"),
-            ("activations", pm.get("activations"), m.get("activations"), "allocator"),
-            ("runtime", pm.get("runtime"), m.get("non_torch"), "device"),
-            ("peak_allocated", pred_alloc, m.get("peak_allocated"), "allocator"),
-            ("peak_reserved", pred_res, m.get("peak_reserved"), "allocator"),
-            ("total", total, m.get("device_used_peak"), "device"),
-        ]
-        if predicted.get("trainable_params") is not None:
-            pairs.append(("trainable_params", predicted["trainable_params"], m["trainable_params"], "count"))
-    comparison = compare(pairs)
+    comparison = training_comparison(predicted, m)
     del model_obj
     request = {"mode": "train", **options, "steps": steps}
     source = "vramplan.training_api.plan_training" if predicted is not None else "none (training_api not available)"
@@ -851,6 +879,7 @@ def write_config(cfg: dict, directory: str | os.PathLike | None = None) -> Path:
 
 __all__ = [
     "MeasureUnavailable", "NO_GPU_MESSAGE", "NO_TORCH_MESSAGE", "build_model", "cache_bytes", "compare",
-    "error_pct", "measure_inference", "measure_training", "missing_packages", "prediction_only", "raw_config",
+    "error_pct", "inference_comparison", "measure_inference", "measure_training", "missing_packages",
+    "prediction_only", "raw_config", "rescore", "training_comparison",
     "unavailable_reason", "versions", "write_config",
 ]

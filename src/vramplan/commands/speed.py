@@ -93,7 +93,7 @@ def render(r: dict, args) -> str:
     if t:
         lines.append(title(f"Training on {t['tokens']:,} tokens with {t['gpus']} GPU(s)"))
         lines.append(f"{t['flops_per_token']:.3g} FLOPs per token, {t['flops']:.3g} in all")
-        lines.append(f"GPU-hours: {_band(t['gpu_hours'], ',.1f')}; wall-clock hours: {_band(t['wall_hours'], ',.1f')}")
+        lines.append(f"GPU-hours: {_band(t['gpu_hours'], ',.3g')}; wall-clock hours: {_band(t['wall_hours'], ',.3g')}")
         if t.get("step_seconds"):
             lines.append(f"step of {t['tokens_per_step']:,} tokens: {_band(t['step_seconds'], '.3g', ' s')}")
     elif r.get("training_note"):

@@ -9,6 +9,7 @@ Counts come from the real tensor shapes of :func:`vramplan.core.model.layer_grou
 - IA3 (Liu et al. 2022, arXiv:2205.05638): one scale per output feature of the targeted attention modules, one per
   input feature of the "feed-forward" modules (PEFT's default for Llama: k_proj, v_proj, down_proj; down_proj
   feed-forward).
+- LN tuning: every norm weight (decoder norms and the final norm).
 - Prompt tuning (Lester et al. 2021, arXiv:2104.08691): ``num_virtual_tokens * hidden_size`` trainable embeddings,
   and every sequence grows by ``num_virtual_tokens`` positions.
 
@@ -161,6 +162,14 @@ def adapter_plan(spec: ModelSpec, kind: str, rank: int = 16, targets=None, feedf
     from ..errors import InvalidRequest
 
     kind = kind.lower()
+    if kind == "ln":  # LN tuning (Zhao et al. 2023, arXiv:2312.11420): every norm weight is trained
+        from .model import global_tensors
+
+        tg = [AdapterTarget(t.name, (t.role,), t.shape[0], t.shape[0], len(g.layers))
+              for g in layer_groups(spec) for t in g.tensors if t.role == "norm" and t.name.endswith("weight")]
+        tg += [AdapterTarget(t.name, (t.role,), t.shape[0], t.shape[0], 1) for t in global_tensors(spec)
+               if t.role == "output_norm" and t.name.endswith("weight")]
+        return AdapterPlan("ln", 0, tuple(tg), sum(t.out_features * t.layers for t in tg))
     if kind == "prompt":
         n = max(0, int(virtual_tokens))
         return AdapterPlan("prompt", 0, (), n * spec.hidden_size, n)

@@ -113,7 +113,7 @@ def _norm_terms(width: int, m: ActivationModel, label: str) -> list[tuple[str, i
 
 
 def _targets_on(m: ActivationModel, roles: tuple[str, ...]) -> list[AdapterTarget]:
-    if m.adapter is None or m.adapter.kind == "prompt":
+    if m.adapter is None or m.adapter.kind in ("prompt", "ln"):
         return []
     return [t for t in m.adapter.targets if set(t.roles) & set(roles)]
 

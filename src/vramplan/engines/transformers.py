@@ -1,5 +1,105 @@
-VERSIONS = ("0",)
-DEFAULT_VERSION = "0"
+"""Hugging Face transformers ``generate``: weights, the DynamicCache, and the prefill peak.
 
-def plan(**kw):
-    raise NotImplementedError
+* KV: ``DynamicCache`` for ``batch`` sequences of ``context`` tokens (prompt + new tokens); each step ``torch.cat``s
+  the new token onto every layer's K and V, so one layer's cache exists twice for a moment (a transient of one
+  layer). Sliding-window layers keep ``sliding_window - 1`` tokens from transformers 4.53 (``DynamicSlidingWindowLayer``;
+  older releases kept the full length in some paths, formulas.md 3.3).
+* Prefill activations (one layer live, inference mode): core/memory.py ``prefill_activation_bytes`` with SDPA/flash
+  attention; eager attention adds the fp32 scores and their 16-bit copy, ``b x n_h x s^2 x 6`` bytes, for one layer.
+* Logits (formulas.md 4.1): up to 4.44 every ``*ForCausalLM.forward`` returned fp32 logits for the whole prompt
+  (``b x s x V x (2 + 4)`` bytes); from 4.45 ``generate`` keeps only the last token's logits (``num_logits_to_keep``)
+  and copies them to fp32 (``b x V x 4``).
+* Runtime: the CUDA context and cuBLAS workspaces (0.5 GiB, core/memory.py).
+"""
+
+from __future__ import annotations
+
+import re
+from math import ceil
+
+from ..core.memory import CUDA_CONTEXT_BYTES, kv_bits, kv_elements_per_token_rank, prefill_activation_bytes
+from ..core.memory import weights_per_gpu_bytes
+from ..core.model import MAMBA, SLIDING, ModelSpec
+from ..errors import InvalidRequest, UnknownName
+
+VERSIONS = ("4.36.0", "4.45.0", "4.53.0")
+DEFAULT_VERSION = VERSIONS[-1]
+GiB = 1 << 30
+
+
+def _ver(text) -> tuple[int, int]:
+    if text in (None, "", "latest"):
+        text = DEFAULT_VERSION
+    m = re.match(r"^\s*v?(\d+)\.(\d+)", str(text))
+    if not m:
+        raise UnknownName("transformers version", str(text), list(VERSIONS))
+    v = (int(m.group(1)), int(m.group(2)))
+    if v < (4, 36):
+        raise UnknownName("transformers version", str(text), list(VERSIONS))
+    return v
+
+
+def dynamic_cache_bytes(spec: ModelSpec, tokens: int, batch: int, kv_dtype: str, tp: int,
+                        window_capped: bool) -> tuple[int, int]:
+    """(total cache bytes, bytes of the largest single layer) for ``batch`` sequences of ``tokens`` tokens."""
+    bits = kv_bits(kv_dtype)
+    total = biggest = 0
+    for kind in spec.kinds:
+        if kind == MAMBA:
+            b = (spec.ssm_state_elements() // tp) * 2 * batch
+        else:
+            t = tokens
+            if kind == SLIDING and spec.sliding_window and window_capped:
+                t = min(tokens, spec.sliding_window - 1)
+            b = ceil(kv_elements_per_token_rank(spec, kind, tp) * t * batch * bits / 8)
+        total += b
+        biggest = max(biggest, b)
+    return total, biggest
+
+
+def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", tp: int = 1, pp: int = 1, gpu=None,
+         engine_version=None, gpu_memory_utilization=None, max_num_batched_tokens=None, max_num_seqs=None,
+         **options) -> dict:
+    spec = lm.spec
+    v = _ver(engine_version)
+    attn = str(options.get("attn_implementation") or "sdpa").lower()
+    if attn not in ("sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention"):
+        raise UnknownName("attention implementation", attn, ["sdpa", "eager", "flash_attention_2"])
+    new_tokens = int(options.get("max_new_tokens") or 0)
+    if new_tokens < 0 or new_tokens >= context:
+        raise InvalidRequest("max_new_tokens must be less than the context length", field="max_new_tokens")
+    prompt = context - new_tokens
+    dtype_bytes = 4 if getattr(fmt, "base_bytes", 2) == 4 else 2
+    weights = weights_per_gpu_bytes(spec, wb, tp, pp)
+    capped = v >= (4, 53)
+    kv, layer_kv = dynamic_cache_bytes(spec, context, batch, kv_dtype, tp, capped)
+    logits_tokens = 1 if v >= (4, 45) else prompt
+    act = prefill_activation_bytes(spec, prompt, batch, tp, dtype_bytes, logits_tokens)
+    if attn == "eager":
+        act += batch * (spec.num_heads // tp) * prompt * prompt * 6
+    runtime = CUDA_CONTEXT_BYTES
+    memory = {"weights": weights, "kv_cache": kv, "activations": act, "kv_transient": layer_kv, "runtime": runtime}
+    memory["total"] = sum(memory.values())
+    out = {"memory": memory,
+           "engine": {"name": "transformers", "version": str(engine_version or DEFAULT_VERSION),
+                      "attn_implementation": attn, "max_new_tokens": new_tokens}}
+    total_gpu = options.get("gpu_memory_bytes") or (gpu.memory_total_bytes if gpu is not None else None)
+    per_tok = sum(kv_elements_per_token_rank(spec, k, tp) for k in spec.kinds if k != MAMBA)
+    per_tok_b = ceil(per_tok * kv_bits(kv_dtype) / 8)
+    if total_gpu:
+        room = int(total_gpu) - (memory["total"] - kv)
+        tokens = max(0, room) // max(per_tok_b, 1)
+        out["capacity"] = {"kv_cache_tokens": tokens, "max_concurrency": round(tokens / max(context, 1), 2),
+                           "gpu_memory_bytes": int(total_gpu), "fits": memory["total"] <= int(total_gpu)}
+    g = lambda b: f"{b / GiB:.2f} GiB"  # noqa: E731
+    out["kv_bytes_per_token"] = per_tok_b
+    out["explain"] = [
+        f"transformers {engine_version or DEFAULT_VERSION} generate ({attn} attention): weights {g(weights)}",
+        f"DynamicCache for {batch} x {context:,} tokens: {g(kv)}"
+        + (" (sliding layers capped at their window)" if capped and SLIDING in spec.kinds else "")
+        + f"; torch.cat copies one layer ({g(layer_kv)}) per step",
+        f"prefill of {prompt:,} tokens: {g(act)} including "
+        + ("the last token's logits (num_logits_to_keep, transformers >= 4.45)" if logits_tokens == 1
+           else "fp32 logits for the whole prompt (transformers <= 4.44)"),
+        f"runtime: CUDA context and cuBLAS workspaces {g(runtime)}"]
+    return out

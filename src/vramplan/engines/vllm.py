@@ -80,10 +80,10 @@ VLLM_RULES: tuple[VllmRules, ...] = (
               int(1.79 * GiB), False, 0.9, False, False,
               "vLLM PR #10511 (Dec 2024, V0): non_torch 1.79 GiB TP1, 3.58 GiB TP2 on H100; the V0 profile baseline "
               "is taken before the CUDA context, so the context is inside non-torch"),
-    VllmRules((0, 11, 0), "0.11.0", "V1", SAMPLER_BYTES_PER_LOGIT_V0_16, int(0.13 * GiB), int(0.54 * GiB),
+    VllmRules((0, 8, 0), "0.8.0", "V1", SAMPLER_BYTES_PER_LOGIT_V0_16, int(0.13 * GiB), int(0.54 * GiB),
               int(0.04 * GiB), int(0.13 * GiB), False, 0.9, True, True,
-              "llm-d-planner docs/empirical-vllm-memory-results.md (v0.11.0, H100): non_torch 0.13 GiB TP1, "
-              "0.54 GiB TP2; activation ~38 B per logit"),
+              "V1 engine (default since v0.8.0); constants from llm-d-planner docs/empirical-vllm-memory-results.md "
+              "(v0.11.0, H100): non_torch 0.13 GiB TP1, 0.54 GiB TP2; activation ~38 B per logit"),
     VllmRules((0, 17, 0), "0.17.0", "V1", SAMPLER_BYTES_PER_LOGIT_V0_17, int(0.13 * GiB), int(0.54 * GiB),
               int(0.04 * GiB), int(0.13 * GiB), False, 0.9, True, True,
               "llm-d-planner version sweep (Qwen3-14B, H100): activation 5.64 GiB on v0.15/v0.16, 2.23 GiB on "

@@ -231,8 +231,14 @@ class TrainRequest(_Request):
     lora_targets: _Short | None = Field(None, description="all-linear | q_proj,v_proj,...")
     gpus: int | None = Field(None, ge=1, le=1 << 16, description="data-parallel GPUs")
     zero: int | None = Field(None, ge=0, le=3, description="DeepSpeed ZeRO stage 0-3")
+    fsdp: bool | None = Field(None, description="FSDP full sharding (like ZeRO-3)")
     offload_optimizer: bool | None = None
     offload_params: bool | None = None
+    grad_accum: int | None = Field(None, ge=1, le=1 << 16, description="gradient accumulation steps")
+    loss: _Short | None = Field(None, description="how the loss's logits are held")
+    loop: _Short | None = Field(None, description="training loop: trainer | ...")
+    padding_mask: bool | None = None
+    quantization: _Short | None = Field(None, description="base weights format (QLoRA: bnb-nf4)")
     gpu: _Short | None = None
 
     @field_validator("seq_len")
@@ -252,25 +258,7 @@ class TrainSweepRequest(TrainRequest):
         return SweepRequest._contexts(v)
 
 
-class _TrainingOptions(_Request):
-    """The training options a training fit or training speed estimate passes on."""
-
-    method: _Short | None = Field(None, description="full | lora | qlora")
-    optimizer: _Short | None = None
-    precision: _Short | None = None
-    seq_len: int | str | None = Field(None, description="tokens per sequence: 4096, 8k")
-    gradient_checkpointing: bool | None = None
-    lora_rank: int | None = Field(None, ge=1, le=1 << 16)
-    zero: int | None = Field(None, ge=0, le=3)
-    training_tokens: int | str | None = Field(None, description="tokens to train on (for the time estimate)")
-
-    @field_validator("seq_len", "training_tokens")
-    @classmethod
-    def _tok(cls, v, info):
-        return _tokens(v, info.field_name)
-
-
-class FitRequest(_TrainingOptions):
+class FitRequest(_Request):
     """Options of ``vramplan fit`` (vramplan.fit_api.plan_fit)."""
 
     model: _ModelName
@@ -286,16 +274,18 @@ class FitRequest(_TrainingOptions):
     headroom: float | None = Field(None, ge=0.0, le=0.9, description="fraction of each GPU kept free")
     allow_offload: bool | None = None
     host_ram: _Short | None = Field(None, description="host RAM for offloaded layers: 64GiB")
-    workload: _Short | None = Field(None, description="inference | training")
     top: int | None = Field(None, ge=1, le=1000)
+    workload: _Short | None = Field(None, description="inference | training")
+    method: _Short | None = Field(None, description="training fits: full | lora | qlora")
+    training_tokens: int | str | None = None
 
-    @field_validator("max_model_len")
+    @field_validator("max_model_len", "training_tokens")
     @classmethod
-    def _ctx(cls, v):
-        return _tokens(v, "max_model_len")
+    def _toks(cls, v, info):
+        return _tokens(v, info.field_name)
 
 
-class SpeedRequest(_TrainingOptions):
+class SpeedRequest(_Request):
     """Options of ``vramplan speed`` (vramplan.fit_api.plan_speed)."""
 
     model: _ModelName
@@ -311,13 +301,40 @@ class SpeedRequest(_TrainingOptions):
     output_tokens: int | None = Field(None, ge=1, le=1 << 24)
     n_gpu_layers: int | None = Field(None, ge=0, le=100_000)
     host_bandwidth_gbps: float | None = Field(None, gt=0, le=10_000)
+    training_tokens: int | str | None = Field(None, description="tokens to train on (adds the training time)")
+    method: _Short | None = Field(None, description="full | lora | qlora")
+    gradient_checkpointing: bool | None = None
+    seq_len: int | str | None = None
     global_batch_tokens: int | str | None = None
-    headroom: float | None = Field(None, ge=0.0, le=0.9)
 
-    @field_validator("max_model_len", "prompt_tokens", "global_batch_tokens")
+    @field_validator("max_model_len", "prompt_tokens", "global_batch_tokens", "training_tokens", "seq_len")
     @classmethod
     def _toks(cls, v, info):
         return _tokens(v, info.field_name)
+
+
+class LaunchRequest(_Request):
+    """Options of ``vramplan launch`` (vramplan.fit_api.launch_commands); no file names are taken."""
+
+    model: _ModelName
+    engine: _Short | None = Field(None, description="vllm | sglang | llama.cpp | ollama | all")
+    gpu: _Short | None = None
+    tensor_parallel_size: int | None = Field(None, ge=1, le=1024)
+    pipeline_parallel_size: int | None = Field(None, ge=1, le=1024)
+    max_model_len: int | str | None = None
+    quantization: _Short | None = None
+    dtype: _Short | None = None
+    kv_cache_dtype: _Short | None = None
+    gpu_memory_utilization: float | None = Field(None, ge=0.05, le=1.0)
+    batch_size: int | None = Field(None, ge=1, le=1 << 20)
+    served_model_name: _Short | None = None
+    port: int | None = Field(None, ge=1, le=65535)
+    n_gpu_layers: int | None = Field(None, ge=0, le=100_000)
+
+    @field_validator("max_model_len")
+    @classmethod
+    def _ctx(cls, v):
+        return _tokens(v, "max_model_len")
 
 
 class HardwareRequest(_Request):
@@ -339,15 +356,6 @@ class HardwareRequest(_Request):
     @classmethod
     def _ctx(cls, v):
         return _tokens(v, "max_model_len")
-
-
-class LaunchRequest(HardwareRequest):
-    """Options of ``vramplan launch`` (vramplan.fit_api.launch_commands); no file names are taken."""
-
-    gpu_memory_utilization: float | None = Field(None, ge=0.05, le=1.0)
-    engine: _Short | None = Field(None, description="vllm | sglang | llama.cpp | ollama | all")
-    served_model_name: _Short | None = None
-    port: int | None = Field(None, ge=1, le=65535)
 
 
 # ----- model resolution --------------------------------------------------------------------------------------

@@ -432,16 +432,14 @@
     const p = state.mode === "inference"
       ? { model: state.model, quantization: state.quantization, max_model_len: state.max_model_len,
           batch_size: state.batch_size, kv_cache_dtype: state.kv_cache_dtype === "auto" ? "" : state.kv_cache_dtype }
-      : { model: state.model, workload: "training", method: state.method, optimizer: state.optimizer,
-          precision: state.precision, lora_rank: state.method === "full" ? "" : state.lora_rank, seq_len: state.seq_len,
-          gradient_checkpointing: state.gradient_checkpointing === "true" ? "true" : "", zero: state.zero };
+      : { model: state.model, workload: "training", method: state.method };
     return p;
   }
   function speedParams() {
-    const p = { model: state.model, gpu: state.gpu, quantization: state.quantization,
-      kv_cache_dtype: state.kv_cache_dtype === "auto" ? "" : state.kv_cache_dtype };
+    const p = { model: state.model, gpu: state.gpu };
     if (state.mode === "inference") {
       Object.assign(p, { max_model_len: state.max_model_len, batch_size: state.batch_size,
+        quantization: state.quantization, kv_cache_dtype: state.kv_cache_dtype === "auto" ? "" : state.kv_cache_dtype,
         tensor_parallel_size: state.count === "1" ? "" : state.count });
     } else {
       Object.assign(p, { method: state.method, seq_len: state.seq_len, training_tokens: state.training_tokens || "100M",
