@@ -292,7 +292,8 @@ EXTERNAL = (("training_accuracy", "score_training_rows", "training_peak"),
 
 def normalise_external(category: str, result) -> tuple[list[dict], list[dict]]:
     """Accept a scorer's list of row dicts (or {"rows": [...], "skipped": [...]}) and turn each into our row shape.
-    A row needs an id and either error_pct or numeric predicted and measured."""
+    A row needs an id and either error_pct or numeric predicted and measured; its ``component`` (or ``statistic``)
+    splits the category ("vllm_startup:kv_cache") so that exact and modelled quantities are summarised apart."""
     if isinstance(result, dict):
         rows, extra_skipped = result.get("rows") or [], result.get("skipped") or []
     else:
@@ -312,7 +313,9 @@ def normalise_external(category: str, result) -> tuple[list[dict], list[dict]]:
         if err is None and not numeric:
             skipped.append(skip(category, rid, "no numeric predicted/measured or error_pct"))
             continue
-        row = make_row(str(r.get("category") or category), rid, pred if numeric else None,
+        sub = r.get("component") or r.get("statistic")
+        cat = str(r.get("category") or category) + (f":{sub}" if sub else "")
+        row = make_row(cat, rid, pred if numeric else None,
                        meas if numeric else None, unit=str(r.get("unit", "")), model=str(r.get("model", "")),
                        reference=str(r.get("quantity") or r.get("reference") or ""), note=str(r.get("note", "")),
                        source=_source_text(r.get("source")))
@@ -328,10 +331,11 @@ def normalise_external(category: str, result) -> tuple[list[dict], list[dict]]:
     return scored, skipped
 
 
-def score_external(notes: list[str]) -> tuple[list[dict], list[dict]]:
+def score_external(notes: list[str], used: list[str] | None = None) -> tuple[list[dict], list[dict]]:
     if str(BENCH_DIR) not in sys.path:
         sys.path.insert(0, str(BENCH_DIR))
     scored, skipped = [], []
+    used = [] if used is None else used
     for module_name, func_name, category in EXTERNAL:
         try:
             module = importlib.import_module(module_name)
@@ -345,6 +349,8 @@ def score_external(notes: list[str]) -> tuple[list[dict], list[dict]]:
             notes.append(f"{category}: {module_name}.{func_name} failed: {exc.__class__.__name__}: {exc}")
             continue
         s, k = normalise_external(category, result)
+        if f"benchmarks/{module_name}.py" not in used:
+            used.append(f"benchmarks/{module_name}.py")
         scored += s
         skipped += k
     return scored, skipped
@@ -454,11 +460,12 @@ def build_report(groundtruth: Path | None = DEFAULT_GROUNDTRUTH, measurements: P
     else:
         gt = []
     if external:
-        s, k = score_external(notes)
+        s, k = score_external(notes, inputs)
         rows += s
         skipped += k
     handled = {"param_count", "config_arch", "weights_footprint", "sglang_startup"}
-    skipped += unscored_rows(gt, {r["category"] for r in rows} | {k["category"] for k in skipped}, handled)
+    done = {r["category"].split(":")[0] for r in rows} | {k["category"].split(":")[0] for k in skipped}
+    skipped += unscored_rows(gt, done, handled)
     if measurements is not None:
         s, k = score_measurements(measurements)
         inputs.append(_rel(measurements) + "/*.jsonl")

@@ -105,14 +105,16 @@ def _version_of(engine: str) -> str:
     m = re.search(r"v(\d+\.\d+(?:\.\d+)?)", engine or "")
     if m:
         return m.group(1)
-    if "V0" in (engine or "") and "2024-12" in engine:
-        return "0.6.5"
+    # rows that give a date instead of a release: the release current then
+    for marker, version in (("2024-12", "0.6.5"), ("2025-01", "0.7.1"), ("July 2025", "0.10.0")):
+        if marker in (engine or ""):
+            return version
     raise Unexpressable(f"engine release not stated or older than the modelled rules ({engine!r})")
 
 
 def _measured_vllm(m: dict) -> dict:
     out = {}
-    for key, names in {"weights": ("weights_GiB", "weights_GiB_per_gpu"),
+    for key, names in {"weights": ("weights_GiB", "weights_GiB_per_gpu", "weights_GB_as_logged"),
                        "activations": ("torch_activation_peak_GiB",),
                        "non_torch": ("non_torch_GiB",),
                        "kv_cache": ("kv_cache_GiB", "kv_cache_GiB_per_gpu", "kv_cache_GiB_per_gpu_derived"),
@@ -127,12 +129,16 @@ def _measured_vllm(m: dict) -> dict:
 def _vllm_inputs(row: dict) -> dict:
     c = row.get("config", {})
     hf = row.get("hf_id") or ""
+    version = _version_of(c.get("engine", ""))
+    V.rules_for(version)  # a release older than the modelled rules is not expressible
+    if "connector" in c.get("engine", "").lower():
+        raise Unexpressable("a KV-transfer connector (LMCache) allocates and profiles memory this model does not "
+                            "cover")
     if hf not in VLLM_MODELS:
         raise Unexpressable(f"model {hf or row.get('model')!r} is not in the catalog")
     if "gpu" not in c or "tp" not in c or c.get("tp") is None:
         raise Unexpressable("GPU or parallel layout not stated")
     name, q, overrides, _ = VLLM_MODELS[hf]
-    version = _version_of(c.get("engine", ""))
     lm = load_model(name)
     if overrides:
         lm = _with(lm, spec=_with(lm.spec, **overrides))
@@ -202,9 +208,12 @@ def untuned_rules(rules: V.VllmRules) -> V.VllmRules:
                    non_torch_tp2_bytes=int(1.79 * GiB), non_torch_tp_doubling_bytes=0)
 
 
-def score_vllm_rows(untuned: bool = False) -> list[dict]:
-    """Every expressible vllm_startup row of public.jsonl, per component."""
+def score_vllm_rows(untuned: bool = False, include_skipped: bool = False) -> list[dict]:
+    """Every expressible vllm_startup row of public.jsonl, per component (``include_skipped``: also one
+    ``{"id", "skipped": True, "reason"}`` entry per row that cannot be expressed)."""
     out = []
+    if include_skipped:
+        out += [{"id": rid, "skipped": True, "reason": why, "predicted": None} for rid, why in unexpressed_vllm_rows()]
     for row in vllm_rows():
         try:
             inp = _vllm_inputs(row)
@@ -315,7 +324,8 @@ def score_vllm_lomo() -> list[dict]:
 
 # ----- llm-d-planner CSV (held out) --------------------------------------------------------------------------------
 
-def score_llmd_csv(path: str | Path, skip_ids: set[str] | None = None) -> tuple[list[dict], list[tuple[str, str]]]:
+def score_llmd_csv(path: str | Path, skip_ids: set[str] | None = None,
+                   untuned: bool = False) -> tuple[list[dict], list[tuple[str, str]]]:
     """Runs of llm-d-planner's results_raw.csv (vLLM v0.19.0, H100) not already in public.jsonl."""
     skip = skip_ids if skip_ids is not None else {r["source"].get("row", "") for r in vllm_rows()
                                                   if isinstance(r.get("source"), dict)}
@@ -340,8 +350,33 @@ def score_llmd_csv(path: str | Path, skip_ids: set[str] | None = None) -> tuple[
                     "non_torch": float(r["non_torch_forward_gib"]), "kv_cache": float(r["kv_cache_memory_gib"]),
                     "kv_tokens": float(r["kv_cache_tokens"])}
             note = VLLM_MODELS[hf][3]
-            out += _score(row["id"], _predict(inp), meas, note)
+            rules = untuned_rules(V.rules_for(inp["version"])) if untuned else None
+            out += _score(row["id"], _predict(inp, rules), meas, note)
     return out, missing
+
+
+# ----- SGLang ---------------------------------------------------------------------------------------------------------
+
+def score_sglang_rows() -> list[dict]:
+    """sglang_startup rows: KV tokens of SGLang's static pool."""
+    from vramplan.engines import sglang as S
+
+    out = []
+    for r in _load_jsonl("public.jsonl"):
+        if r.get("category") != "sglang_startup" or r.get("hf_id") not in VLLM_MODELS:
+            continue
+        name, q, _, _ = VLLM_MODELS[r["hf_id"]]
+        c = r["config"]
+        lm = load_model(name)
+        fmt = resolve_format(lm, q)
+        res = S.plan(lm=lm, fmt=fmt, wb=model_weight_bytes(lm.spec, fmt), context=8192, tp=int(c.get("tp", 1)),
+                     gpu_memory_bytes=int(79.19 * GiB), mem_fraction_static=c.get("mem_fraction_static"))
+        m = r["measured"]
+        out += _score(r["id"], {"kv_tokens": float(res["capacity"]["kv_cache_tokens"]),
+                                "kv_cache": res["memory"]["kv_cache"] / GiB},
+                      {"kv_tokens": float(m["kv_tokens"]), "kv_cache": m["K_size_GB"] + m["V_size_GB"]},
+                      "H100 total assumed 79.19 GiB")
+    return out
 
 
 # ----- llama.cpp ------------------------------------------------------------------------------------------------------
@@ -353,11 +388,12 @@ def llamacpp_rows() -> list[dict]:
 def _llamacpp_spec(r: dict) -> ModelSpec:
     """The architecture a row's hparams describe (the rows carry them; the GGUF files are not at hand)."""
     h = r.get("hparams") or {}
-    need = ("n_layer", "n_embd", "n_head", "n_head_kv", "head_dim", "n_vocab")
+    need = ("n_layer", "n_embd", "n_head_kv", "head_dim", "n_vocab")
     if not all(isinstance(h.get(k), int) for k in need):
         raise Unexpressable("architecture not stated in full (hparams incomplete)")
     arch = h.get("arch", "")
-    common = dict(name=r["model"]["name"], hidden_size=h["n_embd"], num_layers=h["n_layer"], num_heads=h["n_head"],
+    n_head = h.get("n_head") if isinstance(h.get("n_head"), int) else h["n_embd"] // h["head_dim"]
+    common = dict(name=r["model"]["name"], hidden_size=h["n_embd"], num_layers=h["n_layer"], num_heads=n_head,
                   num_kv_heads=h["n_head_kv"], head_dim=h["head_dim"], vocab_size=h["n_vocab"])
     if arch.startswith("gptneox"):
         return ModelSpec(**common, intermediate_size=h["n_ff"], model_type="gpt_neox", norm_bias=True,
@@ -370,7 +406,7 @@ def _llamacpp_spec(r: dict) -> ModelSpec:
         return ModelSpec(**common, intermediate_size=h["n_ff"], model_type="phi3")
     if arch.startswith("qwen2"):
         # Qwen2.5-VL-3B text tower: 16 query heads, n_ff 11008, tied embeddings, QKV bias (HF config)
-        return ModelSpec(**{**common, "num_heads": 16}, intermediate_size=11008, model_type="qwen2",
+        return ModelSpec(**common, intermediate_size=11008, model_type="qwen2",
                          qkv_bias=True, tie_embeddings=True)
     if arch.startswith("llama"):
         tied = "granite" in r["model"]["name"].lower()
@@ -441,8 +477,16 @@ def _llamacpp_measured(r: dict) -> dict:
     return out
 
 
-def score_llamacpp_rows(untuned: bool = False) -> list[dict]:
+def score_llamacpp_rows(untuned: bool = False, include_public: bool = True,
+                        include_skipped: bool = False) -> list[dict]:
+    """Every expressible llamacpp.jsonl row, per buffer and device (MiB), plus the llamacpp_log rows of
+    public.jsonl that pin a KV size."""
     out = []
+    if include_skipped:
+        out += [{"id": rid, "skipped": True, "reason": why, "predicted": None}
+                for rid, why in unexpressed_llamacpp_rows()]
+    if include_public:
+        out += score_public_llamacpp_kv()
     for r in llamacpp_rows():
         try:
             inp = _llamacpp_inputs(r)
@@ -465,6 +509,35 @@ def score_llamacpp_rows(untuned: bool = False) -> list[dict]:
                         "measured": measured, "error_pct": round(100 * err / measured, 3) if measured else None,
                         "error_abs": round(err, 2), "unit": "MiB",
                         "note": "flash attention" if inp["flash_attn"] else ""})
+    return out
+
+
+def score_public_llamacpp_kv() -> list[dict]:
+    """The two llamacpp_log rows of public.jsonl that fix a KV size exactly (KV only: nothing else is stated)."""
+    out = []
+    for r in _load_jsonl("public.jsonl"):
+        if r.get("category") != "llamacpp_log":
+            continue
+        c, m = r["config"], r["measured"]
+        if r["id"] == "llamacpp-issue8101-kv-1m-ctx":  # Llama-3-8B shapes, CPU, build b3184
+            spec = load_model("llama-3.1-8b").spec
+            measured = m["kv_buffer_alloc_bytes"] / MiB
+        elif r["id"] == "llamacpp-llamafile552-trilm-rtx4080":  # 30 layers, n_embd 3072, MHA (K/V 3072 wide)
+            spec = ModelSpec(name="TriLM-3.9B", hidden_size=3072, num_layers=30, num_heads=24, num_kv_heads=24,
+                             head_dim=128, intermediate_size=9216, vocab_size=50688, model_type="llama")
+            measured = m["KV_self_MiB"]
+        else:
+            continue
+        backend = "cpu" if c.get("backend") == "CPU" else "cuda"
+        p = L.llamacpp_memory(spec, L.tensors_from_spec(spec, "F16"), n_ctx=c["n_ctx"], n_batch=c["n_batch"],
+                              n_ubatch=c["n_ubatch"], flash_attn=bool(c.get("flash_attn")), version=3184,
+                              backend=backend, n_gpus=0 if backend == "cpu" else 1)
+        kv = (p.gpus[0].kv_bytes if p.gpus else p.host.kv_bytes) / MiB
+        out.append({"id": r["id"], "component": "kv_gpu" if p.gpus else "kv_host", "predicted": round(kv, 4),
+                    "measured": measured, "error_pct": round(100 * (kv - measured) / measured, 6),
+                    "error_abs": round(kv - measured, 6), "unit": "MiB",
+                    "note": "public.jsonl llamacpp_log row (the 32 B excess is ggml's buffer alignment)"
+                    if "8101" in r["id"] else "public.jsonl llamacpp_log row"})
     return out
 
 
@@ -545,8 +618,8 @@ def print_rows(scores: list[dict]) -> None:
             if comp in cs:
                 x = cs[comp]
                 fmt = "{:,.0f}" if x["unit"] == "tokens" else "{:.2f}"
-                parts.append(f"{comp} {fmt.format(x['predicted'])}/{fmt.format(x['measured'])} "
-                             f"({x['error_pct']:+.2f}%)")
+                pct = "n/a" if x["error_pct"] is None else f"{x['error_pct']:+.2f}%"
+                parts.append(f"{comp} {fmt.format(x['predicted'])}/{fmt.format(x['measured'])} ({pct})")
         note = next((x["note"] for x in cs.values() if x.get("note")), "")
         print(f"  {rid[:64]:64s} " + "  ".join(parts) + (f"  [{note}]" if note else ""))
 
@@ -581,8 +654,15 @@ def main(argv: list[str] | None = None) -> int:
             print_rows(held)
             for rid, why in missing:
                 print(f"    {rid}: {why}")
-        print_summary("vLLM, held-out llm-d-planner runs", held, VLLM_ORDER)
+        if args.untuned:
+            print_summary("vLLM, held-out llm-d-planner runs, before tuning",
+                          score_llmd_csv(args.llmd_csv, untuned=True)[0], VLLM_ORDER)
+        print_summary("vLLM, held-out llm-d-planner runs (never used to fit)", held, VLLM_ORDER)
 
+    sg = score_sglang_rows()
+    if sg:
+        print("\nSGLang (sglang_startup rows)")
+        print_rows(sg)
     lc = score_llamacpp_rows()
     if not args.quiet:
         print("\nllama.cpp rows (predicted/measured MiB per device)")

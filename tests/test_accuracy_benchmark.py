@@ -54,6 +54,15 @@ def test_external_rows_are_normalised(result, n_scored, n_skipped):
         assert r["category"] == "training_peak" and isinstance(r["error_pct"], float)
 
 
+def test_external_components_split_the_category():
+    rows = [{"id": "a", "component": "weights", "predicted": 1.0, "measured": 1.0},
+            {"id": "a", "component": "kv_cache", "predicted": 9.0, "measured": 10.0},
+            {"id": "b", "statistic": "reserved", "predicted": 5, "measured": 4}]
+    scored, _ = accuracy.normalise_external("vllm_startup", rows)
+    assert [(r["category"], r["error_pct"]) for r in scored] == [
+        ("vllm_startup:weights", 0.0), ("vllm_startup:kv_cache", -10.0), ("vllm_startup:reserved", 25.0)]
+
+
 def test_external_error_pct_is_kept_when_only_it_is_given():
     (row,), _ = accuracy.normalise_external("vllm_startup", [{"id": "x", "error_pct": -3.5, "model": "m"}])
     assert row["error_pct"] == -3.5 and row["abs_error_pct"] == 3.5 and row["model"] == "m"

@@ -113,17 +113,22 @@ def test_resolve_dtype(dtype, cfg, expected):
     assert measure.resolve_dtype(dtype, cfg) == expected
 
 
-def test_training_comparison_prefers_the_plans_own_peaks():
-    m = {"weights": 100, "gradients": 50, "optimizer": 200, "activations": 30, "non_torch": 10,
-         "peak_allocated": 400, "peak_reserved": 450, "device_used_peak": 470, "trainable_params": 7}
-    plain = {"memory": {"weights": 100, "gradients": 50, "optimizer": 100, "activations": 60, "runtime": 20,
+def test_training_comparison_reads_states_and_peaks_from_the_plan():
+    m = {"weights": 100, "gradients": 50, "optimizer": 200, "saved_for_backward": 40, "non_torch": 10,
+         "peak_allocated": 400, "peak_reserved": 450, "allocated_end": 300, "device_used_peak": 470,
+         "trainable_params": 7}
+    plain = {"memory": {"weights": 100, "gradients": 0, "optimizer": 100, "activations": 60, "runtime": 20,
                         "total": 330}, "trainable_params": 7}
     c = measure.training_comparison(plain, m)
     assert c["optimizer"]["error_pct"] == -50.0 and c["trainable_params"]["error_pct"] == 0.0
     assert c["peak_allocated"]["predicted"] == c["peak_reserved"]["predicted"] == 310  # total - runtime
-    peaks = {"memory": dict(plain["memory"], peak_allocated=390, peak_reserved=440)}
-    c = measure.training_comparison(peaks, m)
+    assert c["gradients"]["predicted"] == 0 and "saved_for_backward" not in c
+    full = dict(plain, model_states={"weights": 100, "gradients": 50, "optimizer": 200}, allocated_peak=390,
+                reserved_peak=440, allocated_after_step=300, activations={"saved_bytes": 44})
+    c = measure.training_comparison(full, m)
     assert (c["peak_allocated"]["predicted"], c["peak_reserved"]["predicted"]) == (390, 440)
+    assert c["gradients"]["error_pct"] == c["optimizer"]["error_pct"] == c["allocated_after_step"]["error_pct"] == 0
+    assert c["saved_for_backward"]["error_pct"] == 10.0
     assert c["total"] == {"predicted": 330, "measured": 470, "error_pct": measure.error_pct(330, 470),
                           "basis": "device"}
     assert measure.training_comparison(None, m) == {}
@@ -219,11 +224,55 @@ def test_training_prediction_is_passed_the_same_options(tiny, monkeypatch):
     monkeypatch.setitem(sys.modules, "vramplan.training_api", types.SimpleNamespace(plan_training=plan_training))
     r = measure.measure_training(tiny, optimizer="sgd", batch_size=2, seq_len=12, steps=1, allow_cpu=True)
     assert seen == {"model": tiny, "method": "full", "optimizer": "sgd", "batch_size": 2, "seq_len": 12}
-    assert set(r["prediction"]["ignored_options"]) == {"precision", "gradient_checkpointing", "attention"}
+    assert set(r["prediction"]["ignored_options"]) == {"precision", "gradient_checkpointing", "attention",
+                                                       "use_cache", "loop"}
     c = r["comparison"]
     assert c["weights"]["error_pct"] == c["gradients"]["error_pct"] == c["trainable_params"]["error_pct"] == 0.0
     # SGD without momentum keeps no state: 0 bytes measured, shown, but no relative error against 0
     assert c["optimizer"] == {"predicted": TINY_PARAMS * 4, "measured": 0, "error_pct": None, "basis": "tensor"}
+
+
+HAVE_TRAINING_API = importlib.util.find_spec("vramplan.training_api") is not None
+
+
+@needs_peft
+@pytest.mark.skipif(not HAVE_TRAINING_API, reason="vramplan.training_api is not there yet")
+@pytest.mark.parametrize("options", [
+    {"method": "full", "precision": "bf16", "optimizer": "adamw"},
+    {"method": "full", "precision": "bf16-mixed", "optimizer": "adamw"},
+    {"method": "full", "precision": "bf16", "optimizer": "sgd"},
+    {"method": "lora", "precision": "bf16", "lora_rank": 4, "lora_targets": "q_proj,v_proj"},
+    {"method": "lora", "precision": "bf16", "lora_rank": 8, "gradient_checkpointing": True},
+])
+def test_training_plan_states_match_real_tensors(tiny, options):
+    """vramplan's training model against the tensors torch and peft really create (exact on any device)."""
+    r = measure.measure_training(tiny, batch_size=2, seq_len=16, steps=1, allow_cpu=True, **options)
+    c = r["comparison"]
+    for key in ("weights", "gradients", "optimizer", "trainable_params"):
+        if c[key]["measured"]:
+            assert c[key]["error_pct"] == 0.0, (key, c[key])
+        else:
+            assert c[key]["predicted"] == 0, (key, c[key])
+
+
+@needs_peft
+@pytest.mark.parametrize("name", ["llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b"])
+def test_matrix_models_build_on_the_meta_device(name):
+    """The GPU matrix's architectures build with this transformers (no memory: meta tensors), and their weights
+    and LoRA r16 adapters are exactly what vramplan predicts."""
+    from vramplan.api import plan_inference
+
+    model = measure.build_model(measure.raw_config(name), dtype="bfloat16", device="meta")
+    assert measure.parameter_bytes(model) == plan_inference(name, max_model_len=1024)["memory"]["weights"]
+    if HAVE_TRAINING_API:
+        from vramplan.training_api import plan_training
+
+        for p in model.parameters():
+            p.requires_grad_(False)
+        lora = measure.apply_lora(model, 16, "all-linear")
+        trainable = sum(p.numel() for p in lora.parameters() if p.requires_grad)
+        assert trainable == plan_training(name, method="lora", lora_rank=16, lora_targets="all-linear",
+                                          seq_len=1024)["trainable_params"]
 
 
 @needs_torch
@@ -232,6 +281,8 @@ def test_bad_options_are_one_clear_error(tiny):
         measure.measure_training(tiny, optimizer="adam-ish", allow_cpu=True)
     with pytest.raises(measure.InvalidRequest, match="max_model_len"):
         measure.measure_inference(tiny, max_model_len=1, allow_cpu=True)
+    with pytest.raises(measure.InvalidRequest, match="cannot build"):
+        measure.build_model(dict(TINY, model_type="gemma2", head_dim=16), device="meta", attention="sdpa-nope")
     quant = dict(TINY, quantization_config={"quant_method": "gptq", "bits": 4})
     with pytest.raises(measure.InvalidRequest, match="quantiz"):
         measure.hf_config(quant)
@@ -306,8 +357,9 @@ def test_allocator_and_device_figures_are_wired(tiny, monkeypatch):
     assert c["peak_reserved"]["measured"] == P.MAX_RESERVED and c["runtime"]["measured"] == P.USED - P.RESERVED
     assert r["versions"]["gpu_name"] == "Fake GPU" and r["measured_on_gpu"] is True
     t = measure.measure_training(tiny, batch_size=1, seq_len=8, steps=1, device="cpu")["measured"]
-    assert t["activations"] == P.MAX_ALLOC - t["weights"] - t["gradients"] - t["optimizer"]
+    assert t["peak_above_states"] == P.MAX_ALLOC - t["weights"] - t["gradients"] - t["optimizer"]
     assert set(t["phase_peak_allocated"]) == {"forward", "backward", "optimizer"} and t["forward_retained"] == 0
+    assert t["device_used_peak"] == P.USED - P.RESERVED + P.MAX_RESERVED
 
 
 # ----- the prepared GPU matrix ------------------------------------------------------------------------------

@@ -428,4 +428,16 @@ def test_every_request_field_is_an_option_of_the_command(command, model):
         pytest.skip(f"the {command} command is not in this build")
     parser, _ = cmd
     dests = {a.dest for a in parser._actions}
-    assert set(model.model_fields) - {"model"} <= dests
+    extra = web.FIT_TRAINING_FIELDS if command == "fit" else frozenset()
+    assert set(model.model_fields) - {"model"} - extra <= dests
+    assert extra <= set(web.TrainRequest.model_fields)
+
+
+def test_training_fit_uses_the_training_options(client):
+    params = {"model": "llama-3.2-1b", "workload": "training", "method": "lora", "seq_len": "8k",
+              "gpus": "h100,rtx-4090"}
+    fit = client.get("/api/fit", params=params)
+    assert fit.status_code == 200, fit.text
+    train = client.get("/api/train", params={"model": "llama-3.2-1b", "method": "lora", "seq_len": "8k"}).json()
+    one = [row for row in fit.json()["by_gpu"] if row.get("count") == 1]
+    assert one and all(row["memory_per_gpu"] == train["memory"]["total"] for row in one)

@@ -252,3 +252,14 @@ def test_phone_layout_has_no_sideways_scroll(browser_context, server, tmp_path):
         pg.screenshot(path=str(tmp_path / "vramplan-phone.png"), full_page=True)
     finally:
         pg.close()
+
+
+def test_an_engine_error_marks_old_results_stale(page, server):
+    open_page(page, server, "?model=deepseek-v3&max_model_len=8k")
+    page.select_option("#engine", "vllm")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "KV cache" in page.inner_text("#error")
+    assert page.evaluate("() => document.body.classList.contains('stale')")
+    page.select_option("#engine", "")
+    page.wait_for_function("() => !document.body.classList.contains('stale')")
+    assert page.is_hidden("#error")

@@ -218,8 +218,10 @@ def _explain_plain(spec, fmt, wb, mem, ctx, batch, kv_dtype, tp, pp) -> list[str
     kinds = ", ".join(f"{k}: {fb(v)}" for k, v in mem.kv.by_kind)
     lines.append(f"KV cache: {batch} x {ctx:,} tokens x {mem.kv.bytes_per_token:,} B/token ({kv_dtype}) -> "
                  f"{fb(mem.kv.total_bytes)} [{kinds}]")
-    lines.append(f"activations: prefill of {ctx:,} tokens, one layer live, SDPA/flash (no s^2 scores) + "
-                 f"last-token logits: {fb(mem.as_dict()['activations'])}")
+    from .core.memory import PREFILL_CHUNK_TOKENS
+
+    lines.append(f"activations: prefill in chunks of up to {PREFILL_CHUNK_TOKENS:,} tokens, one layer live, "
+                 f"SDPA/flash (no s^2 scores) + last-token logits: {fb(mem.as_dict()['activations'])}")
     lines.append(f"runtime: CUDA context and library workspaces, {fb(CUDA_CONTEXT_BYTES)} per GPU (estimate)")
     return lines
 

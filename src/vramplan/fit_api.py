@@ -29,9 +29,7 @@ from .units import GiB_bytes, format_bytes, parse_size
 TP_SIZES = (1, 2, 4, 8)
 DEFAULT_CONTEXT = 8192
 """Context planned when none is given (or the model's own maximum, if smaller)."""
-PREFILL_CHUNK_TOKENS = 8192
-"""Prefill activations are planned for one chunk of at most this many tokens: vLLM and SGLang split long prompts
-(chunked prefill, ``max_num_batched_tokens``), llama.cpp processes ``n_ubatch`` tokens at a time."""
+from .core.memory import PREFILL_CHUNK_TOKENS  # noqa: E402  (the same chunk as plain accounting)
 QUANT_LADDER = ("fp8", "awq", "Q4_K_M", "Q3_K_M", "Q2_K")
 """Formats tried, in order of decreasing precision, when suggesting a quantization that would fit."""
 SUMMARY_GPUS = ("h100-sxm-80gb", "a100-sxm4-80gb", "rtx-4090-24gb", "apple-m2-ultra-192gb")

@@ -154,9 +154,15 @@ def build_model(cfg: dict, *, dtype: str = "bfloat16", device: str = "cuda", att
     torch_dtype = getattr(torch, dtype)
     with torch.device(device):
         try:
-            model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype, attn_implementation=attention)
-        except TypeError:  # transformers < 4.56 spells it torch_dtype
-            model = AutoModelForCausalLM.from_config(config, torch_dtype=torch_dtype, attn_implementation=attention)
+            try:
+                model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype, attn_implementation=attention)
+            except TypeError:  # transformers < 4.56 spells it torch_dtype
+                model = AutoModelForCausalLM.from_config(config, torch_dtype=torch_dtype,
+                                                         attn_implementation=attention)
+        except ValueError as exc:  # e.g. an attention implementation this architecture lacks
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            raise InvalidRequest(f"transformers cannot build this model as asked: {first}", field="attention"
+                                 if "attention" in first.lower() else "model") from None
     return model
 
 
@@ -612,6 +618,7 @@ def run_training(model, *, batch: int, seq_len: int, optimizer: str = "adamw", p
     out["peak_allocated"] = peak_a
     out["peak_reserved"] = peak_r
     if peak_a is not None:
+        out["peak_phase"] = max(peaks.allocated, key=peaks.allocated.get)
         out["forward_retained"] = retained
         out["phase_peak_allocated"] = dict(peaks.allocated)
         out["phase_peak_reserved"] = dict(peaks.reserved)
@@ -657,25 +664,30 @@ def inference_comparison(predicted: dict | None, m: dict) -> dict:
 
 
 def training_comparison(predicted: dict | None, m: dict) -> dict:
-    """Pair plan_training's memory with what a training run measured. The predicted allocated/reserved peaks are
-    taken from the plan where it gives them (memory.peak_allocated / peak_reserved), else total - runtime."""
+    """Pair plan_training's figures with what a training run measured: the model states (weights, gradients,
+    optimizer) from ``model_states`` where the plan gives them, the allocator peaks from ``allocated_peak`` /
+    ``reserved_peak`` (else total - runtime), the bytes saved for backward, and the device total."""
     if not predicted:
         return {}
     pm = predicted.get("memory") or {}
+    states = predicted.get("model_states") or pm
     total = pm.get("total")
     runtime = pm.get("runtime") or 0
-    pred_alloc = _pick(pm, "peak_allocated", "allocated_peak") or _pick(predicted.get("peaks", {}), "allocated")
+    peak = predicted.get("peak") or {}
+    pred_alloc = _pick(predicted, "allocated_peak") or _pick(peak, "allocated") or _pick(pm, "peak_allocated")
     pred_alloc = pred_alloc if pred_alloc is not None else (None if total is None else total - runtime)
-    pred_res = _pick(pm, "peak_reserved", "reserved_peak") or _pick(predicted.get("peaks", {}), "reserved")
+    pred_res = _pick(predicted, "reserved_peak") or _pick(peak, "reserved") or _pick(pm, "peak_reserved")
     pred_res = pred_res if pred_res is not None else pred_alloc
+    saved = _pick(predicted.get("activations") or {}, "saved_bytes")
     pairs = [
-        ("weights", pm.get("weights"), m.get("weights"), "tensor"),
-        ("gradients", pm.get("gradients"), m.get("gradients"), "tensor"),
-        ("optimizer", pm.get("optimizer"), m.get("optimizer"), "tensor"),
-        ("activations", pm.get("activations"), m.get("activations"), "allocator"),
+        ("weights", states.get("weights"), m.get("weights"), "tensor"),
+        ("gradients", states.get("gradients"), m.get("gradients"), "tensor"),
+        ("optimizer", states.get("optimizer"), m.get("optimizer"), "tensor"),
+        ("saved_for_backward", saved, m.get("saved_for_backward"), "tensor"),
         ("runtime", pm.get("runtime"), m.get("non_torch"), "device"),
         ("peak_allocated", pred_alloc, m.get("peak_allocated"), "allocator"),
         ("peak_reserved", pred_res, m.get("peak_reserved"), "allocator"),
+        ("allocated_after_step", predicted.get("allocated_after_step"), m.get("allocated_end"), "allocator"),
         ("total", total, m.get("device_used_peak"), "device"),
     ]
     if predicted.get("trainable_params") is not None:
@@ -687,8 +699,9 @@ def rescore(model, request: dict, measured: dict) -> dict:
     """The comparison for a stored measurement, predicted again by the vramplan installed now (so an accuracy table
     follows the model's improvements without new GPU runs)."""
     if request.get("mode") == "train":
-        keys = ("method", "optimizer", "precision", "batch_size", "seq_len", "gradient_checkpointing", "lora_rank",
-                "lora_targets", "attention")
+        import inspect
+
+        keys = inspect.signature(training_options).parameters
         opts = {k: request[k] for k in keys if k in request}
         return training_comparison(predict_training(model, **training_options(**opts)), measured)
     predicted = predict_inference(model, max_model_len=request["max_model_len"],
@@ -707,8 +720,11 @@ def predict_inference(model, *, max_model_len: int, batch_size: int = 1, dtype: 
 def training_options(method: str = "full", optimizer: str = "adamw", precision: str = "bf16", batch_size: int = 1,
                      seq_len: int = 1024, gradient_checkpointing: bool = False, lora_rank: int = 16,
                      lora_targets: str | None = "all-linear", attention: str = "sdpa") -> dict:
+    # the harness's loop: outputs dropped before backward, grads freed after the step (HF Trainer's order), and
+    # no KV cache built during the training forward
     opts = {"method": method, "optimizer": optimizer, "precision": precision, "batch_size": batch_size,
-            "seq_len": seq_len, "gradient_checkpointing": gradient_checkpointing, "attention": attention}
+            "seq_len": seq_len, "gradient_checkpointing": gradient_checkpointing, "attention": attention,
+            "use_cache": False, "loop": "trainer"}
     if method == "lora":
         opts.update(lora_rank=lora_rank, lora_targets=lora_targets or "all-linear")
     return opts
@@ -814,7 +830,7 @@ def measure_training(model, *, method: str = "full", optimizer: str = "adamw", p
     m.update(base, weights=weights, weights_allocated=weights_alloc)
     m["device_used_peak"], m["non_torch"] = _device_peak(m)
     if m.get("peak_allocated") is not None:
-        m["activations"] = max(0, m["peak_allocated"] - weights - m["gradients"] - m["optimizer"])
+        m["peak_above_states"] = max(0, m["peak_allocated"] - weights - m["gradients"] - m["optimizer"])
     comparison = training_comparison(predicted, m)
     del model_obj
     request = {"mode": "train", **options, "steps": steps}

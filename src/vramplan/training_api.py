@@ -173,6 +173,8 @@ def _result(lm, setup: TrainingSetup, mem: TrainingMemory) -> dict:
                         "kept_outputs_bytes": act.retained_after_step_bytes},
         "host": {"offloaded_per_gpu": mem.host_bytes_per_gpu, "gpus_per_host": min(setup.gpus, GPUS_PER_HOST),
                  "offloaded_per_host": host_per_host,
+                 "gpu_memory_per_host": mem.total_bytes * min(setup.gpus, GPUS_PER_HOST),
+                 "hosts": -(-setup.gpus // GPUS_PER_HOST),
                  "note": "host RAM for ZeRO-Offload / parameter offload (pinned); add the process itself and the "
                          "data loader"},
         "request": {"method": setup.method, "optimizer": setup.optimizer, "precision": setup.precision,
@@ -308,33 +310,43 @@ def training_fit_advice(model, gpu, _setup: TrainingSetup | None = None, _need: 
         tried.append(row)
         return row if t <= limit else None
 
-    for label, kw in _CHANGES:
+    routes: list[dict] = []
+    for label, kw in _CHANGES:  # 1. one change on the same GPUs, smallest first
         r = attempt(label, kw)
         if r:
-            return {**base, "suggestion": r, "alternatives": tried,
-                    "text": f"does not fit ({format_bytes(need)} > {format_bytes(limit)}); smallest change: {label} "
-                            f"-> {format_bytes(r['need_per_gpu'])} per GPU"}
-    n = max(2, _setup.gpus * 2)
+            routes.append({**r, "route": "same GPUs, one change"})
+            break
+    n = max(2, _setup.gpus * 2)  # 2. more GPUs with ZeRO-3 (and checkpointing if that is what it takes)
     while n <= max_gpus:
-        r = attempt(f"{n} GPUs with ZeRO-3", {"gpus": n, "zero": 3})
+        r = attempt(f"{n} GPUs with ZeRO-3", {"gpus": n, "zero": 3}) or \
+            attempt(f"{n} GPUs with ZeRO-3 and gradient checkpointing",
+                    {"gpus": n, "zero": 3, "gradient_checkpointing": True})
         if r:
-            return {**base, "suggestion": r, "alternatives": tried,
-                    "text": f"does not fit; smallest change: {n} x {g.name} with ZeRO-3 -> "
-                            f"{format_bytes(r['need_per_gpu'])} per GPU"}
+            routes.append({**r, "route": "more GPUs"})
+            break
         n *= 2
-    for label, kw in _CHANGES[1:]:
-        r = attempt(f"gradient checkpointing + {label}", {"gradient_checkpointing": True, **kw})
+    if not routes or routes[0]["route"] != "same GPUs, one change":  # 3. two changes on the same GPUs
+        for label, kw in _CHANGES[1:]:
+            r = attempt(f"gradient checkpointing + {label}", {"gradient_checkpointing": True, **kw})
+            if r:
+                routes.append({**r, "route": "same GPUs, two changes"})
+                break
+    if not routes:
+        r = attempt("QLoRA + gradient checkpointing + batch 1 + 512-token sequences",
+                    {"method": "qlora", "optimizer": "paged-adamw-8bit", "gradient_checkpointing": True,
+                     "batch_size": 1, "seq_len": 512})
         if r:
-            return {**base, "suggestion": r, "alternatives": tried,
-                    "text": f"does not fit; smallest change: gradient checkpointing + {label}"}
-    r = attempt("QLoRA + gradient checkpointing + batch 1 + seq 512",
-                {"method": "qlora", "optimizer": "paged-adamw-8bit", "gradient_checkpointing": True,
-                 "batch_size": 1, "seq_len": 512})
-    if r:
-        return {**base, "suggestion": r, "alternatives": tried,
-                "text": "does not fit; only QLoRA with checkpointing, batch 1 and 512-token sequences fits"}
-    return {**base, "suggestion": None, "alternatives": tried,
-            "text": f"no single GPU of this kind can hold even the frozen weights; use a larger GPU or offload"}
+            routes.append({**r, "route": "same GPUs, smallest workload"})
+    if not routes:
+        return {**base, "suggestion": None, "routes": [], "alternatives": tried,
+                "text": f"does not fit ({format_bytes(need)} > {format_bytes(limit)} per {g.name}) and no change "
+                        f"tried fits; use a GPU with more memory or offload the parameters"}
+    best = routes[0]
+    text = (f"does not fit ({format_bytes(need)} > {format_bytes(limit)} per {g.name}); smallest change: "
+            f"{best['change']} -> {format_bytes(best['need_per_gpu'])} per GPU")
+    if len(routes) > 1:
+        text += "; or " + "; or ".join(f"{r['change']} -> {format_bytes(r['need_per_gpu'])}" for r in routes[1:])
+    return {**base, "suggestion": best, "routes": routes, "alternatives": tried, "text": text}
 
 
 # ----- the article's table and the report ---------------------------------------------------------------------
@@ -376,24 +388,27 @@ def article_training_rows(models=tuple(ARTICLE_TRAINING)) -> list[dict]:
             printed, printed_bytes = art[i] if art else (None, None)
             if label == "full":
                 assumed = 8 * psi
-                assumption = (f"8 B/param x {psi / 1e9:.2f}B = {assumed / GB_bytes:,.0f} GB = "
-                              f"{assumed / GiB_bytes:,.0f} GiB: bf16 weights + bf16 grads + two 16-bit Adam moments, "
-                              f"no activations")
+                assumption = (f"8 B/param, no activations: {psi / 1e9:.2f}B x 8 = {assumed / GB_bytes:,.0f} GB "
+                              f"= {assumed / GiB_bytes:,.0f} GiB")
+                detail = ("bf16 weights + bf16 grads + two 16-bit Adam moments and no activations; real "
+                          "mixed-precision AdamW is 16 B/param plus activations and the optimizer step's temporaries")
             elif label == "LoRA":
                 assumed = bf16
-                assumption = (f"bf16 weights only ({bf16 / GB_bytes:,.1f} GB) + a {_pct(printed_bytes, assumed)} "
-                              f"allowance for adapters, optimizer and activations")
+                assumption = f"2 B/param bf16 weights = {bf16 / GB_bytes:,.1f} GB, {_pct(printed_bytes, assumed)} headroom"
+                detail = "the frozen bf16 weights alone; adapters, their optimizer state and activations are extra"
             else:
                 assumed = nf4
-                assumption = (f"NF4 weights with 16-bit embeddings/head ({nf4 / GB_bytes:,.1f} GB) + a fixed "
-                              f"allowance of {(printed_bytes - nf4) / GB_bytes:,.0f} GB" if printed_bytes else "")
+                allow = (printed_bytes - nf4) / GB_bytes if printed_bytes else 0.0
+                assumption = f"NF4 + 16-bit emb/head = {nf4 / GB_bytes:,.1f} GB, + {allow:,.0f} GB allowance"
+                detail = ("bitsandbytes NF4 with double quantization (4.127 bits) for the linear layers, 16-bit "
+                          "embeddings and lm_head, plus a round allowance")
             rows.append({
                 "model": lm.name, "method": label, "article": printed, "article_bytes": printed_bytes,
                 "exact": f"{exact / GB_bytes:,.1f} GB ({exact / GiB_bytes:,.1f} GiB)", "exact_bytes": exact,
                 "exact_config": f"{cfg_text}, seq {ARTICLE_CONFIG['seq_len']}, batch 1, gradient checkpointing, "
                                 f"1 GPU (the whole job's memory)",
                 "exact_states_bytes": r["model_states"]["total"],
-                "assumption": assumption, "assumption_bytes": int(assumed),
+                "assumption": assumption, "assumption_detail": detail, "assumption_bytes": int(assumed),
                 "ratio_exact_to_article": round(exact / printed_bytes, 2) if printed_bytes else None,
             })
     return rows
@@ -424,9 +439,17 @@ def training_summary(lm, seq_len: int = DEFAULT_SEQ_LEN, batch_size: int = 1) ->
             r = plan_training(lm, seq_len=seq_len, batch_size=batch_size, **opts)
         except (InvalidRequest, UnknownName):
             continue
-        rows.append({"label": label, "memory": r["memory"], "trainable_params": r["trainable_params"],
-                     "model_states": r["model_states"], "allocated_peak": r["allocated_peak"],
+        ms = r["model_states"]
+        tokens = r["peak"]["phases"]
+        dynamic = max(tokens["forward (loss)"], tokens["backward (loss)"]) - (
+            ms["gradients"] if r["request"]["grad_accum"] > 1 else 0)
+        rows.append({"label": label, "trainable_params": r["trainable_params"],
+                     "memory": {"weights": ms["weights"], "gradients": ms["gradients"], "optimizer": ms["optimizer"],
+                                "activations": dynamic, "total": r["memory"]["total"]},
+                     "peak_memory": r["memory"], "allocated_peak": r["allocated_peak"],
                      "reserved_peak": r["reserved_peak"], "peak_phase": r["peak"]["phase"]})
     return {"rows": rows, "seq_len": seq_len, "batch_size": batch_size,
-            "note": f"per GPU, one GPU, {seq_len:,}-token sequences, batch {batch_size}, SDPA; total = what the GPU "
-                    f"must have (reserved peak + CUDA context). More: vramplan train MODEL --help"}
+            "note": f"per GPU, one GPU, {seq_len:,}-token sequences, batch {batch_size}, SDPA. weights/gradients/"
+                    f"optimizer: model states; activations: saved activations + loss tensors at the backward peak; "
+                    f"total: what the GPU must have at the worst phase (reserved peak + CUDA context; the phases do "
+                    f"not all coexist). More: vramplan train MODEL --help"}

@@ -37,17 +37,22 @@ def run(args) -> dict:
         v = getattr(args, k, None)
         if v is not None:
             extra[k] = v
-    result = plan_inference(
-        args.model, quantization=args.quantization, dtype=args.dtype, kv_cache_dtype=args.kv_cache_dtype,
-        max_model_len=args.max_model_len, batch_size=args.batch_size,
-        tensor_parallel_size=args.tensor_parallel_size, pipeline_parallel_size=args.pipeline_parallel_size,
-        engine=args.engine, engine_version=args.engine_version, gpu=args.gpu,
-        gpu_memory_utilization=args.gpu_memory_utilization, max_num_batched_tokens=args.max_num_batched_tokens,
-        max_num_seqs=args.max_num_seqs, **extra)
-    if args.plot:
-        from ..charts import write_inference_plot
+    from ..api import load_model
 
-        result["plot"] = write_inference_plot(result, args.plot)
+    lm = load_model(args.model, revision=args.revision, source=args.source)
+    options = dict(
+        quantization=args.quantization, dtype=args.dtype, kv_cache_dtype=args.kv_cache_dtype,
+        batch_size=args.batch_size, tensor_parallel_size=args.tensor_parallel_size,
+        pipeline_parallel_size=args.pipeline_parallel_size, engine=args.engine, engine_version=args.engine_version,
+        gpu=args.gpu, gpu_memory_utilization=args.gpu_memory_utilization,
+        max_num_batched_tokens=args.max_num_batched_tokens, max_num_seqs=args.max_num_seqs, **extra)
+    result = plan_inference(lm, max_model_len=args.max_model_len, **options)
+    if args.plot:
+        from ..charts import context_sweep, default_contexts, write_inference_plot
+
+        contexts = default_contexts(result["request"]["max_model_len"], lm.spec.max_position_embeddings)
+        sweep = context_sweep(lambda c: plan_inference(lm, max_model_len=c, **options), contexts)
+        result["plot"] = write_inference_plot(result, args.plot, sweep=sweep, unit="GB" if args.gb else "GiB")
     return result
 
 

@@ -14,7 +14,7 @@ TRAIN_OPTIONS = ("method", "optimizer", "precision", "seq_len", "gradient_checkp
                  "steps")
 
 MEASURED_KEYS = ("weights", "kv_cache", "gradients", "optimizer", "activations", "saved_for_backward",
-                 "peak_allocated", "peak_reserved", "device_used_peak")
+                 "peak_above_states", "peak_allocated", "peak_reserved", "device_used_peak")
 
 EPILOG = """\
 mode: inference (the default) builds the model with random weights on the GPU, prefills batch x

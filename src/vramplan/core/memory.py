@@ -14,6 +14,11 @@ from typing import NamedTuple
 from .model import FULL, MAMBA, MLA, SLIDING, ModelSpec, global_tensors, layer_groups
 from .precision import KV_DTYPE_BITS, WeightBytes
 
+PREFILL_CHUNK_TOKENS = 8192
+"""Plain accounting plans prefill activations for one chunk of at most this many tokens: vLLM and SGLang split long
+prompts (chunked prefill, ``max_num_batched_tokens``), llama.cpp processes ``n_ubatch`` tokens at a time. The
+transformers engine model (engines/transformers.py) instead prefills whole prompts, as ``generate`` does."""
+
 CUDA_CONTEXT_BYTES = 512 * 1024 * 1024
 """CUDA context + cuBLAS workspaces per process per GPU: formulas.md 4.3 plans 0.3-0.6 GiB; we take 0.5 GiB."""
 
@@ -148,6 +153,14 @@ def prefill_activation_bytes(spec: ModelSpec, tokens: int, batch: int = 1, tp: i
     return n * per_token + logits
 
 
+def chunked_prefill_activation_bytes(spec: ModelSpec, context: int, batch: int = 1, tp: int = 1,
+                                     chunk: int = PREFILL_CHUNK_TOKENS) -> int:
+    """Prefill transient when at most ``chunk`` prompt tokens (across the batch) go through the model at once."""
+    in_flight = prefill_activation_bytes(spec, min(context * batch, chunk), 1, tp)
+    other_logits = prefill_activation_bytes(spec, 0, batch - 1, tp)  # last-token logits of the other sequences
+    return in_flight + other_logits
+
+
 class InferenceMemory(NamedTuple):
     """Per-GPU inference memory; ``components`` sum to ``total_bytes``."""
 
@@ -169,6 +182,6 @@ def plan_inference_memory(spec: ModelSpec, wb: WeightBytes, context: int, batch:
     """Plain accounting for ``batch`` sequences of ``context`` tokens (prompt + generated)."""
     weights = weights_per_gpu_bytes(spec, wb, tp, pp)
     kv = kv_cache(spec, context, batch, kv_dtype, tp, pp)
-    act = prefill_activation_bytes(spec, context, batch, tp)
+    act = chunked_prefill_activation_bytes(spec, context, batch, tp)
     comps = (("weights", weights), ("kv_cache", kv.total_bytes), ("activations", act), ("runtime", runtime_bytes))
     return InferenceMemory(comps, sum(v for _, v in comps), kv, wb, tp, pp)

@@ -106,7 +106,7 @@ def parse_targets(targets) -> tuple[str, ...]:
         base = low.rsplit(".", 1)[-1]
         if base not in MODULE_ROLES:
             hint = suggest(base, list(MODULE_ROLES) + ["all-linear"])
-            raise InvalidRequest(f"unknown LoRA target module {n!r}"
+            raise InvalidRequest(f"unknown module {n!r} in lora_targets"
                                  + (f"; did you mean {', '.join(repr(h) for h in hint)}?" if hint else
                                     "; use all-linear or names like q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,"
                                     "down_proj"), field="lora_targets")

@@ -27,7 +27,9 @@ trained. So the same rules give frozen-base PEFT runs (LoRA, DoRA, IA3, prompt t
 The loss (transformers ``ForCausalLMLoss``) upcasts the logits to fp32; cross-entropy keeps the fp32 log-softmax.
 Backward of the log-softmax holds the incoming fp32 gradient and its own fp32 output at once, so the peak around
 the loss is (logits dtype, if the loop keeps the outputs) + 4 + 4 + 4 bytes x V per token. Chunked and fused
-(Liger FusedLinearCrossEntropy, Cut Cross-Entropy; Wijmans et al. 2024, arXiv:2411.09009) losses avoid that.
+(Liger FusedLinearCrossEntropy, Cut Cross-Entropy; Wijmans et al. 2024, arXiv:2411.09009) losses avoid that:
+Liger computes the logits in chunks of about N*h/V tokens (``fused_linear_cross_entropy.py``: ``inc_factor =
+cdiv(V, H)``), so its working set is ~N*h values plus the input gradient and a weight gradient in the weight dtype.
 
 Gradient checkpointing (HF, per decoder layer) keeps each layer's input (residual dtype x h per token) and, during
 backward, one layer's full saved set plus its gradient buffers.
@@ -95,7 +97,7 @@ class Activations:
     forward_peak_bytes: int
     backward_peak_bytes: int
     retained_after_step_bytes: int  # outputs kept by the loop after the step (logits, KV cache)
-    eager_scores_bytes: int = 0  # the s^2 part, for explanations
+    eager_scores_bytes: int = 0  # the s^2 part held at once (all layers; one layer with checkpointing)
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -258,7 +260,8 @@ def loss_bytes_per_token(spec: ModelSpec, m: ActivationModel) -> tuple[int, int,
     """(forward peak, backward peak, kept logits) bytes per token at the loss; V = vocab size."""
     v, lb, h, a = spec.vocab_size, m.logits_bytes, spec.hidden_size, m.act_bytes
     if m.loss == "fused":
-        work = (2 * a + 4) * h  # a logits chunk of ~N*h elements (fp32) + grad of the input
+        # Liger FusedLinearCrossEntropy: logits in chunks of ~N*h/V tokens (~N*h values) + the input's gradient
+        work = 2 * a * h
         return work, work, 0
     kept = lb * v if m.keep_outputs else 0
     if m.loss == "chunked":
@@ -305,7 +308,8 @@ def activations(spec: ModelSpec, m: ActivationModel, batch: int, seq_len: int, v
     work = max_layer + a * (2 * max_width + 2 * h)  # one layer's saves + its backward gradient buffers
     loss_f, loss_b, kept_logits = loss_bytes_per_token(spec, m)
     chunk_fixed = 12 * spec.vocab_size * min(n, LOSS_CHUNK_TOKENS) if m.loss == "chunked" else 0
-    fused_fixed = 4 * spec.vocab_size * h if (m.loss == "fused" and (m.full or m.lm_head_trainable)) else 0
+    # the lm_head weight gradient it accumulates (weight dtype) while the weight is trained
+    fused_fixed = a * spec.vocab_size * h if (m.loss == "fused" and (m.full or m.lm_head_trainable)) else 0
     held = ckpt if m.checkpointing else layers_total
     saved = n * (held + final)
     cache_total = n * cache
@@ -329,7 +333,9 @@ def activations(spec: ModelSpec, m: ActivationModel, batch: int, seq_len: int, v
                        loss_forward_bytes=n * loss_f + chunk_fixed + fused_fixed,
                        loss_backward_bytes=n * loss_b + chunk_fixed + fused_fixed,
                        saved_bytes=saved, forward_peak_bytes=fwd, backward_peak_bytes=bwd,
-                       retained_after_step_bytes=retained, eager_scores_bytes=n * scores, notes=tuple(notes))
+                       retained_after_step_bytes=retained,
+                       eager_scores_bytes=n * (scores // max(spec.num_layers, 1) if m.checkpointing else scores),
+                       notes=tuple(notes))
 
 
 def full_ft_bytes_per_token_layer(spec: ModelSpec, attention: str = "sdpa", seq_len: int = 0) -> int:

@@ -30,9 +30,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from math import ceil
 
-from ..core.gguf_mix import GGML_TYPES, GGUF_MIXES, ggml_nbytes, gguf_tensor_types
+from ..core.gguf_mix import GGUF_MIXES, ggml_nbytes, gguf_tensor_types
 from ..core.model import FULL, MLA, SLIDING, ModelSpec, iter_tensors
 from ..errors import InvalidRequest, UnknownName, suggest
 
@@ -283,13 +282,16 @@ def compute_buffers(spec: ModelSpec, *, n_kv: int, n_tokens: int, flash_attn: bo
     # ungated MLPs hold one n_ff-wide activation
     ffn = n * f32 * (2 * E + (2 if spec.mlp_gated else 1) * F)
     out_rows = n if logits else 0
-    pool = n * n * f32 if pooling_mean else 0
+    # mean pooling: the transposed copy of the final hidden states and the pooled result on the device, and a
+    # small n_tokens x n_seq averaging matrix on the host
+    pool = 2 * embd if pooling_mean else 0
     output = out_rows * V * f32 + embd + pool
     offloaded = 0
     if output_on_host and logits and op_offload and n >= OP_OFFLOAD_MIN_BATCH:
         offloaded = output_weight_bytes + out_rows * V * f32 + embd
     gpu_bytes = max(attn, ffn, offloaded if output_on_host else output) if gpu else 0
-    host = embd + mask + pool
+    # host inputs: the token embeddings looked up on the host (and learned position embeddings), the f32 mask
+    host = embd * (2 if spec.learned_pos_embeddings else 1) + mask + (n * f32 if pooling_mean else 0)
     if partial:
         host += n * f32 * (F if rules.host_partial_ffn else E)
     if not gpu:  # CPU only: the whole graph lives in the host buffer

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from math import ceil
 
 from ..core.model import FULL, MAMBA, MLA, SLIDING, ModelSpec, global_tensors, layer_groups
-from ..core.precision import KV_DTYPE_BITS, WeightBytes
+from ..core.precision import WeightBytes
 from ..errors import InvalidRequest, UnknownName, suggest
 
 GiB = 1 << 30
@@ -658,6 +658,10 @@ def explain(p: VllmPlan, spec: ModelSpec, assumed_gpu: bool) -> list[str]:
                  f"tokens ({st.block_bytes:,} B per block over {len(st.groups)} KV group(s)) = "
                  f"GPU KV cache size {p.kv_tokens:,} tokens; maximum concurrency {p.max_concurrency:.2f}x at "
                  f"{p.max_model_len:,} tokens")
+    if spec.is_mla:
+        lines.append(f"MLA: one {spec.kv_lora_rank + spec.qk_rope_head_dim}-element latent per token per layer; "
+                     f"block {p.block_size} (FLASH_ATTN_MLA on Hopper in v0.19 logs; the FlashMLA backend uses 64: "
+                     f"mla_block_size=64)")
     if p.pp > 1:
         lines.append("pipeline stages: " + "; ".join(
             f"stage {s.stage}: {s.layers} layers, weights {g(s.weights_bytes)}, activations "

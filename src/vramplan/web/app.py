@@ -4,7 +4,7 @@ Every planning endpoint validates its parameters here (pydantic, at this edge on
 then calls the CLI command's own ``run(args)`` with an argparse namespace built from that command's parser, so a
 response is the very dict ``vramplan COMMAND ... --json`` prints for the same inputs: one code path.
 
-Safety rules kept here:
+Safety rules (model names and uploads: web/resolve.py; request fields: web/schemas.py):
   * a model is a catalog name, a Hugging Face id, or ``upload:<hash>`` for a config.json posted to /api/config;
     never a path (no file on the server is reachable through the API);
   * uploaded configs are capped (256 KiB), must be a JSON object, and live only in a bounded in-memory LRU;
@@ -15,14 +15,9 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import importlib
 import json
 import math
-import os
-import re
-import threading
-from collections import OrderedDict
 from importlib import resources
 from typing import Annotated, Any, Callable
 
@@ -30,26 +25,16 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .. import __version__
 from ..errors import InvalidModelSpec, InvalidRequest, SourceError, UnknownName, VramplanError
+from .resolve import MODEL_SLOTS, UPLOAD_MAX_BYTES, UPLOAD_SLOTS, Models, _LRU  # noqa: F401 (re-exported)
+from .schemas import (FIT_TRAINING_FIELDS, SWEEP_MAX_POINTS, FitRequest, HardwareRequest,  # noqa: F401
+                      InferenceRequest, LaunchRequest, SpeedRequest, SweepRequest, TrainRequest, TrainSweepRequest,
+                      _Request)
 
-UPLOAD_MAX_BYTES = 256 * 1024
-"""An uploaded config.json may be at most 256 KiB (real ones are a few KiB)."""
 BODY_MAX_BYTES = 64 * 1024
-"""Any other request body (a JSON object of options) may be at most 64 KiB."""
-UPLOAD_SLOTS = 64
-"""Uploaded models kept in memory (least recently used dropped first)."""
-MODEL_SLOTS = 128
-"""Resolved catalog/Hub models kept in memory."""
-SWEEP_MAX_POINTS = 24
-UPLOAD_PREFIX = "upload:"
-
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._\-]{0,95})?$")
-_FILE_SUFFIXES = (".json", ".gguf", ".safetensors", ".bin", ".pt", ".pth", ".toml")
-_UPLOAD_RE = re.compile(r"^upload:[0-9a-f]{16}$")
-_SAFE_NAME_RE = re.compile(r"[^A-Za-z0-9._\-]+")
+"""Any request body other than an upload (a JSON object of options) may be at most 64 KiB."""
 
 STATIC_FILES = {
     "index.html": "text/html; charset=utf-8",
@@ -109,350 +94,6 @@ def _field_for_kind(kind: str) -> str | None:
         if needle in low:
             return field
     return None
-
-
-# ----- small bounded stores -----------------------------------------------------------------------------------
-
-class _LRU:
-    """A thread-safe bounded mapping; the least recently used entry goes first."""
-
-    def __init__(self, slots: int):
-        self.slots = slots
-        self._data: OrderedDict[str, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: str):
-        with self._lock:
-            if key not in self._data:
-                return None
-            self._data.move_to_end(key)
-            return self._data[key]
-
-    def put(self, key: str, value) -> None:
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.slots:
-                self._data.popitem(last=False)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._data)
-
-
-# ----- request models (validation at the edge only) -----------------------------------------------------------
-
-def _blank_to_none(v):
-    return None if isinstance(v, str) and not v.strip() else v
-
-
-def _tokens(v, field: str):
-    if v is None:
-        return None
-    from ..units import parse_tokens
-
-    try:
-        return parse_tokens(v)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(str(exc)) from None
-
-
-_Short = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._,:+\- ]*$")]
-_ModelName = Annotated[str, Field(min_length=1, max_length=200,
-                                  description="catalog name (llama-3.1-8b), Hugging Face id (org/name), or the "
-                                              "upload:<id> returned by POST /api/config")]
-
-
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _blank(cls, v):
-        return _blank_to_none(v)
-
-
-class InferenceRequest(_Request):
-    model: _ModelName
-    quantization: _Short | None = Field(None, description="weight format: fp8, int8, int4, gptq, awq, bnb-nf4, "
-                                                          "mxfp4, nvfp4, Q4_K_M ...; default: the checkpoint's own")
-    dtype: _Short = Field("auto", description="auto | bfloat16 | float16 | float32")
-    kv_cache_dtype: _Short = Field("auto", description="auto | fp16 | bf16 | fp8 | int8 | q8_0 | q4_0")
-    max_model_len: int | str | None = Field(None, description="context tokens: 8192, 128k (=131072)")
-    batch_size: int = Field(1, ge=1, le=1 << 20, description="concurrent sequences")
-    tensor_parallel_size: int = Field(1, ge=1, le=1024)
-    pipeline_parallel_size: int = Field(1, ge=1, le=1024)
-    engine: _Short | None = Field(None, description="vllm | sglang | llama.cpp | transformers; default: plain "
-                                                   "accounting")
-    engine_version: _Short | None = None
-    gpu: _Short | None = Field(None, description="GPU to fit into (h100, rtx-4090, ...)")
-    gpu_memory_utilization: float | None = Field(None, gt=0.0, le=1.0)
-    max_num_batched_tokens: int | None = Field(None, ge=1, le=1 << 24)
-    max_num_seqs: int | None = Field(None, ge=1, le=1 << 20)
-    n_gpu_layers: int | None = Field(None, ge=-1, le=100_000, description="llama.cpp: layers offloaded to the GPU")
-    flash_attn: _Short | None = Field(None, description="llama.cpp flash attention: on | off")
-    ubatch_size: int | None = Field(None, ge=1, le=1 << 20, description="llama.cpp n_ubatch")
-
-    @field_validator("max_model_len")
-    @classmethod
-    def _ctx(cls, v):
-        return _tokens(v, "max_model_len")
-
-
-class SweepRequest(InferenceRequest):
-    contexts: str | None = Field(None, max_length=400,
-                                 description="comma-separated context lengths (default: powers of two up to the "
-                                             f"model's maximum); at most {SWEEP_MAX_POINTS}")
-
-    @field_validator("contexts")
-    @classmethod
-    def _contexts(cls, v):
-        if v is None:
-            return None
-        parts = [p.strip() for p in str(v).split(",") if p.strip()]
-        if not parts:
-            return None
-        if len(parts) > SWEEP_MAX_POINTS:
-            raise ValueError(f"at most {SWEEP_MAX_POINTS} context lengths, got {len(parts)}")
-        return ",".join(str(_tokens(p, "contexts")) for p in parts)
-
-
-class TrainRequest(_Request):
-    model: _ModelName
-    method: _Short | None = Field(None, description="full | lora | qlora")
-    optimizer: _Short | None = Field(None, description="adamw | adamw-8bit | paged-adamw-8bit | sgd | adafactor "
-                                                      "| lion")
-    precision: _Short | None = Field(None, description="bf16-mixed | fp16-mixed | bf16 | fp32")
-    batch_size: int | None = Field(None, ge=1, le=1 << 16)
-    seq_len: int | str | None = Field(None, description="tokens per sequence: 4096, 8k")
-    gradient_checkpointing: bool | None = None
-    attention: _Short | None = Field(None, description="sdpa | flash | eager")
-    lora_rank: int | None = Field(None, ge=1, le=1 << 16)
-    lora_targets: _Short | None = Field(None, description="all-linear | q_proj,v_proj,...")
-    gpus: int | None = Field(None, ge=1, le=1 << 16, description="data-parallel GPUs")
-    zero: int | None = Field(None, ge=0, le=3, description="DeepSpeed ZeRO stage 0-3")
-    fsdp: bool | None = Field(None, description="FSDP full sharding (like ZeRO-3)")
-    offload_optimizer: bool | None = None
-    offload_params: bool | None = None
-    grad_accum: int | None = Field(None, ge=1, le=1 << 16, description="gradient accumulation steps")
-    loss: _Short | None = Field(None, description="how the loss's logits are held")
-    loop: _Short | None = Field(None, description="training loop: trainer | ...")
-    padding_mask: bool | None = None
-    quantization: _Short | None = Field(None, description="base weights format (QLoRA: bnb-nf4)")
-    gpu: _Short | None = None
-
-    @field_validator("seq_len")
-    @classmethod
-    def _seq(cls, v):
-        return _tokens(v, "seq_len")
-
-
-class TrainSweepRequest(TrainRequest):
-    lengths: str | None = Field(None, max_length=400,
-                                description="comma-separated sequence lengths (default: powers of two up to the "
-                                            f"model's maximum); at most {SWEEP_MAX_POINTS}")
-
-    @field_validator("lengths")
-    @classmethod
-    def _lengths(cls, v):
-        return SweepRequest._contexts(v)
-
-
-class FitRequest(_Request):
-    """Options of ``vramplan fit`` (vramplan.fit_api.plan_fit)."""
-
-    model: _ModelName
-    gpus: str | None = Field(None, max_length=400, pattern=r"^[A-Za-z0-9 ._,\-]*$",
-                             description="comma-separated GPUs to try (default: the whole catalog)")
-    category: _Short | None = Field(None, description="datacenter | workstation | consumer | apple | accelerator")
-    max_gpus: int | None = Field(None, ge=1, le=1024)
-    quantization: _Short | None = None
-    dtype: _Short | None = None
-    kv_cache_dtype: _Short | None = None
-    max_model_len: int | str | None = Field(None, description="context tokens: 8192, 128k")
-    batch_size: int | None = Field(None, ge=1, le=1 << 20)
-    headroom: float | None = Field(None, ge=0.0, le=0.9, description="fraction of each GPU kept free")
-    allow_offload: bool | None = None
-    host_ram: _Short | None = Field(None, description="host RAM for offloaded layers: 64GiB")
-    top: int | None = Field(None, ge=1, le=1000)
-    workload: _Short | None = Field(None, description="inference | training")
-    method: _Short | None = Field(None, description="training fits: full | lora | qlora")
-    training_tokens: int | str | None = None
-
-    @field_validator("max_model_len", "training_tokens")
-    @classmethod
-    def _toks(cls, v, info):
-        return _tokens(v, info.field_name)
-
-
-class SpeedRequest(_Request):
-    """Options of ``vramplan speed`` (vramplan.fit_api.plan_speed)."""
-
-    model: _ModelName
-    gpu: _Short | None = Field(None, description="GPU to time (default h100)")
-    tensor_parallel_size: int | None = Field(None, ge=1, le=1024)
-    pipeline_parallel_size: int | None = Field(None, ge=1, le=1024)
-    quantization: _Short | None = None
-    dtype: _Short | None = None
-    kv_cache_dtype: _Short | None = None
-    max_model_len: int | str | None = None
-    batch_size: int | None = Field(None, ge=1, le=1 << 20)
-    prompt_tokens: int | str | None = None
-    output_tokens: int | None = Field(None, ge=1, le=1 << 24)
-    n_gpu_layers: int | None = Field(None, ge=0, le=100_000)
-    host_bandwidth_gbps: float | None = Field(None, gt=0, le=10_000)
-    training_tokens: int | str | None = Field(None, description="tokens to train on (adds the training time)")
-    method: _Short | None = Field(None, description="full | lora | qlora")
-    gradient_checkpointing: bool | None = None
-    seq_len: int | str | None = None
-    global_batch_tokens: int | str | None = None
-
-    @field_validator("max_model_len", "prompt_tokens", "global_batch_tokens", "training_tokens", "seq_len")
-    @classmethod
-    def _toks(cls, v, info):
-        return _tokens(v, info.field_name)
-
-
-class LaunchRequest(_Request):
-    """Options of ``vramplan launch`` (vramplan.fit_api.launch_commands); no file names are taken."""
-
-    model: _ModelName
-    engine: _Short | None = Field(None, description="vllm | sglang | llama.cpp | ollama | all")
-    gpu: _Short | None = None
-    tensor_parallel_size: int | None = Field(None, ge=1, le=1024)
-    pipeline_parallel_size: int | None = Field(None, ge=1, le=1024)
-    max_model_len: int | str | None = None
-    quantization: _Short | None = None
-    dtype: _Short | None = None
-    kv_cache_dtype: _Short | None = None
-    gpu_memory_utilization: float | None = Field(None, ge=0.05, le=1.0)
-    batch_size: int | None = Field(None, ge=1, le=1 << 20)
-    served_model_name: _Short | None = None
-    port: int | None = Field(None, ge=1, le=65535)
-    n_gpu_layers: int | None = Field(None, ge=0, le=100_000)
-
-    @field_validator("max_model_len")
-    @classmethod
-    def _ctx(cls, v):
-        return _tokens(v, "max_model_len")
-
-
-class HardwareRequest(_Request):
-    """Options of vramplan.fit_api.hardware_report: host RAM, disk, power and interconnect for one layout."""
-
-    model: _ModelName
-    gpu: _Short | None = None
-    tensor_parallel_size: int | None = Field(None, ge=1, le=1024)
-    pipeline_parallel_size: int | None = Field(None, ge=1, le=1024)
-    quantization: _Short | None = None
-    dtype: _Short | None = None
-    kv_cache_dtype: _Short | None = None
-    max_model_len: int | str | None = None
-    batch_size: int | None = Field(None, ge=1, le=1 << 20)
-    n_gpu_layers: int | None = Field(None, ge=0, le=100_000)
-    headroom: float | None = Field(None, ge=0.0, le=0.9)
-
-    @field_validator("max_model_len")
-    @classmethod
-    def _ctx(cls, v):
-        return _tokens(v, "max_model_len")
-
-
-# ----- model resolution --------------------------------------------------------------------------------------
-
-class Models:
-    """Catalog names, Hub ids and uploads -> LoadedModel; nothing here ever opens a path a client named."""
-
-    def __init__(self):
-        self.uploads = _LRU(UPLOAD_SLOTS)
-        self.resolved = _LRU(MODEL_SLOTS)
-
-    @staticmethod
-    def check_name(name: str, field: str = "model") -> str:
-        if not isinstance(name, str) or not name.strip():
-            raise InvalidRequest("a model name is required", field=field)
-        name = name.strip()
-        looks_like_path = (name[0] in "/\\~." or "\\" in name or ".." in name or "\x00" in name
-                           or name.lower().endswith(_FILE_SUFFIXES))
-        if looks_like_path or not _NAME_RE.match(name):
-            raise InvalidRequest(f"{name[:80]!r} is not a catalog name or Hugging Face id (org/name); files on the "
-                                 "server cannot be named, upload a config.json instead", field=field)
-        try:
-            on_disk = os.path.lexists(name)
-        except (OSError, ValueError):
-            on_disk = True
-        if on_disk:
-            raise InvalidRequest(f"{name!r} names a path on the server, which the API does not read; use a catalog "
-                                 "name, a Hugging Face id or an upload", field=field)
-        return name
-
-    def resolve(self, name: str, field: str = "model"):
-        if isinstance(name, str) and name.strip().startswith(UPLOAD_PREFIX):
-            key = name.strip()
-            if not _UPLOAD_RE.match(key):
-                raise InvalidRequest(f"malformed upload id {key[:40]!r}", field=field)
-            lm = self.uploads.get(key)
-            if lm is None:
-                raise UnknownName("uploaded model", key + " (uploads are kept in memory only; upload it again)")
-            return lm
-        name = self.check_name(name, field)
-        cache_key = name.lower()
-        lm = self.resolved.get(cache_key)
-        if lm is not None:
-            return lm
-        from ..api import load_model
-        from ..catalog import models as catalog
-
-        if catalog.find_model(name) is not None:
-            lm = load_model(name, source="catalog")
-        elif "/" in name:
-            lm = load_model(name, source="hub")
-        else:
-            catalog.resolve_model(name)  # raises UnknownName with suggestions
-            lm = load_model(name, source="catalog")
-        self.resolved.put(cache_key, lm)
-        return lm
-
-    def add_upload(self, data: bytes, filename: str | None = None) -> tuple[str, Any]:
-        from ..api import LoadedModel
-        from ..sources._safejson import load_json_object
-        from ..sources.hf_config import parse_config
-
-        if len(data) > UPLOAD_MAX_BYTES:
-            raise InvalidRequest(f"config.json is {len(data):,} bytes; the limit is {UPLOAD_MAX_BYTES:,} bytes",
-                                 field="file")
-        if not data.strip():
-            raise InvalidRequest("the upload is empty; send the text of a config.json", field="file")
-        try:
-            cfg = load_json_object(data, name="uploaded config.json", max_bytes=UPLOAD_MAX_BYTES,
-                                   what="config.json")
-        except SourceError as exc:
-            raise InvalidRequest(str(exc), field="file") from None
-        digest = hashlib.sha256(data).hexdigest()[:16]
-        key = UPLOAD_PREFIX + digest
-        known = self.uploads.get(key)
-        if known is not None:
-            return key, known
-        name = _upload_name(cfg, filename, digest)
-        try:
-            spec = parse_config(cfg, name)
-        except InvalidModelSpec as exc:
-            raise InvalidModelSpec(f"uploaded config.json: {exc}", field=getattr(exc, "field", None)) from None
-        lm = LoadedModel(spec=spec, name=name, source="upload",
-                         provenance=f"uploaded config.json (sha256 {hashlib.sha256(data).hexdigest()})")
-        self.uploads.put(key, lm)
-        return key, lm
-
-
-def _upload_name(cfg: dict, filename: str | None, digest: str) -> str:
-    for candidate in (cfg.get("_name_or_path"), filename):
-        if isinstance(candidate, str) and candidate.strip():
-            base = candidate.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
-            base = re.sub(r"\.json$", "", base, flags=re.I)
-            base = _SAFE_NAME_RE.sub("-", base).strip("-.")[:80]
-            if base and base.lower() != "config":
-                return base
-    return f"uploaded-{digest[:8]}"
 
 
 # ----- the one code path: the CLI command's run() --------------------------------------------------------------
@@ -818,8 +459,16 @@ def create_app() -> FastAPI:
 
         def direct():
             mod = _module("fit_api")
-            return getattr(mod, api_func)(lm, **{k: v for k, v in fields.items() if v is not None})
+            result = getattr(mod, api_func)(lm, **{k: v for k, v in fields.items() if v is not None})
+            if isinstance(result, dict):
+                result.pop("_exit", None)
+            return result
 
+        if command == "fit" and any(fields.get(k) is not None for k in FIT_TRAINING_FIELDS):
+            cmd = _command(command)
+            dests = {a.dest for a in cmd[0]._actions} if cmd else set()
+            if not FIT_TRAINING_FIELDS <= dests:  # the command line cannot say these yet
+                return direct()
         return run_command(command, fields, lm, fallback=direct)
 
     @app.get("/api/fit", tags=["plan"], summary="which GPUs fit, and how many (= vramplan fit --json)")

@@ -418,8 +418,10 @@
     last.url = main.url;
     if (!main.ok) {
       showError(main.data, main.status);
+      document.body.classList.add("stale");
       return;
     }
+    document.body.classList.remove("stale");
     last.main = main.data;
     last.mode = state.mode;
     renderMain();
@@ -432,7 +434,9 @@
     const p = state.mode === "inference"
       ? { model: state.model, quantization: state.quantization, max_model_len: state.max_model_len,
           batch_size: state.batch_size, kv_cache_dtype: state.kv_cache_dtype === "auto" ? "" : state.kv_cache_dtype }
-      : { model: state.model, workload: "training", method: state.method };
+      : { model: state.model, workload: "training", method: state.method, optimizer: state.optimizer,
+          precision: state.precision, lora_rank: state.method === "full" ? "" : state.lora_rank, seq_len: state.seq_len,
+          gradient_checkpointing: state.gradient_checkpointing === "true" ? "true" : "", zero: state.zero };
     return p;
   }
   function speedParams() {
@@ -777,8 +781,11 @@
     return Number(v).toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
   }
   function fitView(d) {
-    const w = d.workload || {};
-    $("fit-note").textContent = `${d.gpus_tried} GPU kinds, up to ${d.max_gpus} GPUs each, ${Math.round((d.headroom || 0) * 100)}% headroom kept free`;
+    const note = [];
+    if (d.gpus_tried) note.push(`${d.gpus_tried} GPU kinds`);
+    if (d.max_gpus) note.push(`up to ${d.max_gpus} GPUs each`);
+    if (d.headroom !== undefined) note.push(`${Math.round(d.headroom * 100)}% headroom kept free`);
+    $("fit-note").textContent = note.join(", ");
     const tabs = el("div", { class: "units fit-tabs", role: "group", "aria-label": "order" });
     for (const [key, label] of [["by_gpu", "by GPU"], ["cheapest", "cheapest"], ["fastest", "fastest"]]) {
       const b = el("button", { type: "button", "data-fit": key, "aria-pressed": String(fitTab === key), text: label });
@@ -786,15 +793,20 @@
       tabs.append(b);
     }
     let rows = d[fitTab] || [];
-    if (fitTab === "by_gpu") rows = [...rows].sort((a, b) => (b.fits - a.fits) || (a.count - b.count) || (a.gpu_memory - b.gpu_memory));
+    const cap = (c) => c.gpu_memory ?? c.limit_per_gpu;
+    if (fitTab === "by_gpu") rows = [...rows].sort((a, b) => (b.fits - a.fits) || ((a.count || 0) - (b.count || 0)) || (cap(a) - cap(b)));
+    const hasMemory = rows.some((c) => c.gpu_memory !== undefined);
+    const hasSpeed = rows.some((c) => c.decode_tokens_per_s);
+    const cols = [
+      ["configuration", (c) => c.label + (c.offload_layers ? ` (${c.offload_layers} layers in host RAM)` : "")],
+      [`per GPU (${state.unit})`, (c) => fmtSize(c.memory_per_gpu)],
+      [hasMemory ? `GPU memory (${state.unit})` : `usable per GPU (${state.unit})`, (c) => fmtSize(cap(c))],
+    ];
+    if (hasSpeed) cols.push(["decode tok/s per sequence", (c) => (c.fits ? band(c.decode_tokens_per_s) : "–")]);
+    cols.push(["$/hour", (c) => (c.cost_per_hour_usd !== null && c.cost_per_hour_usd !== undefined ? "$" + c.cost_per_hour_usd.toFixed(2) : "–")]);
     const rowFor = (c) => el("tr", { class: (c.fits ? "yes" : "no") + (c.gpu_key === state.gpu ? " chosen" : ""), "data-gpu": c.gpu_key || "" },
-      el("td", { text: c.label + (c.offload_layers ? ` (${c.offload_layers} layers in host RAM)` : "") }),
-      el("td", { text: fmtSize(c.memory_per_gpu), title: `${fmtInt(c.memory_per_gpu)} bytes` }),
-      el("td", { text: fmtSize(c.gpu_memory) }),
-      el("td", { text: c.fits ? band(c.decode_tokens_per_s) : "–" }),
-      el("td", { text: c.cost_per_hour_usd !== null && c.cost_per_hour_usd !== undefined ? "$" + c.cost_per_hour_usd.toFixed(2) : "–" }));
-    const head = () => el("thead", {}, el("tr", {}, el("th", { text: "configuration" }), el("th", { text: `per GPU (${state.unit})` }),
-      el("th", { text: `GPU memory (${state.unit})` }), el("th", { text: "decode tok/s per sequence" }), el("th", { text: "$/hour" })));
+      ...cols.map(([, f]) => el("td", { text: f(c) })));
+    const head = () => el("thead", {}, el("tr", {}, ...cols.map(([h]) => el("th", { text: h }))));
     const out = [tabs];
     if (!d.fits) {
       out.push(el("div", { class: "notice", text: d.reason || "nothing fits" }));
@@ -809,6 +821,7 @@
       out.push(el("details", { class: "more" }, el("summary", { text: `all ${rows.length} rows` }),
         el("div", { class: "scroll" }, el("table", { class: "data" }, head(), el("tbody", {}, ...rows.map(rowFor))))));
     }
+    if ((d.explain || []).length) out.push(el("div", { class: "what small", text: d.explain[0] }));
     return out;
   }
 

@@ -1,0 +1,126 @@
+"""The engine registry, SGLang's static pool and transformers generate."""
+
+import pytest
+
+from vramplan.api import load_model, model_weight_bytes, plan_inference, resolve_format
+from vramplan.engines import ENGINES, plan_with_engine, resolve_engine
+from vramplan.engines import sglang as S
+from vramplan.engines import transformers as T
+from vramplan.errors import InvalidRequest, UnknownName
+
+GiB = 1 << 30
+
+
+def test_registry_lists_versions_and_defaults():
+    assert set(ENGINES) == {"vllm", "sglang", "llama.cpp", "transformers"}
+    for info in ENGINES.values():
+        assert info.versions and info.default_version == info.versions[-1]
+        assert info.summary and info.options
+
+
+@pytest.mark.parametrize("alias,name", [("vLLM", "vllm"), ("llamacpp", "llama.cpp"), ("llama-cpp", "llama.cpp"),
+                                        ("hf", "transformers"), ("SGLang", "sglang")])
+def test_aliases(alias, name):
+    assert resolve_engine(alias).name == name
+
+
+def test_unknown_engine_suggests():
+    with pytest.raises(UnknownName) as exc:
+        resolve_engine("vlm")
+    assert "vllm" in exc.value.suggestions
+
+
+def _kw(model="llama-3.1-8b", q=None):
+    lm = load_model(model)
+    fmt = resolve_format(lm, q)
+    return dict(lm=lm, fmt=fmt, wb=model_weight_bytes(lm.spec, fmt))
+
+
+def test_plan_with_engine_contract_for_every_engine():
+    for name in ENGINES:
+        r = plan_with_engine(name, **_kw(), context=4096, gpu_memory_bytes=80 * GiB)
+        mem = r["memory"]
+        assert mem["total"] == sum(v for k, v in mem.items() if k != "total")
+        assert all(isinstance(v, int) and v >= 0 for v in mem.values())
+        assert r["engine"]["name"] == name and r["engine"]["version"]
+        assert r["explain"]
+        assert r["capacity"]["kv_cache_tokens"] > 0
+
+
+# ----- SGLang -----------------------------------------------------------------------------------------------------
+
+def test_sglang_pool_formula():
+    r = plan_with_engine("sglang", **_kw(), context=8192, gpu_memory_bytes=80 * GiB, mem_fraction_static=0.88)
+    free = 80 * GiB - S.CONTEXT_BYTES_TP1
+    assert r["memory"]["kv_cache"] == int(free * 0.88) - r["memory"]["weights"]
+    assert r["capacity"]["token_size_bytes"] == 32 * 8 * 128 * 2 * 2
+    assert r["capacity"]["kv_cache_tokens"] == r["memory"]["kv_cache"] // (32 * 8 * 128 * 2 * 2)
+
+
+def test_sglang_issue21348():
+    """vLLM issue #21348: SGLang --mem-fraction-static 0.93, Qwen3-235B-A22B-FP8, TP4 on H100: #tokens 367404
+    (48,128 B per token per GPU). Medium-confidence row: within 5 %."""
+    r = plan_inference("qwen3-235b-a22b", quantization="fp8-block", engine="sglang", tensor_parallel_size=4,
+                       gpu="h100", max_model_len=8192, mem_fraction_static=0.93)
+    assert r["capacity"]["token_size_bytes"] == 48128
+    assert abs(r["capacity"]["kv_cache_tokens"] - 367404) / 367404 < 0.05
+
+
+@pytest.mark.parametrize("tp,mfs", [(1, 0.88), (2, 0.87), (4, 0.85), (8, 0.81), (16, 0.79)])
+def test_sglang_default_fraction(tp, mfs):
+    assert S.default_mem_fraction_static(tp) == mfs
+
+
+def test_sglang_does_not_fit():
+    with pytest.raises(InvalidRequest) as exc:
+        plan_with_engine("sglang", **_kw("llama-3.1-70b"), context=4096, gpu_memory_bytes=80 * GiB)
+    assert exc.value.field == "mem_fraction_static" and "tensor_parallel_size 2" in str(exc.value)
+
+
+# ----- transformers -------------------------------------------------------------------------------------------------
+
+def test_transformers_logits_by_version():
+    """<= 4.44 returned fp32 logits for the whole prompt (b x s x V x (2 + 4) bytes); 4.45+ keeps the last token."""
+    new = plan_with_engine("transformers", **_kw(), context=8192, engine_version="4.45.0")
+    old = plan_with_engine("transformers", **_kw(), context=8192, engine_version="4.44.2")
+    extra = old["memory"]["activations"] - new["memory"]["activations"]
+    assert extra == (8192 - 1) * 128256 * 6
+
+
+def test_transformers_eager_scores():
+    sdpa = plan_with_engine("transformers", **_kw(), context=4096)
+    eager = plan_with_engine("transformers", **_kw(), context=4096, attn_implementation="eager")
+    assert eager["memory"]["activations"] - sdpa["memory"]["activations"] == 32 * 4096 * 4096 * 6
+
+
+def test_transformers_sliding_window_cache():
+    kw = _kw("gemma-2-9b")
+    capped = plan_with_engine("transformers", **kw, context=8192, engine_version="4.53.0")
+    full = plan_with_engine("transformers", **kw, context=8192, engine_version="4.45.0")
+    per_layer_token = 8 * 256 * 2 * 2
+    assert full["memory"]["kv_cache"] == 42 * 8192 * per_layer_token
+    assert capped["memory"]["kv_cache"] == 21 * 8192 * per_layer_token + 21 * 4095 * per_layer_token
+
+
+def test_transformers_versions():
+    with pytest.raises(UnknownName):
+        T._ver("3.0")
+    with pytest.raises(InvalidRequest):
+        plan_with_engine("transformers", **_kw(), context=1024, max_new_tokens=2048)
+
+
+# ----- CLI ------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("engine", ["sglang", "transformers"])
+def test_cli_json(run_json, engine):
+    r = run_json("inference", "qwen3-8b", "--engine", engine, "--gpu", "h100", "--max-model-len", "16k")
+    assert r["engine"]["name"] == engine
+    assert r["memory"]["total"] == sum(v for k, v in r["memory"].items() if k != "total")
+    assert r["capacity"]["kv_cache_tokens"] > 16384
+
+
+def test_cli_unknown_engine_version(run_cli):
+    import json
+
+    code, out, _ = run_cli("inference", "qwen3-8b", "--engine", "transformers", "--engine-version", "2.0", "--json")
+    assert code != 0 and "transformers version" in json.loads(out)["error"]
