@@ -385,7 +385,8 @@ def score_training_rows() -> list[dict]:
                                                             PUBLIC_DUPLICATES.get(c.id) in FITTED_ELSEWHERE))
         out.append({"id": c.id, "source": c.source, "stack": c.stack, "predicted": pred, "measured": c.measured,
                     "error_pct": round(err, 2), "confidence": c.confidence, "statistic": c.statistic,
-                    "held_out": not fitted, "note": c.note, "peak_len": seq_peak})
+                    "held_out": not fitted, "note": c.note, "peak_len": seq_peak, "model": c.spec.name,
+                    "unit": "bytes"})
     return out
 
 
@@ -424,8 +425,9 @@ def main(argv=None) -> int:
                 print(f"{r['id']:<44} {r['statistic']:<22} {r['predicted'] / GiB:>7.3f} GiB {'OOM':>11} "
                       f"{'ok' if r['ok'] else 'MISS':>8}  {r['confidence']}")
                 continue
-            print(f"{r['id']:<44} {r['statistic']:<22} {r['predicted'] / GiB:>7.3f} GiB {r['measured'] / GiB:>7.3f} GiB "
-                  f"{r['error_pct']:>+7.2f}%  {r['confidence']} / {r['stack']}  {r['note'][:40]}")
+            print(f"{r['id']:<44} {r['statistic']:<22} {r['predicted'] / GiB:>7.3f} GiB "
+                  f"{r['measured'] / GiB:>7.3f} GiB {r['error_pct']:>+7.2f}%  {r['confidence']} / {r['stack']}  "
+                  f"{r['note'][:40]}")
         print()
     sources = sorted({r["source"] for r in rows})
     print("summary (|error| = |predicted - measured| / measured)")

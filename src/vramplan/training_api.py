@@ -394,7 +394,8 @@ def article_training_rows(models=tuple(ARTICLE_TRAINING)) -> list[dict]:
                           "mixed-precision AdamW is 16 B/param plus activations and the optimizer step's temporaries")
             elif label == "LoRA":
                 assumed = bf16
-                assumption = f"2 B/param bf16 weights = {bf16 / GB_bytes:,.1f} GB, {_pct(printed_bytes, assumed)} headroom"
+                assumption = (f"2 B/param bf16 weights = {bf16 / GB_bytes:,.1f} GB, "
+                              f"{_pct(printed_bytes, assumed)} headroom")
                 detail = "the frozen bf16 weights alone; adapters, their optimizer state and activations are extra"
             else:
                 assumed = nf4

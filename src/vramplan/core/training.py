@@ -19,13 +19,13 @@ working set ends up in segments of its own. Then the CUDA context (and NCCL buff
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from math import ceil
 
 from .memory import CUDA_CONTEXT_BYTES
 from .model import ModelSpec, global_tensors, layer_groups
 from .peft import AdapterPlan, adapter_plan
 from .precision import WeightFormat
 from .training_activations import ATTENTION_IMPLS, LOSS_IMPLS, ActivationModel, Activations, activations
+# re-exported: the public names of the training core live here
 from .training_states import (BNB_BLOCKSIZE, BNB_MIN_8BIT_SIZE, GPUS_PER_HOST, LOOPS, METHODS, OPTIMIZERS,  # noqa: F401
                               PRECISIONS, ModelStates, TrainingSetup, _dtype_bytes, _kbit_fp32, model_states,
                               optimizer_state_bytes, zero_model_states_bytes)
@@ -81,7 +81,8 @@ def _activation_model(setup: TrainingSetup, adapter: AdapterPlan | None) -> Acti
     return ActivationModel(
         act_bytes=a, residual_bytes=residual, norm_out_bytes=residual, logits_bytes=logits, full=full,
         norms_trainable=adapter is not None and adapter.kind == "ln", lm_head_trainable=full, adapter=adapter,
-        adapter_bytes=2 if (deepspeed and mixed and not full) else setup.adapter_bytes, autocast=autocast, attention=setup.attention,
+        adapter_bytes=2 if (deepspeed and mixed and not full) else setup.adapter_bytes, autocast=autocast,
+        attention=setup.attention,
         expand_kv=setup.attention == "eager" or (setup.padding_mask and setup.attention == "sdpa"),
         use_cache=setup.use_cache, keep_outputs=setup.loop == "custom", fused_kernels=setup.fused_kernels,
         loss="fused" if setup.fused_kernels else setup.loss, checkpointing=setup.gradient_checkpointing)
