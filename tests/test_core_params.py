@@ -204,3 +204,15 @@ def test_mamba_params_and_constant_state():
     d_inner = 2 * 2560
     assert short == long == 64 * (d_inner * 4 + d_inner * 16) * 2
     assert kv_cache(spec, 1000, batch=4).total_bytes == 4 * short
+
+
+def test_core_ggml_block_table_agrees_with_the_catalog():
+    """core/gguf_mix.py keeps ggml's block sizes as constants (the core reads no files); the GGUF reader uses
+    catalog/ggml_types.toml. The two must never drift apart."""
+    from vramplan.core.gguf_mix import GGML_TYPES
+    from vramplan.sources.gguf import ggml_types
+
+    catalog = ggml_types()
+    for name, (block, nbytes) in GGML_TYPES.items():
+        assert name in catalog, name
+        assert (catalog[name].block_elems, catalog[name].block_bytes) == (block, nbytes), name
