@@ -7,18 +7,19 @@ unchanged: one code path.
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
 
 from .core.memory import CUDA_CONTEXT_BYTES, kv_bits, kv_cache, plan_inference_memory
 from .core.model import ModelSpec, count_params
 from .core.precision import WeightBytes, WeightFormat, dense_format, weight_bytes
+from .core.records import record
 from .errors import InvalidRequest, SourceError, UnknownName
 from .units import MAX_TOKENS, parse_tokens
 
 CONFIG_SIZE_CAP_BYTES = 10 * 1024 * 1024
 
 
-class LoadedModel(NamedTuple):
+@record
+class LoadedModel:
     """A model spec plus where it came from and what the artefacts said beyond the config."""
 
     spec: ModelSpec

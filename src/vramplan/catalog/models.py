@@ -19,9 +19,9 @@ from __future__ import annotations
 import json
 import os
 from functools import lru_cache
-from typing import NamedTuple
 
 from vramplan import errors
+from vramplan.core.records import record
 
 CATALOG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")  # os.path: pathlib costs start-up
 INDEX_PATH = os.path.join(CATALOG_DIR, "index.json")
@@ -34,7 +34,8 @@ EXTRA_FILES = ("quantize_config.json", "model.safetensors.index.json")
 _FIELDS = ("key", "hf_id", "path", "aliases", "provenance", "source", "family", "notes")
 
 
-class CatalogEntry(NamedTuple):
+@record
+class CatalogEntry:
     key: str
     hf_id: str
     path: str

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from math import ceil
-from typing import NamedTuple
 
 from .model import ModelSpec, Tensor, iter_tensors
 from .precision import WeightBytes
+from .records import record
 
 # type -> (values per block, bytes per block)
 GGML_TYPES: dict[str, tuple[int, int]] = {
@@ -130,7 +130,8 @@ def tensor_type(mix: str, t: Tensor, layer: int, spec: ModelSpec) -> str:
     return new
 
 
-class GGUFMixFormat(NamedTuple):
+@record
+class GGUFMixFormat:
     """A llama.cpp mix used as a weight format (same interface as precision.WeightFormat where it matters)."""
 
     name: str

@@ -9,10 +9,10 @@ with their own pools and buffers in ``vramplan.engines``.
 from __future__ import annotations
 
 from math import ceil
-from typing import NamedTuple
 
 from .model import FULL, MAMBA, MLA, SLIDING, ModelSpec, global_tensors, layer_groups
 from .precision import KV_DTYPE_BITS, WeightBytes
+from .records import record
 
 PREFILL_CHUNK_TOKENS = 8192
 """Plain accounting plans prefill activations for one chunk of at most this many tokens: vLLM and SGLang split long
@@ -37,7 +37,8 @@ def kv_heads_per_rank(spec: ModelSpec, tp: int) -> int:
     return max(1, spec.num_kv_heads // tp)
 
 
-class KVCache(NamedTuple):
+@record
+class KVCache:
     """KV cache of ``batch`` sequences at ``context`` tokens, per GPU, with the per-layer-kind split."""
 
     total_bytes: int
@@ -161,7 +162,8 @@ def chunked_prefill_activation_bytes(spec: ModelSpec, context: int, batch: int =
     return in_flight + other_logits
 
 
-class InferenceMemory(NamedTuple):
+@record
+class InferenceMemory:
     """Per-GPU inference memory; ``components`` sum to ``total_bytes``."""
 
     components: tuple[tuple[str, int], ...]

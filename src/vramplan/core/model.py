@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from math import prod
-from typing import NamedTuple
+from .records import record
 
 # Layer kinds, as far as memory is concerned.
 FULL = "full"  # global attention: KV grows with context
@@ -34,7 +34,8 @@ LINEAR_ROLES = frozenset({
 EXPERT_ROLES = frozenset({"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"})
 
 
-class Tensor(NamedTuple):
+@record
+class Tensor:
     """One weight tensor. ``shape`` is (out_features, in_features) for linears, (experts, out, in) for experts."""
 
     name: str
@@ -47,7 +48,8 @@ class Tensor(NamedTuple):
         return prod(self.shape)
 
 
-class LayerGroup(NamedTuple):
+@record
+class LayerGroup:
     """Identical decoder layers: their indices and the tensors each one holds."""
 
     kind: str
@@ -56,7 +58,8 @@ class LayerGroup(NamedTuple):
     moe: bool = False
 
 
-class ModelSpec(NamedTuple):
+@record
+class ModelSpec:
     """Architecture facts of a decoder-only transformer (or hybrid), enough to count every byte.
 
     Sizes use the config's names: h = hidden_size, L = num_layers, n_h = num_heads, n_kv = num_kv_heads,
@@ -326,7 +329,8 @@ def mtp_tensors(spec: ModelSpec) -> tuple[Tensor, ...]:
 
 # ----- counts ------------------------------------------------------------------------------------------------
 
-class ParamCount(NamedTuple):
+@record
+class ParamCount:
     """Parameters by named group; ``total`` is their sum, ``active`` what one token uses (MoE: top-k experts)."""
 
     groups: tuple[tuple[str, int], ...]

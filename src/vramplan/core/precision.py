@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from functools import lru_cache
 from math import ceil, prod
-from typing import NamedTuple
 
 from .model import EXPERT_ROLES, LINEAR_ROLES, ModelSpec, Tensor, iter_tensors, layer_groups, global_tensors
+from .records import record
 
 DTYPE_BYTES = {"float32": 4, "fp32": 4, "float16": 2, "fp16": 2, "bfloat16": 2, "bf16": 2, "float8_e4m3fn": 1,
                "fp8": 1, "int8": 1, "float64": 8}
 
 
-class WeightFormat(NamedTuple):
+@record
+class WeightFormat:
     """How weights are stored. ``bits`` is per quantized value; overheads are in bits per group/row/column/tensor."""
 
     name: str
@@ -72,7 +73,8 @@ def dense_format(name: str, nbytes: int, source: str = "") -> WeightFormat:
                         source=source)
 
 
-class WeightBytes(NamedTuple):
+@record
+class WeightBytes:
     """Weight bytes by breakdown group, and how many parameters were quantized."""
 
     groups: tuple[tuple[str, int], ...]
@@ -138,7 +140,8 @@ KV_DTYPE_BITS = {
 }
 
 
-class QuantSummary(NamedTuple):
+@record
+class QuantSummary:
     """What a checkpoint's quantization_config says, as a format name and parameters."""
 
     format_name: str

@@ -8,7 +8,7 @@ defaults (what transformers' config classes fill in when a config.json leaves a 
 from __future__ import annotations
 
 import json
-from typing import Any
+
 
 from ..core.model import FULL, MAMBA, MLA, SLIDING, ModelSpec
 from ..errors import InvalidModelSpec
