@@ -169,7 +169,11 @@ def plan_inference(model, *, quantization: str | None = None, dtype: str = "auto
     fmt = resolve_format(lm, quantization, dtype)
     wb = model_weight_bytes(spec, fmt)
     if lm.stored_weight_bytes and not quantization and dtype in (None, "", "auto"):
-        wb = WeightBytes(wb.groups, lm.stored_weight_bytes, wb.quantized_params, wb.kept_params, wb.format_name)
+        # the checkpoint's headers are exact; the config-derived groups stay as the breakdown, and what the
+        # headers hold beyond them (rotary buffers, MTP layers, scales, padding) is its own line
+        diff = lm.stored_weight_bytes - wb.total_bytes
+        groups = wb.groups + ((("stored beyond the config-derived tensors", diff),) if diff else ())
+        wb = WeightBytes(groups, lm.stored_weight_bytes, wb.quantized_params, wb.kept_params, wb.format_name)
     gpu_obj = None
     if gpu:
         from .catalog.gpus import get_gpu

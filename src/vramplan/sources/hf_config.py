@@ -75,9 +75,14 @@ class _Reader:
         return f"{self.prefix}{key}"
 
     def raw(self, key: str, default: Any = None) -> Any:
+        explicit_null = None
         for k in KEY_ALIASES.get(key, (key,)):
-            if k in self.cfg and self.cfg[k] is not None:
-                return k, self.cfg[k]
+            if k in self.cfg:
+                if self.cfg[k] is not None:
+                    return k, self.cfg[k]
+                explicit_null = explicit_null or k
+        if explicit_null:  # "sliding_window": null means no window, not the model type's default
+            return explicit_null, default
         if key in self.defaults:
             return key, self.defaults[key]
         return key, default
