@@ -216,3 +216,41 @@ def test_core_ggml_block_table_agrees_with_the_catalog():
     for name, (block, nbytes) in GGML_TYPES.items():
         assert name in catalog, name
         assert (catalog[name].block_elems, catalog[name].block_bytes) == (block, nbytes), name
+
+
+def test_deepseek_v3_fp8_checkpoint_bytes():
+    """formulas.md 1.4: FP8 e4m3 linears + fp32 scale per 128x128 block + BF16 rest = 688.57 GB on disk, MTP included."""
+    from vramplan.api import resolve_format
+    from vramplan.core.model import mtp_tensors
+
+    lm = load_model("deepseek-v3")
+    fmt = resolve_format(lm)
+    assert fmt.name == "fp8-block" and fmt.block2d == (128, 128)
+    main = model_weight_bytes(lm.spec, fmt).total_bytes
+    mtp = sum(fmt.tensor_bytes(t) for t in mtp_tensors(lm.spec))
+    assert (main + mtp) / 1e9 == pytest.approx(688.57, abs=0.01)
+
+
+@pytest.mark.parametrize("qc,name,lo,hi", [
+    ({"quant_method": "compressed-tensors", "config_groups": {"group_0": {"targets": ["Linear"], "weights": {
+        "num_bits": 4, "type": "int", "strategy": "group", "group_size": 128, "symmetric": True}}}},
+     "compressed-tensors-int4-group", 4.1, 4.2),
+    ({"quant_method": "compressed-tensors", "config_groups": {"group_0": {"weights": {
+        "num_bits": 8, "type": "float", "strategy": "channel"}}}}, "compressed-tensors-fp8-channel", 8.0, 8.02),
+    ({"quant_method": "gptq", "bits": 8, "group_size": 128}, "gptq-int8-g128", 8.1, 8.5),
+    ({"quant_method": "awq", "bits": 4, "group_size": 64}, "awq-int4-g64", 4.3, 4.4),
+    ({"quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
+      "bnb_4bit_use_double_quant": True}, "bnb-nf4", 4.12, 4.14),
+    ({"quant_method": "bitsandbytes", "load_in_8bit": True}, "int8", 8.0, 8.01),
+])
+def test_checkpoint_quant_configs(qc, name, lo, hi):
+    """A checkpoint's own quantization_config becomes a format; bits/weight measured on the quantized tensors."""
+    from vramplan.catalog.formats import format_from_quant_config
+    from vramplan.core.model import iter_tensors
+
+    fmt = format_from_quant_config(qc)
+    assert fmt.name == name
+    spec = load_model("llama-3.1-8b").spec
+    q = [(t, fmt.tensor_bytes(t)) for _, t in iter_tensors(spec) if fmt.quantizes(t)]
+    bits = 8 * sum(b for _, b in q) / sum(t.numel for t, _ in q)
+    assert lo <= bits <= hi
