@@ -21,7 +21,7 @@ __all__ = [
 
 _WHERE = {
     "load_model": "api", "plan_inference": "api", "describe_model": "api",
-    "plan_training": "training_api", "plan_fit": "fit_api", "plan_speed": "fit_api",
+    "plan_training": "training_api", "plan_fit": "fit_api", "plan_speed": "speed_api",
     "count_params": "core.model", "ModelSpec": "core.model",
     "get_gpu": "catalog.gpus", "list_gpus": "catalog.gpus", "list_models": "catalog.models",
     "get_format": "catalog.formats", "parse_config": "sources.hf_config",

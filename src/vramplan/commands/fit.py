@@ -95,7 +95,7 @@ def render(r: dict, args) -> str:
                         f"${cost:,.2f}/h" if cost is not None else "-", _speed(c)])
         return out
 
-    header = ["configuration", f"need/GPU", "limit/GPU", "cost", "decode tok/s (low/exp/high)"
+    header = ["configuration", "need/GPU", "limit/GPU", "cost", "decode tok/s (low/exp/high)"
               if wl.get("kind") == "inference" else "time"]
     if r["fits"]:
         lines += [title("Cheapest (fewest GPUs of each kind, by price; unknown prices last)"),

@@ -27,7 +27,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> dict:
-    from ..fit_api import launch_commands
+    from ..launch_api import launch_commands
 
     return launch_commands(args.model, gpu=args.gpu, tensor_parallel_size=args.tensor_parallel_size,
                            pipeline_parallel_size=args.pipeline_parallel_size, max_model_len=args.max_model_len,

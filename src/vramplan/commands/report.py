@@ -58,7 +58,8 @@ def run(args) -> dict:
                         "fp8": kv_cache(spec, c, 1, "fp8").total_bytes} for c in contexts]}
     out["inference_example"] = plan_inference(lm, max_model_len=min(8192, max_ctx))
     for key, module, func in (("training", "training_api", "training_summary"), ("fit", "fit_api", "fit_summary"),
-                              ("speed", "fit_api", "speed_summary"), ("hardware", "fit_api", "hardware_report")):
+                              ("speed", "speed_api", "speed_summary"),
+                              ("hardware", "hardware_api", "hardware_report")):
         f = _optional(module, func)
         if f is not None:
             out[key] = f(lm)

@@ -43,7 +43,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> dict:
-    from ..fit_api import plan_speed
+    from ..speed_api import plan_speed
 
     return plan_speed(args.model, gpu=args.gpu, tensor_parallel_size=args.tensor_parallel_size,
                       pipeline_parallel_size=args.pipeline_parallel_size, quantization=args.quantization,
