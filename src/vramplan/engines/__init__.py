@@ -17,6 +17,20 @@ from dataclasses import dataclass
 from ..errors import UnknownName, suggest
 
 
+def newest_rules_not_after(rules, version, parsed, key, engine: str, versions):
+    """The engine's rule set for ``version``: the newest modelled release not newer than it (``rules`` oldest first,
+    ``key(rule)`` its first release in the form ``parsed`` has); the newest modelled one when no version is given."""
+    if version in (None, "", "latest"):
+        return rules[-1]
+    chosen = None
+    for r in rules:
+        if key(r) <= parsed:
+            chosen = r
+    if chosen is None:
+        raise UnknownName(engine, str(version), list(versions))
+    return chosen
+
+
 @dataclass(frozen=True, slots=True)
 class EngineInfo:
     """An engine as vramplan models it."""

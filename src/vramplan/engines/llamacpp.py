@@ -90,16 +90,10 @@ def parse_build(text) -> int:
 
 
 def rules_for(version) -> LlamaCppRules:
-    if version in (None, "", "latest"):
-        return LLAMACPP_RULES[-1]
-    b = parse_build(version)
-    chosen = None
-    for r in LLAMACPP_RULES:
-        if r.build <= b:
-            chosen = r
-    if chosen is None:
-        raise UnknownName("llama.cpp build", str(version), list(VERSIONS))
-    return chosen
+    from . import newest_rules_not_after
+
+    parsed = None if version in (None, "", "latest") else parse_build(version)
+    return newest_rules_not_after(LLAMACPP_RULES, version, parsed, lambda r: r.build, "llama.cpp build", VERSIONS)
 
 
 def pad(n: int, p: int) -> int:

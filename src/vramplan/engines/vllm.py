@@ -116,16 +116,10 @@ def parse_version(text: str) -> tuple[int, int, int]:
 
 def rules_for(version: str | None) -> VllmRules:
     """The rules of the newest modelled release not newer than ``version`` (default: the newest modelled)."""
-    if version in (None, "", "latest"):
-        return VLLM_RULES[-1]
-    v = parse_version(version)
-    chosen = None
-    for r in VLLM_RULES:
-        if r.since <= v:
-            chosen = r
-    if chosen is None:
-        raise UnknownName("vLLM version", str(version), list(VERSIONS))
-    return chosen
+    from . import newest_rules_not_after
+
+    parsed = None if version in (None, "", "latest") else parse_version(version)
+    return newest_rules_not_after(VLLM_RULES, version, parsed, lambda r: r.since, "vLLM version", VERSIONS)
 
 
 # ----- defaults ---------------------------------------------------------------------------------------------
