@@ -27,7 +27,7 @@ def _examples():
         cmd = line.split("#", 1)[0].strip()
         for part in cmd.split(" | "):
             part = part.strip()
-            if part.startswith("vramplan ") and not part.startswith("vramplan serve"):
+            if part.startswith("vramplan ") and not part.startswith(("vramplan serve", "vramplan measure")):
                 out.append(part)
     return out
 

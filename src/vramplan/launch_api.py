@@ -32,7 +32,8 @@ def _shell(argv: list[str], env: dict | None = None) -> str:
     one_line = " ".join(head + words)
     if len(one_line) <= 100:
         return one_line
-    groups, i = [], 0
+    lead = 3 if argv[1:2] == ["-m"] else 1  # the program: "vllm", "llama-server", or "python -m module"
+    groups, i = [" ".join(words[:lead])], lead
     while i < len(words):
         if words[i].startswith("-") and i + 1 < len(words) and not words[i + 1].startswith("-"):
             groups.append(f"{words[i]} {words[i + 1]}")
@@ -40,7 +41,7 @@ def _shell(argv: list[str], env: dict | None = None) -> str:
         else:
             groups.append(words[i])
             i += 1
-    first_opt = next((k for k, g in enumerate(groups) if g.startswith("-")), len(groups))
+    first_opt = next((k for k, g in enumerate(groups) if k and g.startswith("-")), len(groups))
     lines = [" ".join(head + groups[:first_opt])] + ["  " + g for g in groups[first_opt:]]
     return " \\\n".join(lines)
 
