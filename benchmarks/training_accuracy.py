@@ -19,6 +19,10 @@ How each source is expressed (every assumption stated; the one fitted constant i
   "Allocated after step" is the mean over steps of ``memory_allocated()`` after the step: model states + the last
   batch's kept outputs, predicted at the mean sample length (train_total_tokens / train_samples, less the EOS the
   script adds); no fitting. Both statistics have the script's 2 MiB start-up reservation subtracted.
+  Methods beyond LoRA/DoRA/IA3/prompt/LN are expressed from the row's own PEFT config through
+  vramplan.core.peft_methods (field names as PEFT's); a row counts only when vramplan's trainable parameter count
+  equals the one PEFT recorded. None of them takes part in any fitting: both constants keep their values and every
+  such row is held out. LoRA-FA rows set lora_A_requires_grad from the script version (see LORAFA_A_GRAD_SINCE).
 - Qwen v1 README: Qwen remote code (fused c_attn with bias, w1/w2/c_proj MLP, MHA), batch 1, fixed length (padded to
   the maximum), flash attention 2, HF Trainer with --bf16 (autocast) or --fp16 for GPTQ Q-LoRA, LoRA r=64 on
   c_attn,c_proj,w1,w2, gradient checkpointing. The statistic is not stated; compared with what the GPU must have
@@ -43,6 +47,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from vramplan.api import load_model  # noqa: E402
 from vramplan.core.model import ModelSpec, count_params  # noqa: E402
+from vramplan.core import peft_methods  # noqa: E402
 from vramplan.core.peft import adapter_plan  # noqa: E402
 from vramplan.core.training import TrainingSetup, plan_training_memory  # noqa: E402
 
@@ -110,12 +115,57 @@ def _old_stack(r: dict) -> bool:
 
 # ----- expressing rows ------------------------------------------------------------------------------------------
 
+LORAFA_A_GRAD_SINCE = "2026-07-14"
+"""run.py computes the pre-training wiki loss inside ``model.disable_adapter()`` since huggingface/peft d787f51b
+(2026-07-14, "FIX Bug in forgetting metric", after the optimizer is built); leaving that context calls
+``set_adapter``, which sets requires_grad on every adapter weight, so LoRA-FA's frozen lora_A gets gradients again
+(its optimizer still skips it). The allocated-after-step of the rows confirms it: +22 MB of fp32 A gradients in the
+July 2026 run, none in January's."""
+
+
+def _method_options(method: str, pc: dict) -> tuple[str, dict] | tuple[None, str]:
+    """A peft_methods method and its options from a row's PEFT config (PEFT field names), or why not."""
+    m = peft_methods.canonical(method)
+    if m not in peft_methods.METHODS:
+        return None, f"PEFT method {method!r} is not modelled (no mechanism derived for it)"
+    for key, value in pc.items():
+        if "dropout" in key and isinstance(value, (int, float)) and value > 0:
+            return None, f"{key} > 0: dropout masks are not modelled"
+    if pc.get("modules_to_save") or pc.get("layers_to_transform"):
+        return None, "modules_to_save / layers_to_transform are not modelled for this method"
+    opts: dict = {}
+    for key in peft_methods.DEFAULTS[m]:
+        value = pc.get(key)
+        if value is None:
+            continue
+        if key == "init_weights":  # MiSS: True (or False: random init, same tensors), "bat", "mini"
+            value = value if isinstance(value, str) else "true"
+        opts[key] = value
+    targets = pc.get("target_modules")
+    if m in peft_methods.MODULE_METHODS and targets:
+        opts["target_modules"] = (targets,) if isinstance(targets, str) else tuple(targets)
+    return m, opts
+
+
 def _peft_setup(r: dict, pc: dict) -> tuple[dict | None, str]:
     """Map a MetaMathQA row's method to setup options, or give the reason it cannot be expressed."""
     method = r["method"]
     opt = r.get("optimizer", "")
+    if opt.startswith("lora-fa") and method == "lora" and pc.get("peft_type") == "LORA":
+        a_grad = r.get("created_at", "") >= LORAFA_A_GRAD_SINCE
+        return {"method": "lora-fa", "lora_rank": int(pc["r"]), "lora_targets": tuple(pc.get("target_modules") or ()),
+                "peft_options": (("lora_A_requires_grad", a_grad),)}, ""
     if not opt.startswith("torch.optim.AdamW"):
         return None, f"optimizer {opt.split(' ')[0]} (a PEFT optimizer helper) is not modelled"
+    bd = pc.get("use_bdlora") or ({"target_modules_bd_a": pc.get("lora_a_is_blockdiagonal"),
+                                   "target_modules_bd_b": pc.get("lora_b_is_blockdiagonal"),
+                                   "nblocks": pc.get("nblocks")} if method == "bdlora" else None)
+    if method in ("lora", "bdlora") and bd:  # block-diagonal LoRA (LoraConfig use_bdlora; PEFT 0.17: bdlora)
+        opts = {k: v for k, v in bd.items() if k in peft_methods.DEFAULTS["bdlora"] and v is not None}
+        return {"method": "bdlora", "lora_rank": int(pc["r"]), "lora_targets": tuple(pc.get("target_modules") or ()),
+                "peft_options": tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in opts.items()))}, ""
+    if method == "lora" and str(pc.get("init_lora_weights")).lower() == "mica":
+        return {"method": "mica", "lora_rank": int(pc["r"]), "lora_targets": tuple(pc.get("target_modules") or ())}, ""
     if method == "full_finetuning":
         return {"method": "full"}, ""
     if method == "lora" and pc.get("peft_type") == "LORA":
@@ -129,7 +179,10 @@ def _peft_setup(r: dict, pc: dict) -> tuple[dict | None, str]:
         return {"method": "prompt", "virtual_tokens": int(pc["num_virtual_tokens"])}, ""
     if method == "ln_tuning":
         return {"method": "ln-tuning"}, ""
-    return None, f"PEFT method {method!r} is not modelled (its saved tensors differ from LoRA/DoRA/IA3/prompt/LN)"
+    m, opts = _method_options(method, pc)
+    if m is None:
+        return None, opts
+    return {"method": m, "peft_options": tuple(sorted(opts.items()))}, ""
 
 
 def express_peft(r: dict, seq_peak: int, spec: ModelSpec) -> list[Case] | str:
@@ -174,6 +227,9 @@ def _trainable(spec: ModelSpec, setup: TrainingSetup) -> int:
         return adapter_plan(spec, "prompt", virtual_tokens=setup.virtual_tokens).trainable_params
     if setup.method == "ln-tuning":
         return adapter_plan(spec, "ln").trainable_params
+    if setup.method in peft_methods.METHODS:
+        targets = setup.lora_targets if setup.method in peft_methods.LORA_LIKE else None
+        return adapter_plan(spec, setup.method, setup.lora_rank, targets, options=setup.peft_options).trainable_params
     return -1
 
 
@@ -187,7 +243,13 @@ def express_public(r: dict, seq_peak: int, spec: ModelSpec) -> list[Case] | str:
     opts = {"full fine-tune": {"method": "full"},
             "LoRA": {"method": "lora", "lora_rank": r["config"].get("lora_rank", 16), "lora_targets": targets},
             "IA3": {"method": "ia3", "lora_targets": targets, "ia3_feedforward": ("down_proj",)},
-            "prompt tuning": {"method": "prompt", "virtual_tokens": 200}}.get(method)
+            "prompt tuning": {"method": "prompt", "virtual_tokens": 200},
+            "VeRA": {"method": "vera", "peft_options": (("r", r["config"].get("rank", 256)),
+                                                        ("target_modules", targets))},
+            "LoHa": {"method": "loha", "peft_options": (("r", r["config"].get("rank", 8)),
+                                                        ("target_modules", targets))},
+            "OFT": {"method": "oft", "peft_options": (("r", r["config"].get("rank", 0)), ("oft_block_size", 0),
+                                                      ("target_modules", targets))}}.get(method)
     if opts is None:
         return f"PEFT method {method!r} is not modelled"
     setup = replace(TrainingSetup(precision="bf16", batch_size=4, seq_len=seq_peak, padding_mask=True,
@@ -202,8 +264,6 @@ def express_public(r: dict, seq_peak: int, spec: ModelSpec) -> list[Case] | str:
 
 def express_qwen(r: dict) -> list[Case] | str:
     method = r["method"]
-    if method.startswith("lora+"):
-        return "LoRA with trainable embedding and lm_head copies (modules_to_save) is not modelled"
     if method == "full_finetuning":
         return "full-parameter run: the DeepSpeed configuration (stage, buckets, offload) is not stated"
     key = "Qwen/Qwen-1_8B" if "1.8B" in r["experiment"] else "Qwen/Qwen-14B"
@@ -211,6 +271,8 @@ def express_qwen(r: dict) -> list[Case] | str:
     kw = dict(method="lora", lora_rank=int(r["lora_rank"]), lora_targets=("c_attn", "c_proj", "w1", "w2"),
               precision="bf16-mixed", batch_size=int(r["batch_size"]), seq_len=int(r["max_seq_length"]),
               gradient_checkpointing=True, attention="flash", loop="trainer")
+    if method.startswith("lora+"):  # finetune.py: modules_to_save=["wte", "lm_head"] for the base (non-chat) model
+        kw["modules_to_save"] = ("wte", "lm_head")
     if method.startswith("qlora"):
         from vramplan.catalog.formats import get_format
 

@@ -12,6 +12,10 @@ from dataclasses import replace
 from .api import load_model, model_summary, tokens_arg
 from .core.training import (GPUS_PER_HOST, LOOPS, METHODS, OPTIMIZERS, PRECISIONS, TrainingMemory, TrainingSetup,
                             plan_training_memory)
+from .core.peft_methods import ALIASES as PEFT_ALIASES
+from .core.peft_methods import LORA_LIKE as PEFT_LORA_LIKE
+from .core.peft_methods import MODULE_METHODS as PEFT_MODULE_METHODS
+from .core.peft_methods import METHODS as PEFT_METHODS
 from .core.training_activations import ATTENTION_IMPLS, LOSS_IMPLS
 from .errors import InvalidRequest, UnknownName, suggest
 from .units import GB_bytes, GiB_bytes, MAX_TOKENS, format_bytes
@@ -20,11 +24,12 @@ DEFAULT_SEQ_LEN = 2048
 OPTIONS = ("method", "optimizer", "precision", "batch_size", "seq_len", "gradient_checkpointing", "attention",
            "lora_rank", "lora_targets", "gpus", "zero", "offload_optimizer", "offload_params", "gpu", "grad_accum",
            "loss", "loop", "padding_mask", "use_cache", "fused_kernels", "fsdp", "virtual_tokens", "adapter_dtype",
-           "quantization", "ia3_feedforward", "kbit_prepare", "foreach", "headroom")
+           "quantization", "ia3_feedforward", "kbit_prepare", "foreach", "headroom", "peft_options",
+           "modules_to_save")
 _ALIASES = {  # spellings people type -> canonical names (a table, not if-chains)
     "method": {"full-finetuning": "full", "full_finetuning": "full", "fft": "full", "q-lora": "qlora",
                "prompt-tuning": "prompt", "prompt_tuning": "prompt", "ln_tuning": "ln-tuning",
-               "lntuning": "ln-tuning"},
+               "lntuning": "ln-tuning", **PEFT_ALIASES},
     "optimizer": {"adamw_torch": "adamw", "adam": "adamw", "adamw8bit": "adamw-8bit", "adamw_8bit": "adamw-8bit",
                   "adamw-bnb-8bit": "adamw-8bit", "paged_adamw_8bit": "paged-adamw-8bit",
                   "paged-adamw8bit": "paged-adamw-8bit", "sgd_momentum": "sgd-momentum"},
@@ -63,8 +68,12 @@ def build_setup(spec, *, method="full", optimizer=None, precision="bf16-mixed", 
                 offload_optimizer=False, offload_params=False, grad_accum=1, loss="full", loop="trainer",
                 padding_mask=False, use_cache=True, fused_kernels=False, fsdp=False, virtual_tokens=20,
                 adapter_dtype="fp32", quantization=None, ia3_feedforward=None, kbit_prepare=True,
-                foreach=True) -> TrainingSetup:
-    """Validate the options and build a :class:`TrainingSetup` (one clear error naming the field)."""
+                foreach=True, peft_options=None, modules_to_save=None) -> TrainingSetup:
+    """Validate the options and build a :class:`TrainingSetup` (one clear error naming the field).
+
+    ``peft_options`` sets the PEFT config fields of the methods beyond LoRA/DoRA/IA3/prompt/LN (e.g. ``{"r": 256}``
+    for vera, ``{"oft_block_size": 32}`` for oft; a dict or ``["key=value", ...]``); ``lora_targets`` given with such a
+    method becomes its ``target_modules``. ``modules_to_save`` (embed_tokens, lm_head) trains full copies."""
     from .core.peft import parse_targets
 
     method = _choice(method, "method", METHODS)
@@ -92,6 +101,19 @@ def build_setup(spec, *, method="full", optimizer=None, precision="bf16-mixed", 
     elif quantization:
         raise InvalidRequest("quantization applies to the frozen base of QLoRA only (method qlora)",
                              field="quantization")
+    popts = _peft_options(peft_options, method)
+    if method in PEFT_MODULE_METHODS and method not in PEFT_LORA_LIKE and lora_targets is not None \
+            and "target_modules" not in popts:
+        popts["target_modules"] = targets
+    if method in PEFT_METHODS:  # validate now: one clear error naming the option
+        from .core.peft_methods import resolve_options
+
+        typed = resolve_options(method, popts)
+        popts = {k: typed[k] for k in popts}  # the given fields, typed like PEFT's defaults
+    elif popts:
+        raise InvalidRequest(f"peft_options apply to the methods {', '.join(PEFT_METHODS)}; {method} has none",
+                             field="peft_options")
+    mts = tuple(modules_to_save.split(",") if isinstance(modules_to_save, str) else modules_to_save or ())
     setup = TrainingSetup(
         method=method, optimizer=optimizer, precision=precision, batch_size=_int(batch_size, "batch_size"),
         seq_len=seq, gradient_checkpointing=_bool(gradient_checkpointing, "gradient_checkpointing"),
@@ -102,10 +124,27 @@ def build_setup(spec, *, method="full", optimizer=None, precision="bf16-mixed", 
         offload_params=_bool(offload_params, "offload_params"), grad_accum=_int(grad_accum, "grad_accum"),
         loss=loss, loop=loop, padding_mask=_bool(padding_mask, "padding_mask"), use_cache=_bool(use_cache, "use_cache"),
         fused_kernels=_bool(fused_kernels, "fused_kernels"), foreach=_bool(foreach, "foreach"),
-        kbit_prepare=_bool(kbit_prepare, "kbit_prepare"), fsdp=_bool(fsdp, "fsdp"), quant_format=qfmt)
+        kbit_prepare=_bool(kbit_prepare, "kbit_prepare"), fsdp=_bool(fsdp, "fsdp"), quant_format=qfmt,
+        peft_options=tuple(sorted(popts.items())), modules_to_save=tuple(m.strip() for m in mts if m.strip()))
     if setup.fsdp and setup.zero == 0:
         setup = replace(setup, zero=3)
     return setup
+
+
+def _peft_options(value, method: str) -> dict:
+    """{"r": 256} | ["r=256", "target_modules=q_proj,v_proj"] | "r=256" -> a dict of PEFT config fields."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return {str(k).strip(): (tuple(v) if isinstance(v, list) else v) for k, v in value.items()}
+    items = [value] if isinstance(value, str) else list(value)
+    out: dict = {}
+    for item in items:
+        key, sep, val = str(item).partition("=")
+        if not sep or not key.strip():
+            raise InvalidRequest(f"peft option {item!r} must look like FIELD=VALUE (e.g. r=256)", field="peft_options")
+        out[key.strip()] = val.strip()
+    return out
 
 
 def _split_options(options: dict) -> tuple[dict, str | None, float]:
@@ -180,20 +219,34 @@ def _result(lm, setup: TrainingSetup, mem: TrainingMemory) -> dict:
         "request": {"method": setup.method, "optimizer": setup.optimizer, "precision": setup.precision,
                     "batch_size": setup.batch_size, "seq_len": setup.seq_len,
                     "gradient_checkpointing": setup.gradient_checkpointing, "attention": setup.attention,
-                    "lora_rank": setup.lora_rank if mem.adapter is not None and setup.method in ("lora", "qlora",
-                                                                                               "dora") else None,
-                    "lora_targets": ",".join(setup.lora_targets) if setup.method in ("lora", "qlora", "dora")
-                    else None,
+                    "lora_rank": setup.lora_rank if mem.adapter is not None and setup.method in (
+                        "lora", "qlora", "dora", *PEFT_LORA_LIKE) else None,
+                    "lora_targets": ",".join(setup.lora_targets) if setup.method in ("lora", "qlora", "dora",
+                                                                                     *PEFT_LORA_LIKE) else None,
                     "gpus": setup.gpus, "zero": setup.zero, "fsdp": setup.fsdp,
                     "offload_optimizer": setup.offload_optimizer, "offload_params": setup.offload_params,
                     "grad_accum": setup.grad_accum, "loss": setup.loss, "loop": setup.loop, "gpu": None},
         "stack": setup.stack,
     }
+    if setup.peft_options:
+        out["request"]["peft_options"] = {k: (",".join(v) if isinstance(v, tuple) else v)
+                                          for k, v in setup.peft_options}
+    if setup.modules_to_save:
+        out["request"]["modules_to_save"] = ",".join(setup.modules_to_save)
     if mem.adapter is not None:
-        out["adapter"] = {"kind": mem.adapter.kind, "rank": mem.adapter.rank,
-                          "targets": [t.name for t in mem.adapter.targets],
-                          "virtual_tokens": mem.adapter.virtual_tokens or None,
-                          "dtype": "fp32" if setup.adapter_bytes == 4 else "16-bit"}
+        ad = mem.adapter
+        out["adapter"] = {"kind": ad.kind, "rank": ad.rank,
+                          "targets": [t.name for t in ad.targets],
+                          "virtual_tokens": ad.virtual_tokens or None,
+                          "dtype": "fp32" if setup.adapter_bytes == 4 and not ad.base_dtype_params else "16-bit"}
+        if ad.kind in PEFT_METHODS:
+            out["adapter"].update({
+                "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in ad.options},
+                "frozen_buffer_bytes": setup.adapter_bytes * ad.buffer_values + ad.buffer_bytes,
+                "kept_fixed_bytes": act.adapter_fixed_bytes,
+                "prefix_kv_tokens": ad.kv_virtual_tokens or None})
+        if ad.copies:
+            out["adapter"]["modules_to_save"] = [n for n, _ in ad.copies]
     out["explain"] = _explain(lm, setup, mem)
     return out
 
@@ -209,13 +262,18 @@ def _explain(lm, setup: TrainingSetup, mem: TrainingMemory) -> list[str]:
     else:
         a = mem.adapter
         what = {"lora": f"LoRA r={a.rank}", "dora": f"DoRA r={a.rank}", "ia3": "IA3", "ln": "LN tuning",
-                "prompt": f"prompt tuning ({a.virtual_tokens} virtual tokens)"}[a.kind]
+                "prompt": f"prompt tuning ({a.virtual_tokens} virtual tokens)"}.get(a.kind)
+        if what is None:  # a peft_methods method: name it with its options
+            shown = ", ".join(f"{k}={v}" for k, v in a.options if k != "target_modules")
+            what = f"{a.kind}" + (f" ({shown})" if shown else "")
         if setup.method == "qlora":
             what = f"QLoRA r={a.rank} on a {setup.quant_format.label if setup.quant_format else 'NF4'} base"
         tg = ", ".join(dict.fromkeys(t.name for t in a.targets)) if a.kind != "ln" else "every norm"
-        tg = tg or "input embeddings"
+        tg = tg or {"prefix_tuning": "every layer's keys and values", "adaption_prompt": "the top attention layers",
+                    "trainable_tokens": "chosen embedding rows"}.get(a.kind, "input embeddings")
         lines.append(f"{what} on {tg}: {st.trainable_params:,} trainable parameters "
-                     f"({'fp32' if setup.adapter_bytes == 4 else '16-bit'} adapters, their grads and "
+                     f"({'fp32' if setup.adapter_bytes == 4 and not a.base_dtype_params else '16-bit'} adapters, "
+                     f"their grads and "
                      f"{setup.optimizer} states: {fb(st.gradients + st.optimizer + st.weights_trainable)}); frozen "
                      f"base {fb(st.weights - st.weights_trainable)}")
     if setup.gpus > 1:

@@ -3,12 +3,21 @@ must have, the model states after a step, host RAM for offload, and the smallest
 
 from __future__ import annotations
 
+from ..core.peft_methods import METHODS as PEFT_METHODS
 from . import add_model_arguments, positive_int, tokens
 
 
 def add_arguments(p) -> None:
     add_model_arguments(p)
-    p.add_argument("--method", default="full", help="full | lora | qlora | dora | ia3 | prompt (default full)")
+    p.add_argument("--method", default="full",
+                   help="full | lora | qlora | dora | ia3 | prompt | ln-tuning, or another PEFT method: "
+                        + ", ".join(PEFT_METHODS) + " (default full)")
+    p.add_argument("--peft-option", action="append", default=None, metavar="FIELD=VALUE",
+                   help="a PEFT config field of the method, repeatable: r=256 (vera), oft_block_size=32 (oft), "
+                        "n_frequency=1000 (fourierft), num_virtual_tokens=20 (prefix_tuning), "
+                        "target_modules=q_proj,v_proj ...")
+    p.add_argument("--modules-to-save", default=None,
+                   help="train full copies of embed_tokens and/or lm_head with an adapter (PEFT modules_to_save)")
     p.add_argument("--optimizer", default=None,
                    help="adamw | adamw-8bit | paged-adamw-8bit | sgd | sgd-momentum | adafactor | lion "
                         "(default adamw; paged-adamw-8bit for qlora)")
@@ -48,7 +57,8 @@ def run(args) -> dict:
         lora_rank=args.lora_rank, lora_targets=args.lora_targets, gpus=args.gpus, zero=args.zero,
         fsdp=args.fsdp, offload_optimizer=args.offload_optimizer, offload_params=args.offload_params,
         grad_accum=args.grad_accum, loss=args.loss, loop=args.loop, padding_mask=args.padding_mask,
-        quantization=args.quantization, gpu=args.gpu)
+        quantization=args.quantization, gpu=args.gpu, peft_options=getattr(args, "peft_option", None),
+        modules_to_save=getattr(args, "modules_to_save", None))
     if getattr(args, "plot", None):
         from ..charts import write_training_plot
 
@@ -64,6 +74,11 @@ def render(r: dict, args) -> str:
     what = req["method"]
     if req.get("lora_rank"):
         what += f" r={req['lora_rank']} on {req['lora_targets']}"
+    elif r.get("adapter", {}).get("options"):
+        shown = {k: v for k, v in r["adapter"]["options"].items() if k != "target_modules"}
+        what += " " + ", ".join(f"{k}={v}" for k, v in shown.items())
+        if r["adapter"].get("targets"):
+            what += f" on {','.join(dict.fromkeys(r['adapter']['targets']))}"
     lines = [title(f"{m['name']}: training memory per GPU"),
              f"{m['params']:,} parameters, {r['trainable_params']:,} trainable ({what})",
              f"{req['precision']}, {req['optimizer']}, batch {req['batch_size']} x {req['seq_len']:,} tokens, "

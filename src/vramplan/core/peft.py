@@ -13,6 +13,10 @@ Counts come from the real tensor shapes of :func:`vramplan.core.model.layer_grou
 - Prompt tuning (Lester et al. 2021, arXiv:2104.08691): ``num_virtual_tokens * hidden_size`` trainable embeddings,
   and every sequence grows by ``num_virtual_tokens`` positions.
 
+The other PEFT methods (VeRA, OFT, BOFT, LoHa, LoKr, FourierFT, prefix tuning, P-tuning, adaption prompt, ...) are
+described in :mod:`vramplan.core.peft_methods`; :func:`adapter_plan` builds their plans too. ``modules_to_save``
+(:func:`with_modules_to_save`) adds trained full copies of the embedding / output layer in the base dtype.
+
 Module names follow Hugging Face (``q_proj``, ``gate_proj``, ...). PEFT matches target names by suffix, so
 ``gate_proj`` also hits a MoE model's shared-expert ``gate_proj``; ``all-linear`` is every linear layer inside the
 decoder blocks except the output layer (PEFT excludes lm_head). Routed experts stored as 3-D tensors (transformers 5
@@ -71,17 +75,35 @@ class AdapterTarget:
 
 @dataclass(frozen=True, slots=True)
 class AdapterPlan:
-    """What an adapter method trains: the targets, their trainable parameters, the extra sequence positions."""
+    """What an adapter method trains: the targets, their trainable parameters, the extra sequence positions.
 
-    kind: str  # lora | dora | ia3 | prompt
+    The fields after ``virtual_tokens`` are set for the methods of :mod:`vramplan.core.peft_methods` (their defaults
+    leave LoRA, DoRA, IA3, prompt and LN tuning as they were).
+    """
+
+    kind: str  # lora | dora | ia3 | prompt | ln | a peft_methods method
     rank: int
     targets: tuple[AdapterTarget, ...]
     trainable_params: int
     virtual_tokens: int = 0
+    options: tuple[tuple[str, object], ...] = ()  # the method's PEFT config fields, defaults resolved
+    shapes: tuple[tuple[int, ...], ...] = ()  # every trainable tensor (empty: derived from kind, rank, targets)
+    frozen_adapter_params: int = 0  # adapter weights created but not trained (LoRA-FA's lora_A)
+    grad_only_params: int = 0  # values that get a gradient but no optimizer state (LoRA-FA's A re-enabled)
+    buffer_values: int = 0  # frozen float buffers on the GPU, in the adapter dtype (VeRA's shared A, B ...)
+    buffer_bytes: int = 0  # frozen integer index buffers on the GPU (SHiRA, UniLoRA)
+    state_bytes_per_param: int = 0  # persistent state per trainable value, in param-dtype units (AdaLoRA: 3)
+    base_dtype_params: bool = False  # trainable tensors stay in the base dtype (adaption prompt)
+    kv_virtual_tokens: int = 0  # prefix tuning: key/value positions prepended in every layer
+    copies: tuple[tuple[str, tuple[int, ...]], ...] = ()  # modules_to_save: trained full copies, base dtype
 
     @property
     def target_roles(self) -> frozenset[str]:
         return frozenset(r for t in self.targets for r in t.roles)
+
+    @property
+    def opts(self) -> dict[str, object]:
+        return dict(self.options)
 
 
 def parse_targets(targets) -> tuple[str, ...]:
@@ -157,11 +179,18 @@ def resolve_targets(spec: ModelSpec, names: tuple[str, ...], feedforward: tuple[
 
 
 def adapter_plan(spec: ModelSpec, kind: str, rank: int = 16, targets=None, feedforward=None,
-                 virtual_tokens: int = 0) -> AdapterPlan:
-    """Trainable parameters of an adapter method on ``spec`` (exact, from the tensor shapes)."""
-    from ..errors import InvalidRequest
+                 virtual_tokens: int = 0, options=None) -> AdapterPlan:
+    """Trainable parameters of an adapter method on ``spec`` (exact, from the tensor shapes).
 
-    kind = kind.lower()
+    ``options`` (PEFT config field -> value) configures the methods of :mod:`vramplan.core.peft_methods`; for those
+    ``targets`` is the target_modules default when ``options`` does not name them (LoRA-FA takes ``rank`` and
+    ``targets`` like LoRA)."""
+    from ..errors import InvalidRequest
+    from . import peft_methods as pm
+
+    kind = pm.canonical(kind)
+    if kind in pm.METHODS:
+        return _method_plan(spec, kind, rank, targets, options)
     if kind == "ln":  # LN tuning (Zhao et al. 2023, arXiv:2312.11420): every norm weight is trained
         from .model import global_tensors
 
@@ -191,3 +220,70 @@ def adapter_plan(spec: ModelSpec, kind: str, rank: int = 16, targets=None, feedf
     if kind == "dora":
         params += sum(t.out_features * t.layers for t in tg)
     return AdapterPlan(kind, rank, tg, params)
+
+
+def _method_plan(spec: ModelSpec, kind: str, rank: int, targets, options) -> AdapterPlan:
+    """An AdapterPlan for a :mod:`vramplan.core.peft_methods` method (its targets, tensors, buffers, state)."""
+    from ..errors import InvalidRequest
+    from . import peft_methods as pm
+
+    o = pm.resolve_options(kind, options)
+    tg: tuple[AdapterTarget, ...] = ()
+    if kind in pm.MODULE_METHODS:
+        if kind in pm.LORA_LIKE:
+            if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+                raise InvalidRequest(f"lora_rank must be a whole number of at least 1, got {rank!r}",
+                                     field="lora_rank")
+            o["r"] = rank
+            names = parse_targets(o.pop("target_modules", None) or targets)
+        else:
+            given = o.pop("target_modules", None) or targets
+            names = parse_targets(given) if given else (("v_proj",) if kind == "beft" else pm.DEFAULT_TARGETS)
+        tg = resolve_targets(spec, names)
+        if not tg:
+            raise InvalidRequest(f"none of the {kind} target modules ({', '.join(names)}) exists in this model",
+                                 field="lora_targets")
+        for t in tg:
+            pm.check_module_dims(kind, t.in_features, t.out_features, o, t.name)
+    if kind == "adaption_prompt" and not o["adapter_layers"]:  # 0: every layer
+        o["adapter_layers"] = spec.num_layers
+    if "encoder_hidden_size" in o and not o["encoder_hidden_size"]:  # 0: the model's hidden size
+        o["encoder_hidden_size"] = spec.hidden_size
+    mp = pm.plan_method(spec, kind, o, tg)
+    return AdapterPlan(kind, int(o.get("r", 0) or 0), tg, mp.trainable_params, mp.virtual_tokens,
+                       options=tuple(sorted(o.items())), shapes=mp.shapes,
+                       frozen_adapter_params=mp.frozen_adapter_params, grad_only_params=mp.grad_only_params,
+                       buffer_values=mp.buffer_values, buffer_bytes=mp.buffer_bytes,
+                       state_bytes_per_param=mp.state_bytes_per_param, base_dtype_params=mp.base_dtype_params,
+                       kv_virtual_tokens=mp.kv_virtual_tokens)
+
+
+MODULES_TO_SAVE = {"embed_tokens": "token_embd", "wte": "token_embd", "word_embeddings": "token_embd",
+                   "lm_head": "output"}
+"""modules_to_save names vramplan models -> inventory role (the model's input embedding and output layer)."""
+
+
+def with_modules_to_save(plan: AdapterPlan, spec: ModelSpec, names) -> AdapterPlan:
+    """``plan`` plus PEFT ``modules_to_save``: a trained deep copy of each named module (ModulesToSaveWrapper,
+    utils/other.py). The wrapper is not a tuner layer, so ``autocast_adapter_dtype`` leaves the copy in the base
+    dtype; the frozen original stays. With tied embeddings the output layer is the embedding (one copy)."""
+    from ..errors import InvalidRequest, suggest
+    from .model import global_tensors
+
+    if not names:
+        return plan
+    tensors = {t.role: t for t in global_tensors(spec)}
+    copies: dict[str, tuple[int, ...]] = {}
+    for raw in names:
+        name = str(raw).strip().rsplit(".", 1)[-1]
+        role = MODULES_TO_SAVE.get(name)
+        if role is None:
+            hint = suggest(name, list(MODULES_TO_SAVE))
+            raise InvalidRequest(f"modules_to_save {raw!r} is not modelled; use embed_tokens and/or lm_head"
+                                 + (f" (did you mean {hint[0]!r}?)" if hint else ""), field="modules_to_save")
+        t = tensors.get(role) or tensors.get("token_embd")  # tied: lm_head is the embedding
+        copies.setdefault(t.name.removesuffix(".weight"), t.shape)
+    extra = sum(shape[0] * shape[1] for shape in copies.values())
+    from dataclasses import replace
+
+    return replace(plan, trainable_params=plan.trainable_params + extra, copies=tuple(copies.items()))

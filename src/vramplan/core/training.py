@@ -22,7 +22,9 @@ from dataclasses import dataclass, field, replace
 
 from .memory import CUDA_CONTEXT_BYTES
 from .model import ModelSpec, global_tensors, layer_groups
-from .peft import AdapterPlan, adapter_plan
+from .peft import AdapterPlan, adapter_plan, with_modules_to_save
+from .peft_methods import LORA_LIKE
+from .peft_methods import METHODS as PEFT_METHODS
 from .precision import WeightFormat
 from .training_activations import ATTENTION_IMPLS, LOSS_IMPLS, ActivationModel, Activations, activations
 # re-exported: the public names of the training core live here
@@ -80,7 +82,9 @@ def _activation_model(setup: TrainingSetup, adapter: AdapterPlan | None) -> Acti
         autocast = False
     return ActivationModel(
         act_bytes=a, residual_bytes=residual, norm_out_bytes=residual, logits_bytes=logits, full=full,
-        norms_trainable=adapter is not None and adapter.kind == "ln", lm_head_trainable=full, adapter=adapter,
+        norms_trainable=adapter is not None and adapter.kind == "ln",
+        lm_head_trainable=full or (adapter is not None and any(n.startswith("lm_head") for n, _ in adapter.copies)),
+        adapter=adapter,
         adapter_bytes=2 if (deepspeed and mixed and not full) else setup.adapter_bytes, autocast=autocast,
         attention=setup.attention,
         expand_kv=setup.attention == "eager" or (setup.padding_mask and setup.attention == "sdpa"),
@@ -136,6 +140,12 @@ def plan_training_memory(spec: ModelSpec, setup: TrainingSetup) -> TrainingMemor
         adapter = adapter_plan(spec, "prompt", virtual_tokens=setup.virtual_tokens or 20)
     elif setup.method == "ln-tuning":
         adapter = adapter_plan(spec, "ln")
+    elif setup.method in PEFT_METHODS:  # LoRA-FA takes lora_rank/lora_targets; the others their PEFT options
+        fa = setup.method in LORA_LIKE
+        adapter = adapter_plan(spec, setup.method, setup.lora_rank, setup.lora_targets if fa else None,
+                               options=setup.peft_options)
+    if setup.modules_to_save and adapter is not None:
+        adapter = with_modules_to_save(adapter, spec, setup.modules_to_save)
     states = model_states(spec, setup, adapter, base_fmt)
     am = _activation_model(setup, adapter)
     act = activations(spec, am, setup.batch_size, setup.seq_len, adapter.virtual_tokens if adapter else 0)
@@ -261,6 +271,9 @@ def _validate(setup: TrainingSetup) -> None:
         raise InvalidRequest(f"zero must be 0, 1, 2 or 3, got {setup.zero!r}", field="zero")
     if setup.offload_params and setup.zero != 3:
         raise InvalidRequest("parameter offload needs ZeRO stage 3 (or FSDP)", field="offload_params")
+    if setup.modules_to_save and setup.method in ("full", "prompt", "ln-tuning"):
+        raise InvalidRequest("modules_to_save applies to adapter methods (lora, dora, qlora, ia3, ...)",
+                             field="modules_to_save")
     if setup.offload_optimizer and setup.zero == 0:
         raise InvalidRequest("optimizer offload needs ZeRO stage 1, 2 or 3", field="offload_optimizer")
 

@@ -16,6 +16,10 @@ trained. So the same rules give frozen-base PEFT runs (LoRA, DoRA, IA3, prompt t
   ``autocast_adapter_dtype=True``) and ``lora_A`` keeps that copy; ``lora_B`` keeps the rank-r intermediate. DoRA
   also keeps the base output and the LoRA output for the magnitude gradient.
 - IA3: scaled outputs keep the base output; scaled inputs (feed-forward modules) keep an fp32 copy of the input.
+- The other PEFT methods (:mod:`vramplan.core.peft_methods`): what each adapted module keeps per token, plus the
+  weight-shaped tensors it builds in the forward and keeps (delta weights, rotations: per module and layer, whatever
+  the batch), adaption prompt's gated attention, prefix tuning's key/value positions and trainable tokens' merged
+  embedding.
 - Attention: Q (post-RoPE), K and V (repeated to every query head when a padding mask makes transformers call
   ``repeat_kv`` before SDPA, or with eager attention), the output and the fp32 log-sum-exp. Eager attention also
   keeps the fp32 softmax (4 n_h s) and its 16-bit copy (2 n_h s) per token: the s^2 score tensors.
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from . import peft_methods as pm
 from .model import MAMBA, MLA, ModelSpec, layer_groups
 from .peft import AdapterPlan, AdapterTarget
 
@@ -98,6 +103,7 @@ class Activations:
     backward_peak_bytes: int
     retained_after_step_bytes: int  # outputs kept by the loop after the step (logits, KV cache)
     eager_scores_bytes: int = 0  # the s^2 part held at once (all layers; one layer with checkpointing)
+    adapter_fixed_bytes: int = 0  # weight-shaped tensors adapted modules keep (delta weights, rotations, copies)
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -151,9 +157,32 @@ def _linear_inputs(width: int, x_bytes: int, roles: tuple[str, ...], m: Activati
                     shared = True
             else:
                 terms.append((f"{t.name} IA3: base output", a * t.out_features))
+        else:  # the methods of peft_methods: what PEFT's forward keeps, per token (fixed parts: activations())
+            sv = _method_saved(m, t, x_bytes)
+            shared = shared or sv.shares_input
+            if sv.token:
+                terms.append((f"{t.name} {kind}: {sv.label}", sv.token))
     if shared:
         terms.insert(0, (f"{label}: input", x_bytes * width))
     return terms
+
+
+def _method_saved(m: ActivationModel, t: AdapterTarget, x_bytes: int) -> pm.Saved:
+    c = m.act_bytes if m.autocast else m.adapter_bytes
+    return pm.module_saved(m.adapter.kind, t.in_features, t.out_features, m.adapter.opts,
+                           pm.Dtypes(a=m.act_bytes, c=c, x=x_bytes))
+
+
+def _method_extras(spec: ModelSpec, m: ActivationModel) -> tuple[int, int, int, int, bool]:
+    """For a peft_methods adapter: (fixed bytes kept by all adapted modules, bytes per token per adapted layer of an
+    adaption prompt, its layer count, fixed bytes outside the layers, lm_head input kept)."""
+    if m.adapter is None or m.adapter.kind not in pm.METHODS:
+        return 0, 0, 0, 0, False
+    kind, o = m.adapter.kind, m.adapter.opts
+    fixed = sum(_method_saved(m, t, m.norm_out_bytes).fixed * t.layers for t in m.adapter.targets)
+    per_tok, layers = pm.attention_extra(kind, o, spec, m.act_bytes)
+    glob, lm_in = pm.global_saved(kind, spec, m.act_bytes)
+    return fixed, per_tok, layers, glob, lm_in
 
 
 def _attention_terms(spec: ModelSpec, kind: str, m: ActivationModel, seq_len: int) -> list[tuple[str, int]]:
@@ -301,28 +330,43 @@ def activations(spec: ModelSpec, m: ActivationModel, batch: int, seq_len: int, v
             cache += a * kv * len(g.layers)
         if m.attention == "eager" and g.kind != MAMBA:
             scores += (4 + a) * spec.num_heads * s * len(g.layers)
+    ad_fixed, ap_tok, ap_layers, glob_fixed, lm_in = _method_extras(spec, m)
+    if ap_layers:  # adaption prompt: a gated attention over the adapter tokens in the top layers
+        per_group.append((f"+ adaption prompt in {ap_layers} layers", ap_tok))
+        first_terms = first_terms + [(f"adaption prompt (top {ap_layers} layers): query + scores", ap_tok)]
+        layers_total += ap_tok * ap_layers
+        max_layer += ap_tok
     final = sum(b for _, b in _norm_terms(h, m, "final norm"))
-    if m.full or m.lm_head_trainable:
+    if m.full or m.lm_head_trainable or lm_in:
         final += (a if m.autocast and m.norm_out_bytes != a else m.norm_out_bytes) * h
     ckpt = m.residual_bytes * h * spec.num_layers
     work = max_layer + a * (2 * max_width + 2 * h)  # one layer's saves + its backward gradient buffers
+    kv_saved, kv_cache = _prefix_kv(spec, m, batch, s, m.adapter.kv_virtual_tokens if m.adapter else 0)
+    layer_fixed = (ad_fixed + kv_saved) // max(spec.num_layers, 1)  # one layer's share (checkpointing)
     loss_f, loss_b, kept_logits = loss_bytes_per_token(spec, m)
     chunk_fixed = 12 * spec.vocab_size * min(n, LOSS_CHUNK_TOKENS) if m.loss == "chunked" else 0
     # the lm_head weight gradient it accumulates (weight dtype) while the weight is trained
     fused_fixed = a * spec.vocab_size * h if (m.loss == "fused" and (m.full or m.lm_head_trainable)) else 0
     held = ckpt if m.checkpointing else layers_total
-    saved = n * (held + final)
-    cache_total = n * cache
-    prev_outputs = n * (kept_logits + cache) if m.keep_outputs else 0  # previous step's outputs, same shape
+    # + weight-shaped tensors kept by adapted modules (per layer: only the recomputed one with checkpointing)
+    saved = n * (held + final) + glob_fixed + (0 if m.checkpointing else ad_fixed + kv_saved)
+    cache_total = n * cache + kv_cache
+    prev_outputs = n * kept_logits + cache_total if m.keep_outputs else 0  # previous step's outputs, same shape
     fwd = saved + n * loss_f + chunk_fixed + fused_fixed + cache_total + prev_outputs
     bwd = saved + n * loss_b + chunk_fixed + fused_fixed + (cache_total if m.keep_outputs else 0)
     if m.checkpointing:  # first recomputed layer: checkpoints + kept logits + one layer's working set
-        bwd = max(bwd, n * (ckpt + final + kept_logits + work))
+        bwd = max(bwd, n * (ckpt + final + kept_logits + work) + layer_fixed + glob_fixed)
     else:  # last layer's backward: everything saved + kept logits + its gradient buffers
         bwd = max(bwd, n * (layers_total + final + kept_logits + a * (2 * max_width + 2 * h))
-                  + (cache_total if m.keep_outputs else 0))
-    retained = n * (kept_logits + cache) if m.keep_outputs else 0
+                  + ad_fixed + kv_saved + glob_fixed + (cache_total if m.keep_outputs else 0))
+    retained = n * kept_logits + cache_total if m.keep_outputs else 0
     notes = []
+    if ad_fixed or glob_fixed:
+        notes.append(f"{m.adapter.kind} keeps weight-shaped tensors for backward: {ad_fixed + glob_fixed:,} B "
+                     f"(delta weights, rotations or merged matrices built in the forward)")
+    if kv_saved or kv_cache:
+        notes.append(f"prefix tuning: {m.adapter.kv_virtual_tokens} key/value positions prepended in every layer "
+                     f"({kv_saved + kv_cache:,} B with the cache)")
     if m.expand_kv and m.attention != "eager":
         notes.append("a padding mask makes transformers repeat K/V to every query head before SDPA (no GQA "
                      "saving in the saved tensors)")
@@ -335,7 +379,30 @@ def activations(spec: ModelSpec, m: ActivationModel, batch: int, seq_len: int, v
                        saved_bytes=saved, forward_peak_bytes=fwd, backward_peak_bytes=bwd,
                        retained_after_step_bytes=retained,
                        eager_scores_bytes=n * (scores // max(spec.num_layers, 1) if m.checkpointing else scores),
-                       notes=tuple(notes))
+                       adapter_fixed_bytes=ad_fixed + glob_fixed, notes=tuple(notes))
+
+
+def _prefix_kv(spec: ModelSpec, m: ActivationModel, batch: int, s: int, vt: int) -> tuple[int, int]:
+    """Prefix tuning (peft_model.get_prompt): every attention layer starts from ``vt`` trainable key/value positions
+    in a DynamicCache and concatenates its own. Returns (bytes the attention keeps for the prefix positions, bytes of
+    the cache that are not already those kept tensors), for the whole micro-batch and all attention layers. The cache
+    is PEFT's object, filled whatever ``use_cache`` says."""
+    if not vt:
+        return 0, 0
+    a = m.act_bytes
+    layers = sum(len(g.layers) for g in layer_groups(spec) if g.kind not in (MAMBA, MLA))
+    dv = spec.head_dim + spec.value_head_dim
+    separate = m.expand_kv or m.attention == "eager"  # the attention keeps repeated copies, the cache its own
+    heads = spec.num_heads if separate else spec.num_kv_heads
+    saved = a * heads * dv * batch * vt * layers
+    if m.attention == "eager":  # every query also scores the prefix: fp32 softmax + its 16-bit copy
+        saved += (4 + a) * spec.num_heads * vt * batch * s * layers
+    kv = a * spec.num_kv_heads * dv * layers
+    if separate:
+        cache = kv * batch * (vt + (0 if m.cache_on else s))
+    else:
+        cache = kv * batch * (s + vt) if m.checkpointing else 0
+    return saved, cache
 
 
 def full_ft_bytes_per_token_layer(spec: ModelSpec, attention: str = "sdpa", seq_len: int = 0) -> int:

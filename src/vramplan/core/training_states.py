@@ -8,6 +8,10 @@
 - ``bf16`` (pure) keeps weights, grads and states in bf16; ``fp32`` everything in fp32.
 - PEFT adapters are fp32 by default (``autocast_adapter_dtype=True``): 4 + 4 + states, no separate master;
   DeepSpeed casts them to 16-bit and keeps an fp32 master.
+- Other PEFT methods (core/peft_methods.py) add frozen buffers to the weights (VeRA's shared projections, SHiRA's
+  indices), frozen adapter weights (LoRA-FA's lora_A, MiCA's lora_B), state beside the optimizer's (AdaLoRA's
+  importance tensors); adaption prompt's tensors stay in the base dtype; ``modules_to_save`` copies are trained in the
+  base dtype (PEFT's ModulesToSaveWrapper is not upcast).
 - Optimizer states per trainable parameter: AdamW 2 states; bitsandbytes 8-bit AdamW 2 uint8 states + an fp32 absmax
   per 256-value block of each (2 + 8/256 = 2.03 B), tensors under 4096 values keep fp32 states (8 B); paged 8-bit
   the same bytes in CUDA unified memory; SGD 0 (momentum: 1 state); Lion 1 state; Adafactor factored: fp32 row and
@@ -21,9 +25,10 @@ from math import ceil
 
 from .model import ModelSpec, count_params, global_tensors, layer_groups
 from .peft import AdapterPlan
+from .peft_methods import METHODS as PEFT_METHODS
 from .precision import WeightFormat, dense_format, weight_bytes
 
-METHODS = ("full", "lora", "qlora", "dora", "ia3", "prompt", "ln-tuning")
+METHODS = ("full", "lora", "qlora", "dora", "ia3", "prompt", "ln-tuning") + PEFT_METHODS
 OPTIMIZERS = ("adamw", "adamw-8bit", "paged-adamw-8bit", "sgd", "sgd-momentum", "adafactor", "lion")
 PRECISIONS = ("bf16-mixed", "fp16-mixed", "bf16", "fp32")
 LOOPS = ("trainer", "custom")
@@ -50,6 +55,8 @@ class TrainingSetup:
     lora_targets: tuple[str, ...] = ("all-linear",)
     ia3_feedforward: tuple[str, ...] | None = None
     virtual_tokens: int = 0  # prompt tuning
+    peft_options: tuple[tuple[str, object], ...] = ()  # PEFT config fields of a peft_methods method
+    modules_to_save: tuple[str, ...] = ()  # PEFT modules_to_save: trained copies of embed_tokens / lm_head
     adapter_bytes: int = 4  # PEFT autocast_adapter_dtype=True: fp32 adapters
     gpus: int = 1
     zero: int = 0
@@ -102,6 +109,8 @@ def _trainable_shapes(spec: ModelSpec, setup: TrainingSetup, adapter: AdapterPla
                 shapes += [t.shape] * len(g.layers)
         shapes += [t.shape for t in global_tensors(spec)]
         return shapes
+    if adapter.shapes:  # peft_methods methods list their tensors
+        return list(adapter.shapes)
     if adapter.kind == "prompt":
         return [(adapter.virtual_tokens, spec.hidden_size)]
     if adapter.kind == "ln":
@@ -171,6 +180,7 @@ def model_states(spec: ModelSpec, setup: TrainingSetup, adapter: AdapterPlan | N
     deepspeed = z > 0 and not setup.fsdp
     notes: list[str] = []
     total_params = count_params(spec).total
+    copy_params = 0  # modules_to_save copies (counted as trainable, kept in the base dtype)
     if adapter is None:  # full fine-tuning
         psi = total_params
         shapes = _trainable_shapes(spec, setup, None)
@@ -190,14 +200,19 @@ def model_states(spec: ModelSpec, setup: TrainingSetup, adapter: AdapterPlan | N
         weights_trainable = w
         frozen_w = 0
     else:
-        psi = adapter.trainable_params
+        copy_shapes = [shape for _, shape in adapter.copies]
+        copy_params = sum(shape[0] * shape[1] for shape in copy_shapes)
+        psi = adapter.trainable_params - copy_params
         ad = setup.adapter_bytes
+        if adapter.base_dtype_params:  # created in the base dtype and never upcast (adaption prompt)
+            ad = _dtype_bytes(setup.precision)
         shapes = _trainable_shapes(spec, setup, adapter)
         if deepspeed and mixed:  # DeepSpeed casts the whole module to 16-bit and keeps an fp32 master + fp32 states
             ad = 2
             opt = optimizer_state_bytes(shapes, setup.optimizer, 4) + 4 * psi
         else:
             opt = optimizer_state_bytes(shapes, setup.optimizer, ad)
+        opt += adapter.state_bytes_per_param * ad * psi  # method state beside the optimizer's (AdaLoRA importance)
         frozen = total_params
         fmt = base_format or (dense_format("fp32", 4) if setup.precision == "fp32" else dense_format("bf16", 2))
         frozen_w = weight_bytes(spec, fmt).total_bytes
@@ -207,7 +222,17 @@ def model_states(spec: ModelSpec, setup: TrainingSetup, adapter: AdapterPlan | N
                 kept16 += sum(t.numel for t in g.tensors if len(t.shape) == 1) * len(g.layers)
             frozen_w += 2 * kept16  # 16-bit -> fp32 (prepare_model_for_kbit_training)
             notes.append("prepare_model_for_kbit_training casts the 16-bit embeddings, norms and lm_head to fp32")
-        w, g = ad * psi, ad * psi
+        # frozen adapter weights (LoRA-FA's A) and the method's buffers, in the adapter dtype; index buffers
+        frozen_w += setup.adapter_bytes * adapter.buffer_values + adapter.buffer_bytes
+        w = ad * (psi + adapter.frozen_adapter_params)
+        g = ad * (psi + adapter.grad_only_params)
+        if copy_params:  # modules_to_save copies: weights, grads and optimizer states in the base dtype
+            cb = _dtype_bytes(setup.precision)
+            w += cb * copy_params
+            g += cb * copy_params
+            opt += optimizer_state_bytes(copy_shapes, setup.optimizer, cb)
+            notes.append(f"modules_to_save: {copy_params:,} parameters of trained copies "
+                         f"({', '.join(n for n, _ in adapter.copies)}) in the base dtype")
         master = 4 * psi if (deepspeed and mixed) else 0
         if master:
             opt -= master  # added back below with the master
@@ -234,8 +259,8 @@ def model_states(spec: ModelSpec, setup: TrainingSetup, adapter: AdapterPlan | N
     if mixed and not deepspeed and adapter is None and not setup.fsdp:
         notes.append("autocast on fp32 weights: 4 + 4 + optimizer states, plus 16-bit weight copies during "
                      "forward/backward (HF: 18 B/param with AdamW)")
-    grad_b = (g // psi) if psi else 0
-    return ModelStates(weights, grads, optim, ceil(master / share_o), host, psi, frozen,
+    grad_b = (ad if adapter is not None else g // psi) if psi else 0
+    return ModelStates(weights, grads, optim, ceil(master / share_o), host, psi + copy_params, frozen,
                        ceil(weights_trainable / share_w), grad_b, tuple(notes))
 
 
