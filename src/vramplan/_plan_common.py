@@ -50,7 +50,7 @@ def _gpu_list(gpus=None, category: str | None = None) -> tuple[GPU, ...]:
 
 
 def _int(value, name: str, lo: int = 1, hi: int = 1 << 20) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isdecimal():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidRequest(f"{name} must be a whole number, got {value!r}", field=name)
@@ -75,7 +75,7 @@ def _size(value, name: str) -> int | None:
     try:
         return parse_size(value)
     except ValueError as exc:
-        raise InvalidRequest(str(exc), field=name) from None
+        raise InvalidRequest(f"{name}: {exc}", field=name) from None
 
 
 def _context(lm, max_model_len) -> int:

@@ -162,6 +162,17 @@ def plan_inference(model, *, quantization: str | None = None, dtype: str = "auto
     tp = _positive(tensor_parallel_size, "tensor_parallel_size", 1024)
     pp = _positive(pipeline_parallel_size, "pipeline_parallel_size", 1024)
     batch = _positive(batch_size, "batch_size", 1 << 20)
+    from ._plan_common import _valid_tp  # the rule fit and launch apply (vLLM's): no plan for a layout it refuses
+
+    if tp > 1 and set(spec.kinds) == {"mamba"}:
+        raise InvalidRequest("tensor parallelism is not modelled for state-space (Mamba) models; use "
+                             "tensor_parallel_size 1", field="tensor_parallel_size")
+    if not _valid_tp(spec)(tp):
+        raise InvalidRequest(f"tensor_parallel_size {tp} does not split {lm.name}'s {spec.num_heads} attention heads "
+                             f"({spec.num_kv_heads} KV heads) evenly", field="tensor_parallel_size")
+    if pp > spec.num_layers:
+        raise InvalidRequest(f"pipeline_parallel_size {pp} exceeds the {spec.num_layers} layers of {lm.name}",
+                             field="pipeline_parallel_size")
     ctx = tokens_arg(max_model_len) or spec.max_position_embeddings or 4096
     if ctx > MAX_TOKENS:
         raise InvalidRequest(f"max_model_len {ctx:,} is absurd", field="max_model_len")
@@ -200,6 +211,12 @@ def plan_inference(model, *, quantization: str | None = None, dtype: str = "auto
             result["capacity"] = {"kv_cache_tokens": tokens, "max_concurrency": round(tokens / ctx, 2),
                                   "gpu_memory_bytes": usable, "fits": result["memory"]["total"] <= usable}
         result["explain"] = _explain_plain(spec, fmt, wb, mem, ctx, batch, kv_cache_dtype, tp, pp)
+        unused = [k for k, v in {"engine_version": engine_version, "gpu_memory_utilization": gpu_memory_utilization,
+                                 "max_num_batched_tokens": max_num_batched_tokens, "max_num_seqs": max_num_seqs,
+                                 **engine_options}.items() if v is not None]
+        if unused:  # engine settings with no engine named change nothing: say so rather than drop them silently
+            result["explain"].append(f"ignored without an engine: {', '.join(unused)} (name one: vllm, sglang, "
+                                     f"llama.cpp, transformers)")
     out = {"model": model_summary(lm), **result}
     out.setdefault("weights_format", {"name": fmt.name, "label": getattr(fmt, "label", fmt.name),
                                       "bits_per_weight": round(wb.bits_per_weight, 4),

@@ -94,19 +94,28 @@ def main(argv: list[str] | None = None) -> int:
         parser, module = build_parser(command, want_help=any(a in ("-h", "--help") for a in args_list))
         args = parser.parse_args(args_list)
         result = module.run(args)
+        code, error = 0, None
+        if isinstance(result, dict):  # "_exit" / "_error": an impossible plan, still reported in full
+            code, error = int(result.pop("_exit", 0)), result.pop("_error", None)
         if as_json:
             import json
 
+            if error and "error" not in result:
+                result["error"] = _one_line(f"vramplan: {error}")
             sys.stdout.write(json.dumps(result, indent=2, default=str) + "\n")
         else:
             text = module.render(result, args)
             if text:
                 sys.stdout.write(text if text.endswith("\n") else text + "\n")
-        return int(result.get("_exit", 0)) if isinstance(result, dict) else 0
+        if error:
+            sys.stderr.write(_one_line(f"vramplan: {error}") + "\n")
+        return code
     except UsageError as exc:
         return _fail(f"vramplan {command}: {exc}", 2, as_json)
     except KeyboardInterrupt:
         return _fail("interrupted", 130, as_json)
+    except SystemExit as exc:  # argparse's --help has printed the help: main returns rather than exits
+        return exc.code if isinstance(exc.code, int) else 0
     except Exception as exc:  # noqa: BLE001 - the one place errors become a line
         from .errors import VramplanError
 
@@ -117,7 +126,13 @@ def main(argv: list[str] | None = None) -> int:
         raise
 
 
+def _one_line(message: str) -> str:
+    """One line whatever the user typed: a newline or other control character in an echoed value is escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in message)
+
+
 def _fail(message: str, code: int, as_json: bool) -> int:
+    message = _one_line(message)
     if as_json:
         import json
 

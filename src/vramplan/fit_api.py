@@ -320,8 +320,9 @@ def _plan_fit_training(lm, gpus, *, max_gpus, headroom, top, training_tokens=Non
 
 
 
-def fit_summary(lm) -> dict:
-    """Which GPUs fit the model in its own format at a modest workload (8k context or less, one sequence)."""
+def fit_summary(lm, unit: str = "GiB") -> dict:
+    """Which GPUs fit the model in its own format at a modest workload (8k context or less, one sequence); sizes in
+    the text in ``unit`` (GiB or GB)."""
     lm = load_model(lm)
     r = plan_fit(lm, top=3)
     wl = r["workload"]
@@ -337,8 +338,9 @@ def fit_summary(lm) -> dict:
         for c in r[key]:
             spd = c.get("decode_tokens_per_s", {}).get("expected")
             cost = c.get("cost_per_hour_usd")
-            lines.append(f"    {c['label']}: {format_bytes(c['memory_per_gpu'])} per GPU"
-                         + (f", ~{spd:,.0f} tokens/s" if spd else "") + (f", ${cost:.2f}/h" if cost else ""))
+            lines.append(f"    {c['label']}: {format_bytes(c['memory_per_gpu'], unit)} per GPU"
+                         + (f", ~{spd:,.0f} tokens/s" if spd else "")
+                         + (f", ${cost:.2f}/h" if cost else ", no price listed" if key == "cheapest" else ""))
     if not r["fits"]:
         lines.append("  " + r["reason"])
         for s in r.get("suggestions", []):

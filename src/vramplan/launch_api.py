@@ -9,6 +9,7 @@ from .api import load_model
 from .core import fit as F
 from .core.memory import kv_bits
 from .errors import UnknownName, suggest
+from .units import format_bytes
 
 ENGINES = ("vllm", "sglang", "llama.cpp", "ollama")
 PORTS = {"vllm": 8000, "sglang": 30000, "llama.cpp": 8080, "ollama": 11434}
@@ -63,13 +64,16 @@ def launch_commands(model, *, gpu=None, tensor_parallel_size=None, pipeline_para
     # checked in this order (the first bad argument is the one named), so not _batch_and_context
     batch = _int(batch_size, "batch_size")
     util = _fraction(gpu_memory_utilization, "gpu_memory_utilization", 0.05, 1.0)
+    if port is not None:
+        port = _int(port, "port", 1, 65535)
     kv_bits(kv_cache_dtype)
     ctx = _context(lm, max_model_len)
     w = _Workload(lm, quantization=quantization, dtype=dtype, kv_cache_dtype=kv_cache_dtype, context=ctx,
                   batch=batch)
     cand = None
-    if gpu:
-        cand, _ = _layout_for(w, _gpu(gpu), tensor_parallel_size, pipeline_parallel_size, n_gpu_layers, headroom)
+    gpu_obj = _gpu(gpu) if gpu else None
+    if gpu_obj is not None:
+        cand, _ = _layout_for(w, gpu_obj, tensor_parallel_size, pipeline_parallel_size, n_gpu_layers, headroom)
     tp, pp = (cand.tp, cand.pp) if cand else _parallel_sizes(tensor_parallel_size, pipeline_parallel_size)
     _check_tp(w, tp)
     stages = cand.stage_layers if cand and cand.pp > 1 else (F.layout_need(w.stack, tp, pp).stage_layers
@@ -112,6 +116,8 @@ def launch_commands(model, *, gpu=None, tensor_parallel_size=None, pipeline_para
         if cand and cand.nodes > 1:
             notes.append(f"{cand.nodes} nodes: start a Ray cluster across them first (ray start --head / "
                          "ray start --address=...), then run this on the head node")
+        if cand and cand.offload_layers:
+            notes.append(_offload_only_note(cand, fmt_name))
         commands["vllm"] = {"argv": argv, "env": env, "command": _shell(argv, env), "notes": notes,
                             "base_url": f"http://localhost:{port or PORTS['vllm']}/v1"}
 
@@ -138,15 +144,30 @@ def launch_commands(model, *, gpu=None, tensor_parallel_size=None, pipeline_para
         if cand and cand.nodes > 1:
             notes.append(f"{cand.nodes} nodes: add --nnodes {cand.nodes} --node-rank N --dist-init-addr HEAD:PORT "
                          "on each node")
+        if cand and cand.offload_layers:
+            notes.append(_offload_only_note(cand, fmt_name))
         commands["sglang"] = {"argv": argv, "env": {}, "command": _shell(argv), "notes": notes,
                               "base_url": f"http://localhost:{port or PORTS['sglang']}/v1"}
 
     gguf_mix = fmt_name.upper() if is_gguf_mix else "Q4_K_M"
     own_file = lm.provenance.removeprefix("GGUF file ") if lm.source == "gguf" else None
     gguf = gguf_file or own_file or f"{lm.name}-{gguf_mix}.gguf"
+    # llama.cpp and Ollama load the GGUF file named below: when the plan's format is not a GGUF mix, the layers that
+    # fit on the GPU are planned again for that file's mix (Q4_K_M layers are about a third of bf16 ones)
+    gcand, gguf_note = cand, None
+    if (gpu_obj is not None and not is_gguf_mix and not gguf_file and lm.source != "gguf"
+            and ("llama.cpp" in want or "ollama" in want)):
+        wg = _Workload(lm, quantization=gguf_mix, dtype=dtype, kv_cache_dtype=kv_cache_dtype, context=ctx,
+                       batch=batch)
+        gcand, _ = _layout_for(wg, gpu_obj, tensor_parallel_size, pipeline_parallel_size, n_gpu_layers, headroom)
+        if gcand is not None:
+            where = f"{gcand.count} x {gcand.gpu.name}" + (
+                f" + {gcand.offload_layers} layers in host RAM" if gcand.offload_layers else "")
+            gguf_note = (f"planned for the {gguf_mix} file: {where}, {format_bytes(gcand.need_bytes)} per GPU"
+                         + ("" if gcand.fits else " (does not fit)"))
     ngl = lm.spec.num_layers + 1
-    if cand and cand.offload_layers:
-        ngl = lm.spec.num_layers - cand.offload_layers
+    if gcand and gcand.offload_layers:
+        ngl = lm.spec.num_layers - gcand.offload_layers
     elif n_gpu_layers is not None:
         ngl = _int(n_gpu_layers, "n_gpu_layers", 0, 100000)
     lkv = _LLAMACPP_KV.get(kv_cache_dtype.lower(), "f16")
@@ -156,8 +177,10 @@ def launch_commands(model, *, gpu=None, tensor_parallel_size=None, pipeline_para
                 "-ngl", str(ngl), "-fa", "on"]
         if lkv != "f16":
             argv += ["--cache-type-k", lkv, "--cache-type-v", lkv]
-        count = cand.count if cand else tp * pp
+        count = gcand.count if gcand else tp * pp
         notes = [f"-c is the total context: {batch} slot(s) x {ctx:,} tokens (llama-server divides -c by -np)"]
+        if gguf_note:
+            notes.append(gguf_note)
         if count > 1:
             argv += ["--split-mode", "layer", "--tensor-split", ",".join("1" for _ in range(count))]
             notes.append("llama.cpp splits layers over the GPUs (pipeline-style); TP as in vLLM is not used")
@@ -169,7 +192,7 @@ def launch_commands(model, *, gpu=None, tensor_parallel_size=None, pipeline_para
 
     if "ollama" in want:
         modelfile = [f"FROM ./{gguf}", f"PARAMETER num_ctx {ctx}"]
-        if cand and cand.offload_layers:
+        if gcand and gcand.offload_layers:
             modelfile.append(f"PARAMETER num_gpu {ngl}")
         env = {"OLLAMA_NUM_PARALLEL": str(batch), "OLLAMA_FLASH_ATTENTION": "1"}
         if lkv in ("q8_0", "q4_0"):
@@ -194,9 +217,15 @@ def launch_commands(model, *, gpu=None, tensor_parallel_size=None, pipeline_para
                      "max_model_len": ctx, "max_num_seqs": batch, "quantization": quantization,
                      "weights_format": fmt_name, "kv_cache_dtype": kv_cache_dtype,
                      "gpu_memory_utilization": util, "fits": cand.fits if cand else None,
-                     "memory_per_gpu": cand.need_bytes if cand else None},
+                     "memory_per_gpu": cand.need_bytes if cand else None,
+                     "offload_layers": cand.offload_layers if cand else 0},
             "commands": commands, "client": {"python": clients[first], "by_engine": clients,
                                              "requires": "pip install openai"}}
+
+
+def _offload_only_note(cand, fmt_name: str) -> str:
+    return (f"does not fit: {cand.gpu.name} holds {fmt_name} only with {cand.offload_layers} layers in host RAM, "
+            f"which llama.cpp and Ollama do and this engine does not; more GPUs or a smaller format: vramplan fit")
 
 
 def _client_snippet(base_url: str, model_name: str) -> str:

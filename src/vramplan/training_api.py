@@ -43,7 +43,8 @@ def _choice(value, name: str, allowed) -> str:
     v = str(value).strip().lower()
     v = _ALIASES.get(name, {}).get(v, v)
     if v not in allowed:
-        raise UnknownName(name.replace("_", " "), str(value), suggest(v, allowed) or list(allowed))
+        # no close match: the choices themselves, the first eight of a long list (the methods: 39)
+        raise UnknownName(name.replace("_", " "), str(value), suggest(v, allowed) or list(allowed)[:8])
     return v
 
 
@@ -390,15 +391,23 @@ def training_fit_advice(model, gpu, _setup: TrainingSetup | None = None, _need: 
                 routes.append({**r, "route": "same GPUs, two changes"})
                 break
     if not routes:
-        r = attempt("QLoRA + gradient checkpointing + batch 1 + 512-token sequences",
-                    {"method": "qlora", "optimizer": "paged-adamw-8bit", "gradient_checkpointing": True,
-                     "batch_size": 1, "seq_len": 512})
+        smallest = {"gradient_checkpointing": True, "batch_size": 1, "seq_len": 512}
+        if _setup.method != "qlora":  # (already QLoRA: keep its base format and optimizer, shrink the workload)
+            smallest = {"method": "qlora", "optimizer": "paged-adamw-8bit", **smallest}
+        r = attempt(("" if _setup.method == "qlora" else "QLoRA + ")
+                    + "gradient checkpointing + batch 1 + 512-token sequences", smallest)
         if r:
             routes.append({**r, "route": "same GPUs, smallest workload"})
     if not routes:
-        return {**base, "suggestion": None, "routes": [], "alternatives": tried,
-                "text": f"does not fit ({format_bytes(need)} > {format_bytes(limit)} per {g.name}) and no change "
-                        f"tried fits; use a GPU with more memory or offload the parameters"}
+        same = [t for t in tried if t["gpus"] == _setup.gpus]
+        least = min(same, key=lambda t: t["need_per_gpu"]) if same else None
+        text = f"does not fit ({format_bytes(need)} > {format_bytes(limit)} per {g.name}) and no change tried fits"
+        if least is not None:  # the smallest change is then more memory: say how much
+            text += (f"; the least any needs is {format_bytes(least['need_per_gpu'])} per GPU ({least['change']}), "
+                     f"so use a GPU with at least that much")
+        else:
+            text += "; use a GPU with more memory"
+        return {**base, "suggestion": None, "routes": [], "alternatives": tried, "text": text}
     best = routes[0]
     text = (f"does not fit ({format_bytes(need)} > {format_bytes(limit)} per {g.name}); smallest change: "
             f"{best['change']} -> {format_bytes(best['need_per_gpu'])} per GPU")
@@ -482,10 +491,13 @@ def _pct(printed, assumed) -> str:
 SUMMARY_CONFIGS = (
     ("full, bf16-mixed AdamW", {"method": "full"}),
     ("full, bf16-mixed AdamW, checkpointing", {"method": "full", "gradient_checkpointing": True}),
-    ("LoRA r16 all-linear", {"method": "lora", "precision": "bf16"}),
-    ("LoRA r16 all-linear, checkpointing", {"method": "lora", "precision": "bf16", "gradient_checkpointing": True}),
-    ("QLoRA r16 (NF4), paged 8-bit AdamW", {"method": "qlora", "precision": "bf16"}),
-    ("QLoRA r16 (NF4), checkpointing", {"method": "qlora", "precision": "bf16", "gradient_checkpointing": True}),
+    # the adapter rows run in pure bf16 (PEFT's usual setup), which the labels say: `vramplan train --method lora`
+    # defaults to bf16-mixed (autocast), whose saved activations differ
+    ("LoRA r16 all-linear, bf16", {"method": "lora", "precision": "bf16"}),
+    ("LoRA r16 all-linear, bf16, checkpointing", {"method": "lora", "precision": "bf16",
+                                                   "gradient_checkpointing": True}),
+    ("QLoRA r16 (NF4), bf16, paged 8-bit AdamW", {"method": "qlora", "precision": "bf16"}),
+    ("QLoRA r16 (NF4), bf16, checkpointing", {"method": "qlora", "precision": "bf16", "gradient_checkpointing": True}),
 )
 
 

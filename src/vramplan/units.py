@@ -39,13 +39,18 @@ def parse_size(text: str | int | float) -> int:
     if isinstance(text, bool):
         raise ValueError(f"not a size: {text!r}")
     if isinstance(text, (int, float)):
+        if text != text or text in (float("inf"), float("-inf")):  # NaN, infinity
+            raise ValueError(f"not a size: {text!r}")
         if text < 0:
             raise ValueError(f"a size cannot be negative: {text!r}")
         return int(text)
     m = _match(_SIZE_RE, str(text))
     if not m or m.group(2).lower() not in _SIZE_UNITS:
         raise ValueError(f"not a size: {text!r} (use e.g. 80GiB or 24GB)")
-    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+    value = float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
+    if value == float("inf"):  # '1e400GiB'
+        raise ValueError(f"not a size: {text!r} (too large)")
+    return int(value)
 
 
 def parse_tokens(text: str | int) -> int:
@@ -54,7 +59,7 @@ def parse_tokens(text: str | int) -> int:
         raise ValueError(f"not a token count: {text!r}")
     if isinstance(text, int):
         n = text
-    elif str(text).strip().isdigit():
+    elif str(text).strip().isdecimal():
         n = int(str(text))
     else:
         m = _match(_TOKENS_RE, str(text))
@@ -62,6 +67,8 @@ def parse_tokens(text: str | int) -> int:
             raise ValueError(f"not a token count: {text!r} (use e.g. 4096, 128k)")
         mult = {"": 1, "k": 1024, "m": 1024 * 1024}[m.group(2).lower()]
         value = float(m.group(1)) * mult
+        if value > MAX_TOKENS:  # before int(): '1e400'-sized digit strings overflow to infinity
+            raise ValueError(f"{text!r} tokens is absurd (more than {MAX_TOKENS:,})")
         if value != int(value):
             raise ValueError(f"not a whole number of tokens: {text!r}")
         n = int(value)

@@ -8,6 +8,14 @@ def add_model_arguments(p) -> None:
                    help="where to read the model from (default: a local path, then the catalog, then the Hub)")
 
 
+def impossible(result: dict, message: str) -> dict:
+    """Mark a plan that cannot run: the report is still printed, the command exits 1 and ``message`` (one line) goes
+    to standard error, and into --json output as "error"."""
+    result["_exit"] = 1
+    result["_error"] = message
+    return result
+
+
 def positive_int(text: str) -> int:
     import argparse
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import add_model_arguments, positive_int, tokens
+from . import add_model_arguments, impossible, positive_int, tokens
 
 
 def _headroom(text: str) -> float:
@@ -60,7 +60,11 @@ def run(args) -> dict:
                  headroom=args.headroom, allow_offload=args.allow_offload, host_ram=args.host_ram,
                  workload=args.workload, top=args.top, **extra)
     if not r["fits"]:
-        r["_exit"] = 1
+        best = (r.get("suggestions") or [None])[0]
+        line = r.get("reason") or "nothing fits"
+        if best:
+            line += f"; smallest change: {best['text']}" + (f" -> {best['fits_on']}" if best.get("fits_on") else "")
+        impossible(r, line)
     return r
 
 

@@ -16,8 +16,12 @@ def run(args) -> dict:
         from ..api import load_model
 
         lm = load_model(args.model)
+    seen = set()
     for name in format_names():
         fmt = get_format(name)
+        if fmt.name in seen:  # a second spelling of a listed format (GGUF's BF16/F16/F32 are bf16/fp16/fp32)
+            continue
+        seen.add(fmt.name)
         row = {"name": name, "label": fmt.label, "source": fmt.source}
         if lm is not None:
             from ..api import model_weight_bytes

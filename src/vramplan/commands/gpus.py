@@ -41,8 +41,17 @@ def render(r: dict, args) -> str:
         g = r["gpus"][0]
         lines = [title(g["name"])]
         for k, v in g.items():
-            if v not in (None, [], ""):
-                lines.append(f"{k}: {v}")
+            if v in (None, [], ""):
+                continue
+            if k.endswith("_bytes") and isinstance(v, int):  # sizes labelled, both units
+                v = f"{v / 2**30:,.2f} GiB ({v / 1e9:,.2f} GB; {v:,} bytes)"
+            elif k.endswith("bytes_per_s"):
+                v = f"{v / 1e9:,.0f} GB/s" if v else "unknown"
+            elif k.endswith("flop_per_s"):
+                v = f"{v / 1e12:,.1f} TFLOP/s (dense)"
+            elif isinstance(v, list):
+                v = ", ".join(str(x) for x in v)
+            lines.append(f"{k}: {v}")
         return "\n".join(lines)
     rows = []
     for g in r["gpus"]:

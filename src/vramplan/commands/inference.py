@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import add_model_arguments, fraction, positive_int, tokens
+from . import add_model_arguments, fraction, impossible, positive_int, tokens
 
 
 def add_arguments(p) -> None:
@@ -53,6 +53,13 @@ def run(args) -> dict:
         contexts = default_contexts(result["request"]["max_model_len"], lm.spec.max_position_embeddings)
         sweep = context_sweep(lambda c: plan_inference(lm, max_model_len=c, **options), contexts)
         result["plot"] = write_inference_plot(result, args.plot, sweep=sweep, unit="GB" if args.gb else "GiB")
+    cap = result.get("capacity")
+    if cap and cap.get("fits") is False:
+        from ..units import format_bytes as fb
+
+        where = result["request"].get("gpu") or "the GPU"
+        impossible(result, f"does not fit {where}: {fb(result['memory']['total'])} per GPU needed, "
+                           f"{fb(cap['gpu_memory_bytes'])} there; vramplan fit {args.model} shows what does")
     return result
 
 

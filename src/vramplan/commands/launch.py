@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import add_model_arguments, fraction, positive_int, tokens
+from . import add_model_arguments, fraction, impossible, positive_int, tokens
 
 
 def add_arguments(p) -> None:
@@ -29,12 +29,20 @@ def add_arguments(p) -> None:
 def run(args) -> dict:
     from ..launch_api import launch_commands
 
-    return launch_commands(args.model, gpu=args.gpu, tensor_parallel_size=args.tensor_parallel_size,
+    r = launch_commands(args.model, gpu=args.gpu, tensor_parallel_size=args.tensor_parallel_size,
                            pipeline_parallel_size=args.pipeline_parallel_size, max_model_len=args.max_model_len,
                            quantization=args.quantization, dtype=args.dtype, kv_cache_dtype=args.kv_cache_dtype,
                            gpu_memory_utilization=args.gpu_memory_utilization, batch_size=args.batch_size,
                            engine=args.engine, gguf_file=args.gguf_file, served_model_name=args.served_model_name,
                            host=args.host, port=args.port, n_gpu_layers=args.n_gpu_layers)
+    p = r["plan"]
+    if p.get("fits") is False:
+        from ..units import format_bytes as fb
+
+        impossible(r, f"does not fit: {p['count']} x {p['gpu']} (TP={p['tensor_parallel_size']}, "
+                      f"PP={p['pipeline_parallel_size']}) needs {fb(p['memory_per_gpu'])} per GPU; "
+                      f"vramplan fit {args.model} shows what does")
+    return r
 
 
 def render(r: dict, args) -> str:
@@ -44,6 +52,8 @@ def render(r: dict, args) -> str:
     head = f"{r['model']['name']}: launch commands"
     lines = [title(head)]
     where = (f"{p['count']} x {p['gpu']}" if p["gpu"] else f"{p['count']} GPU(s)")
+    if p.get("offload_layers"):
+        where += f" + {p['offload_layers']} layers in host RAM (llama.cpp/Ollama only)"
     lines.append(f"plan: {where}, TP={p['tensor_parallel_size']}, PP={p['pipeline_parallel_size']}"
                  + (f" (layers {'/'.join(str(s) for s in p['stage_layers'])})" if p["pipeline_parallel_size"] > 1
                     else "")

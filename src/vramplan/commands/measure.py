@@ -84,6 +84,7 @@ def run(args) -> dict:
                                              batch_size=args.batch_size, dtype=args.dtype)
         result["error"] = reason
         result["_exit"] = 1
+        result["_error"] = reason
         return result
     if mode == "train":
         return measure.measure_training(args.model, steps=args.steps or measure.DEFAULT_TRAIN_STEPS,

@@ -56,13 +56,18 @@ def run(args) -> dict:
         "bytes_per_token": {d: kv_cache(spec, 1, 1, d).bytes_per_token for d in ("bf16", "fp8")},
         "by_context": [{"tokens": c, "bf16": kv_cache(spec, c, 1, "bf16").total_bytes,
                         "fp8": kv_cache(spec, c, 1, "fp8").total_bytes} for c in contexts]}
+    if spec.sliding_window and "sliding" in spec.kinds:  # past the window only the global layers keep growing
+        far = 2 * spec.sliding_window
+        out["kv_cache"]["bytes_per_token_beyond_window"] = {
+            d: kv_cache(spec, far + 1, 1, d).total_bytes - kv_cache(spec, far, 1, d).total_bytes
+            for d in ("bf16", "fp8")}
     out["inference_example"] = plan_inference(lm, max_model_len=min(8192, max_ctx))
     for key, module, func in (("training", "training_api", "training_summary"), ("fit", "fit_api", "fit_summary"),
                               ("speed", "speed_api", "speed_summary"),
                               ("hardware", "hardware_api", "hardware_report")):
         f = _optional(module, func)
         if f is not None:
-            out[key] = f(lm)
+            out[key] = f(lm, unit="GB" if getattr(args, "gb", False) else "GiB") if key == "fit" else f(lm)
     return out
 
 
@@ -76,8 +81,11 @@ def render(r: dict, args) -> str:
              f"source: {r['provenance'] or r['source']}"]
     for msg in r.get("messages", []):
         lines.append(f"note: {msg}")
-    desc = (f"{a['model_type']}: {a['num_layers']} layers, hidden {a['hidden_size']:,}, {a['num_heads']} heads "
-            f"({a['num_kv_heads']} KV heads, head_dim {a['head_dim']}), vocab {a['vocab_size']:,}")
+    attention = set(a.get("layer_kinds") or {"full": 1}) != {"mamba"}  # a pure state-space model has no heads
+    desc = (f"{a['model_type']}: {a['num_layers']} layers, hidden {a['hidden_size']:,}, "
+            + (f"{a['num_heads']} heads ({a['num_kv_heads']} KV heads, head_dim {a['head_dim']}), " if attention
+               else "state-space layers (no attention), ")
+            + f"vocab {a['vocab_size']:,}")
     if a.get("num_experts"):
         desc += f", MoE {a['num_experts']} experts (top-{a['experts_per_token']})"
     if a.get("kv_lora_rank"):
@@ -91,19 +99,26 @@ def render(r: dict, args) -> str:
 
     lines.append(title("Weights by format (memory to hold the checkpoint)"))
     rows = [[w["format"], f"{w['bits_per_weight']:.3f}", size(w["bytes"], u1), size(w["bytes"], u2),
-             w["label"][:60]] for w in r["weights"]]
+             w["label"] if len(w["label"]) <= 60 else w["label"][:57] + "..."] for w in r["weights"]]
     lines.append(table(rows, ["format", "bits/weight", u1, u2, "what"], align="lrrrl"))
     lines.append("  quantized formats keep embeddings, lm_head and norms in 16-bit and add their scales")
 
     kv = r["kv_cache"]
     lines.append(title("KV cache by context (one sequence)"))
-    lines.append(f"per token: {kv['bytes_per_token']['bf16']:,} bytes at bf16, {kv['bytes_per_token']['fp8']:,} at fp8")
+    line = f"per token: {kv['bytes_per_token']['bf16']:,} bytes at bf16, {kv['bytes_per_token']['fp8']:,} at fp8"
+    beyond = kv.get("bytes_per_token_beyond_window")
+    if beyond:
+        line += f" while inside the {a['sliding_window']:,}-token window; beyond it " + (
+            f"{beyond['bf16']:,} and {beyond['fp8']:,} (only the global layers grow)" if beyond["bf16"]
+            else "the cache stops growing (every layer is windowed)")
+    lines.append(line)
     rows = [[f"{c['tokens']:,}", size(c["bf16"], u1), size(c["fp8"], u1)] for c in kv["by_context"]]
     lines.append(table(rows, ["tokens", f"bf16 ({u1})", f"fp8 ({u1})"]))
 
     ex = r["inference_example"]
     mem = ex["memory"]
-    lines.append(title(f"Inference, bf16, {ex['request']['max_model_len']:,}-token context, batch 1 (per GPU)"))
+    fmt = ex.get("weights_format", {}).get("name", "bf16")  # the checkpoint's own format (fp8-block, mxfp4, ...)
+    lines.append(title(f"Inference, {fmt}, {ex['request']['max_model_len']:,}-token context, batch 1 (per GPU)"))
     lines.append(table([[k, size(v, u1)] for k, v in mem.items()], ["component", u1]))
 
     if r.get("training"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import add_model_arguments, positive_int, tokens
+from . import add_model_arguments, impossible, positive_int, tokens
 
 
 def _positive_float(text: str) -> float:
@@ -45,7 +45,7 @@ def add_arguments(p) -> None:
 def run(args) -> dict:
     from ..speed_api import plan_speed
 
-    return plan_speed(args.model, gpu=args.gpu, tensor_parallel_size=args.tensor_parallel_size,
+    r = plan_speed(args.model, gpu=args.gpu, tensor_parallel_size=args.tensor_parallel_size,
                       pipeline_parallel_size=args.pipeline_parallel_size, quantization=args.quantization,
                       dtype=args.dtype, kv_cache_dtype=args.kv_cache_dtype, max_model_len=args.max_model_len,
                       batch_size=args.batch_size, prompt_tokens=args.prompt_tokens,
@@ -53,6 +53,9 @@ def run(args) -> dict:
                       host_bandwidth_gbps=args.host_bandwidth_gbps, training_tokens=args.training_tokens,
                       method=args.method, gradient_checkpointing=args.gradient_checkpointing, seq_len=args.seq_len,
                       global_batch_tokens=args.global_batch_tokens)
+    if r.get("warning"):  # the configuration cannot hold the workload: the speeds are a what-if
+        impossible(r, r["warning"])
+    return r
 
 
 def _band(b: dict, fmt: str = ",.1f", unit: str = "") -> str:

@@ -4,7 +4,7 @@ must have, the model states after a step, host RAM for offload, and the smallest
 from __future__ import annotations
 
 from ..core.peft_methods import METHODS as PEFT_METHODS
-from . import add_model_arguments, positive_int, tokens
+from . import add_model_arguments, impossible, positive_int, tokens
 
 
 def add_arguments(p) -> None:
@@ -63,6 +63,10 @@ def run(args) -> dict:
         from ..charts import write_training_plot
 
         result["plot"] = write_training_plot(result, args.plot, "GB" if args.gb else "GiB")
+    cap = result.get("capacity")
+    if cap and not cap.get("fits", True):
+        advice = (result.get("fit_advice") or {}).get("text") or "does not fit"
+        impossible(result, f"{result['request'].get('gpu')}: {advice}")
     return result
 
 

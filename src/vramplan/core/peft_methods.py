@@ -223,6 +223,9 @@ def resolve_options(method: str, options) -> dict[str, object]:
     return out
 
 
+MAX_INT_OPTION = (1 << 31) - 1  # a rank, a count of frequencies or tokens beyond this is not a plan
+
+
 def _typed(key: str, value, default, method: str):
     from ..errors import InvalidRequest
 
@@ -242,7 +245,7 @@ def _typed(key: str, value, default, method: str):
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
             v = int(value)
-            if v < (-1 if key == "decompose_factor" else 0):
+            if v < (-1 if key == "decompose_factor" else 0) or v > MAX_INT_OPTION:
                 raise ValueError
             return v
         if isinstance(default, float):
@@ -261,7 +264,8 @@ def _typed(key: str, value, default, method: str):
             raise ValueError
         return v
     except (TypeError, ValueError):
-        what = {bool: "true or false", int: "a whole number", float: "a fraction between 0 and 1"}.get(
+        what = {bool: "true or false", int: f"a whole number up to {MAX_INT_OPTION:,}",
+                float: "a fraction between 0 and 1"}.get(
             type(default), "one of " + ", ".join(CHOICES.get(key, ("dbN", "symN"))))
         raise InvalidRequest(f"{method} option {key} must be {what}, got {value!r}", field="peft_options") from None
 
@@ -269,7 +273,7 @@ def _typed(key: str, value, default, method: str):
 def _wavelet_reduction(family: str) -> int | None:
     """Rows/columns lost at reconstruction, per PEFT waveft/constants.py WAVELET_REDUCTIONS: 2(N - 1) for dbN, symN."""
     for prefix in ("db", "sym"):
-        if family.startswith(prefix) and family[len(prefix):].isdigit() and int(family[len(prefix):]) >= 1:
+        if family.startswith(prefix) and family[len(prefix):].isdecimal() and int(family[len(prefix):]) >= 1:
             return 2 * (int(family[len(prefix):]) - 1)
     return None
 

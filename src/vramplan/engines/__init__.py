@@ -107,8 +107,12 @@ def plan_with_engine(engine: str, **kw) -> dict:
                                    "max_num_seqs"}
     # options that belong to another engine are ignored rather than refused (one CLI serves all engines),
     # except where they would silently change nothing the user asked for
+    ignored = [k for k, v in kw.items() if k not in allowed and v is not None]
     kw = {k: v for k, v in kw.items() if k in allowed and v is not None}
-    return module.plan(**kw)
+    result = module.plan(**kw)
+    if ignored:  # visible in the explanation, so a setting that changed nothing is not mistaken for applied
+        result.setdefault("explain", []).append(f"ignored by {info.name}: {', '.join(ignored)}")
+    return result
 
 
 __all__ = ["ENGINES", "EngineInfo", "plan_with_engine", "resolve_engine"]

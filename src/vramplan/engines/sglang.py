@@ -26,6 +26,20 @@ CONTEXT_BYTES_TP1 = int(0.51 * GiB)  # CUDA context before the pool is sized (as
 CONTEXT_BYTES_TP = int(1.5 * GiB)  # with NCCL communicators (TP > 1)
 
 
+def check_version(text) -> str:
+    """The release whose rules apply: the one modelled (0.4.0) for it or any later version; older is unknown."""
+    import re
+
+    from ..errors import UnknownName
+
+    if text in (None, "", "latest"):
+        return DEFAULT_VERSION
+    m = re.match(r"^\s*v?(\d+)\.(\d+)", str(text))
+    if not m or (int(m.group(1)), int(m.group(2))) < (0, 4):
+        raise UnknownName("SGLang version", str(text), list(VERSIONS))
+    return str(text).strip()
+
+
 def default_mem_fraction_static(tp: int) -> float:
     """server_args.py default by tensor-parallel size (2024-25 releases)."""
     if tp >= 16:
@@ -58,6 +72,7 @@ def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", t
          engine_version=None, gpu_memory_utilization=None, max_num_batched_tokens=None, max_num_seqs=None,
          **options) -> dict:
     spec = lm.spec
+    engine_version = check_version(engine_version)
     total = options.get("gpu_memory_bytes") or (gpu.memory_total_bytes if gpu is not None else None)
     assumed = total is None
     total = int(total or DEFAULT_GPU_TOTAL_BYTES)

@@ -171,6 +171,7 @@ def run_command(name: str, fields: dict, model_obj=None, fallback: Callable[[], 
     result = module.run(ns)
     if isinstance(result, dict):
         result.pop("_exit", None)
+        result.pop("_error", None)  # the CLI's one line for an impossible plan; the web shows the plan itself
     return result
 
 
