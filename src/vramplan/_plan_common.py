@@ -11,7 +11,7 @@ from .core import fit as F
 from .core import throughput as T
 from .core.hardware import GPU
 from .core.memory import (CUDA_CONTEXT_BYTES, PREFILL_CHUNK_TOKENS, kv_bits, kv_cache, prefill_activation_bytes,
-                          weights_per_gpu_bytes)
+                          tensor_parallel_ok, weights_per_gpu_bytes)
 from .core.model import count_params
 from .core.precision import WeightBytes, per_layer_bytes
 from .errors import InvalidRequest
@@ -106,17 +106,8 @@ def compute_dtype(fmt) -> str:
 
 
 def _valid_tp(spec):
-    """vLLM's rule: TP divides the attention heads, and KV heads are split evenly or replicated evenly."""
-    def ok(tp: int) -> bool:
-        if tp == 1:
-            return True
-        if spec.num_heads % tp:
-            return False
-        n_kv = spec.num_kv_heads or spec.num_heads
-        if spec.is_mla:
-            return True
-        return n_kv % tp == 0 or tp % n_kv == 0
-    return ok
+    """vLLM's rule for a tensor-parallel size, as a predicate over sizes (core.memory.tensor_parallel_ok)."""
+    return lambda tp: tensor_parallel_ok(spec, tp)
 
 
 # ----- the memory pieces --------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from .core.memory import CUDA_CONTEXT_BYTES, kv_bits, kv_cache, plan_inference_memory
+from .core.memory import CUDA_CONTEXT_BYTES, kv_bits, kv_cache, plan_inference_memory, tensor_parallel_ok
 from .core.model import ModelSpec, count_params
 from .core.precision import WeightBytes, WeightFormat, dense_format, weight_bytes
 from .core.records import record
@@ -162,12 +162,10 @@ def plan_inference(model, *, quantization: str | None = None, dtype: str = "auto
     tp = _positive(tensor_parallel_size, "tensor_parallel_size", 1024)
     pp = _positive(pipeline_parallel_size, "pipeline_parallel_size", 1024)
     batch = _positive(batch_size, "batch_size", 1 << 20)
-    from ._plan_common import _valid_tp  # the rule fit and launch apply (vLLM's): no plan for a layout it refuses
-
     if tp > 1 and set(spec.kinds) == {"mamba"}:
         raise InvalidRequest("tensor parallelism is not modelled for state-space (Mamba) models; use "
                              "tensor_parallel_size 1", field="tensor_parallel_size")
-    if not _valid_tp(spec)(tp):
+    if not tensor_parallel_ok(spec, tp):  # the rule fit and launch apply (vLLM's)
         raise InvalidRequest(f"tensor_parallel_size {tp} does not split {lm.name}'s {spec.num_heads} attention heads "
                              f"({spec.num_kv_heads} KV heads) evenly", field="tensor_parallel_size")
     if pp > spec.num_layers:

@@ -32,6 +32,17 @@ def kv_bits(kv_dtype: str) -> float:
         raise UnknownName("KV cache dtype", kv_dtype, suggest(kv_dtype, KV_DTYPE_BITS)) from None
 
 
+def tensor_parallel_ok(spec: ModelSpec, tp: int) -> bool:
+    """vLLM's rule for a tensor-parallel size: it divides the attention heads, and the KV heads are split evenly or
+    replicated evenly (MLA's latent is replicated whatever the size)."""
+    if tp == 1:
+        return True
+    if spec.num_heads % tp:
+        return False
+    n_kv = spec.num_kv_heads or spec.num_heads
+    return spec.is_mla or n_kv % tp == 0 or tp % n_kv == 0
+
+
 def kv_heads_per_rank(spec: ModelSpec, tp: int) -> int:
     """KV heads one tensor-parallel rank holds: split when divisible, one replicated head each otherwise (vLLM)."""
     return max(1, spec.num_kv_heads // tp)
