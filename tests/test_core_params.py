@@ -254,3 +254,19 @@ def test_checkpoint_quant_configs(qc, name, lo, hi):
     q = [(t, fmt.tensor_bytes(t)) for _, t in iter_tensors(spec) if fmt.quantizes(t)]
     bits = 8 * sum(b for _, b in q) / sum(t.numel for t, _ in q)
     assert lo <= bits <= hi
+
+
+def test_pipeline_stages_sum_real_layers():
+    """DeepSeek-V3's first 3 layers are dense: stage weights come from each layer's own bytes, not an average."""
+    from vramplan.core.memory import weights_per_gpu_bytes
+    from vramplan.core.precision import per_layer_bytes
+
+    spec = load_model("deepseek-v3").spec
+    fmt = get_format("bf16")
+    wb = model_weight_bytes(spec, fmt)
+    layers = per_layer_bytes(spec, fmt)
+    assert sum(layers) + wb.as_dict()["embedding"] + wb.as_dict()["lm_head"] + 7168 * 2 == wb.total_bytes
+    groups = wb.as_dict()
+    first = sum(layers[:30]) + groups["embedding"]  # 61 layers over 2 stages: [0, 30) and [30, 61)
+    last = sum(layers[30:]) + groups["lm_head"]
+    assert weights_per_gpu_bytes(spec, wb, tp=8, pp=2, layer_bytes=layers) == -(-max(first, last) // 8)

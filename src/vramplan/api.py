@@ -197,7 +197,12 @@ def plan_inference(model, *, quantization: str | None = None, dtype: str = "auto
                                   max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs,
                                   **engine_options)
     else:
-        mem = plan_inference_memory(spec, wb, ctx, batch, kv_cache_dtype, tp, pp)
+        layers = None
+        if pp > 1:
+            from .core.precision import per_layer_bytes
+
+            layers = per_layer_bytes(spec, fmt)
+        mem = plan_inference_memory(spec, wb, ctx, batch, kv_cache_dtype, tp, pp, layer_bytes=layers)
         result = {"memory": mem.as_dict(), "kv_bytes_per_token": mem.kv.bytes_per_token,
                   "kv_by_layer_kind": dict(mem.kv.by_kind)}
         if gpu_obj is not None:

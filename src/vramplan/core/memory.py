@@ -114,10 +114,13 @@ def kv_bytes_per_token(spec: ModelSpec, kv_dtype: str = "auto", tp: int = 1) -> 
     return ceil(elems * bits / 8)
 
 
-def weights_per_gpu_bytes(spec: ModelSpec, wb: WeightBytes, tp: int = 1, pp: int = 1) -> int:
+def weights_per_gpu_bytes(spec: ModelSpec, wb: WeightBytes, tp: int = 1, pp: int = 1,
+                          layer_bytes: list[int] | None = None) -> int:
     """Weight bytes on the busiest GPU. Tensor parallelism splits every matrix (embedding and lm_head included,
-    vocab-parallel) and replicates 1-D tensors; pipeline parallelism gives each stage ceil(L/pp) layers, the first
-    stage the embedding and the last the head."""
+    vocab-parallel) and replicates 1-D tensors; pipeline parallelism gives stage i the contiguous layers
+    [i*L//pp, (i+1)*L//pp), the first stage the embedding and the last the head. With ``layer_bytes`` (each layer's
+    weight bytes, precision.per_layer_bytes) the stages are summed exactly, so models whose layers differ (dense
+    first layers before MoE ones) are right; without it every layer is taken as the average."""
     if tp == 1 and pp == 1:
         return wb.total_bytes
     total = wb.total_bytes
@@ -135,6 +138,12 @@ def weights_per_gpu_bytes(spec: ModelSpec, wb: WeightBytes, tp: int = 1, pp: int
         return per_tp
     groups = wb.as_dict()
     outer = groups.get("embedding", 0) + groups.get("lm_head", 0)
+    if layer_bytes is not None and len(layer_bytes) == spec.num_layers:
+        n = spec.num_layers
+        stages = [sum(layer_bytes[i * n // pp:(i + 1) * n // pp]) for i in range(pp)]
+        stages[0] += groups.get("embedding", 0)
+        stages[-1] += groups.get("lm_head", 0)
+        return max(ceil(b / tp) for b in stages)
     layer_part = per_tp - ceil(outer / tp)
     stage = ceil(layer_part * _stage_layers(spec.num_layers, pp) / spec.num_layers)
     return stage + ceil(max(groups.get("embedding", 0), groups.get("lm_head", 0)) / tp)
@@ -191,9 +200,10 @@ class InferenceMemory:
 
 
 def plan_inference_memory(spec: ModelSpec, wb: WeightBytes, context: int, batch: int = 1, kv_dtype: str = "auto",
-                          tp: int = 1, pp: int = 1, runtime_bytes: int = CUDA_CONTEXT_BYTES) -> InferenceMemory:
+                          tp: int = 1, pp: int = 1, runtime_bytes: int = CUDA_CONTEXT_BYTES,
+                          layer_bytes: list[int] | None = None) -> InferenceMemory:
     """Plain accounting for ``batch`` sequences of ``context`` tokens (prompt + generated)."""
-    weights = weights_per_gpu_bytes(spec, wb, tp, pp)
+    weights = weights_per_gpu_bytes(spec, wb, tp, pp, layer_bytes)
     kv = kv_cache(spec, context, batch, kv_dtype, tp, pp)
     act = chunked_prefill_activation_bytes(spec, context, batch, tp)
     comps = (("weights", weights), ("kv_cache", kv.total_bytes), ("activations", act), ("runtime", runtime_bytes))
