@@ -441,3 +441,18 @@ def test_training_fit_uses_the_training_options(client):
     train = client.get("/api/train", params={"model": "llama-3.2-1b", "method": "lora", "seq_len": "8k"}).json()
     one = [row for row in fit.json()["by_gpu"] if row.get("count") == 1]
     assert one and all(row["memory_per_gpu"] == train["memory"]["total"] for row in one)
+
+
+def test_train_peft_options_equal_cli(client):
+    """PEFT method options reach `vramplan train` through the API (POST body and repeated GET parameters)."""
+    body = {"model": "llama-3.2-1b", "method": "vera", "peft_option": ["r=256"], "seq_len": 1024}
+    cli = cli_json("train", "llama-3.2-1b", "--method", "vera", "--peft-option", "r=256", "--seq-len", "1024")[1]
+    post = client.post("/api/train", json=body)
+    assert post.status_code == 200, post.text
+    assert post.json() == cli
+    get = client.get("/api/train", params={"model": "llama-3.2-1b", "method": "vera", "peft_option": "r=256",
+                                           "seq_len": "1024"})
+    assert get.status_code == 200, get.text
+    assert get.json() == cli
+    bad = client.post("/api/train", json={**body, "peft_option": ["r=; rm -rf"]})
+    assert bad.status_code in (400, 422) and "peft_option" in bad.text

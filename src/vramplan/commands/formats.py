@@ -29,7 +29,9 @@ def run(args) -> dict:
             wb = model_weight_bytes(lm.spec, fmt)
             row.update(bytes=wb.total_bytes, bits_per_weight=round(wb.bits_per_weight, 4))
         rows.append(row)
-    return {"model": lm.name if lm else None, "formats": rows}
+    from ..api import model_summary
+
+    return {"model": model_summary(lm) if lm else None, "formats": rows}
 
 
 def render(r: dict, args) -> str:

@@ -111,6 +111,9 @@ class TrainRequest(_Request):
     loop: _Short | None = Field(None, description="training loop: trainer | ...")
     padding_mask: bool | None = None
     quantization: _Short | None = Field(None, description="base weights format (QLoRA: bnb-nf4)")
+    peft_option: list[Annotated[str, Field(max_length=80, pattern=r"^[A-Za-z_][A-Za-z0-9_]*=[^\s=]{1,60}$")]] | None = \
+        Field(None, max_length=16, description="the method's PEFT config fields as FIELD=VALUE, e.g. r=256 (vera)")
+    modules_to_save: _Short | None = Field(None, description="embed_tokens and/or lm_head trained as full copies")
     gpu: _Short | None = None
 
     @field_validator("seq_len")
