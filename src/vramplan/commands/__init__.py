@@ -16,28 +16,28 @@ def impossible(result: dict, message: str) -> dict:
     return result
 
 
-def positive_int(text: str) -> int:
-    import argparse
+def checked_number(name: str, convert, ok, expected: str, out_of_range: str):
+    """An argument type: ``convert`` the text (else "expected <expected>, got 'text'"), then require ``ok(value)``
+    (else "<out_of_range>, got value"). Both errors are argparse's ArgumentTypeError, printed as they are."""
 
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+    def parse(text: str):
+        import argparse
+
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{out_of_range}, got {value}")
+        return value
+
+    parse.__name__ = name
+    return parse
 
 
-def fraction(text: str) -> float:
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
-    return value
+positive_int = checked_number("positive_int", int, lambda v: v >= 1, "a whole number", "must be at least 1")
+fraction = checked_number("fraction", float, lambda v: 0.0 < v <= 1.0, "a number between 0 and 1",
+                          "must be in (0, 1]")
 
 
 def tokens(text: str) -> int:

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from . import add_model_arguments, impossible, positive_int, tokens
+from . import add_model_arguments, checked_number, impossible, positive_int, tokens
 
 
-def _headroom(text: str) -> float:
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction such as 0.05, got {text!r}") from None
-    if not 0.0 <= value <= 0.9:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 0.9, got {value}")
-    return value
+_headroom = checked_number("headroom", float, lambda v: 0.0 <= v <= 0.9, "a fraction such as 0.05",
+                           "must be between 0 and 0.9")
 
 
 def add_arguments(p) -> None:

@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 from ..errors import InvalidRequest, VramplanError
+from . import checked_number
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 LIMIT_CONCURRENCY = 512
 """Connections plus in-flight requests uvicorn serves at once; past it, new ones get a fast 503, not a queue."""
 
 
-def port_number(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 0-65535, got {value}")
-    return value
+port_number = checked_number("port_number", int, lambda v: 0 <= v <= 65535, "a port number", "a port is 0-65535")
 
 
 def add_arguments(p) -> None:

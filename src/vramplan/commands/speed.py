@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-from . import add_model_arguments, impossible, positive_int, tokens
+from . import add_model_arguments, checked_number, impossible, positive_int, tokens
 
 
-def _positive_float(text: str) -> float:
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
+_positive_float = checked_number("positive_float", float, lambda v: v > 0, "a number", "must be positive")
 
 
 def add_arguments(p) -> None:
