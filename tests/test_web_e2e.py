@@ -239,6 +239,30 @@ def test_training_mode(page, server):
     wait_total(page, gib(expected["memory"]["total"]))
 
 
+def test_training_peft_method_options_and_modules_to_save(page, server):
+    """The page offers every PEFT method the API models, passes FIELD=VALUE options and modules_to_save through,
+    and shows a bad option on its field."""
+    from vramplan.core.training_states import METHODS
+
+    open_page(page, server, "?model=llama-3.2-1b&mode=train&method=lora&seq_len=2k")
+    offered = page.eval_on_selector_all("#method option", "os => os.map(o => o.value)")
+    assert offered == list(METHODS)
+    page.select_option("#method", "vera")
+    page.fill("#peft_option", "r=256 target_modules=q_proj,v_proj")
+    page.select_option("#modules_to_save", "lm_head")
+    url = (f"{server}/api/train?model=llama-3.2-1b&method=vera&optimizer=adamw&precision=bf16-mixed&seq_len=2k"
+           "&batch_size=1&peft_option=r%3D256&peft_option=target_modules%3Dq_proj%2Cv_proj&modules_to_save=lm_head")
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        expected = json.loads(resp.read())
+    plain = api(server, "/api/train", model="llama-3.2-1b", method="vera", seq_len="2k")
+    assert expected["trainable_params"] > plain["trainable_params"]  # lm_head is trained in full too
+    wait_total(page, gib(expected["memory"]["total"]))
+    assert "peft_option=r%3D256" in page.url and "modules_to_save=lm_head" in page.url
+    page.fill("#peft_option", "bogus=3")
+    page.wait_for_selector("#peft_option[aria-invalid=true]")
+    assert "bogus" in page.inner_text("#error")
+
+
 def test_phone_layout_has_no_sideways_scroll(browser_context, server, tmp_path):
     pg = browser_context.new_page()
     pg.set_viewport_size({"width": 390, "height": 844})

@@ -551,11 +551,21 @@ def create_app() -> FastAPI:
 
     @app.get("/api/options", tags=["catalog"], summary="the choices each planning command accepts")
     def options():
+        import importlib.util
+
         from ..core.precision import KV_DTYPE_BITS
 
         out = {name: choices_of(name) for name in ("inference", "train", "fit", "speed")}
+        if importlib.util.find_spec("vramplan.core.training_states") is not None:
+            # the train command checks these names itself (its parser declares no choices); the page offers them
+            from ..core.training_activations import ATTENTION_IMPLS, LOSS_IMPLS
+            from ..core.training_states import LOOPS, METHODS, OPTIMIZERS, PRECISIONS
+
+            out["train"] = {"method": list(METHODS), "optimizer": list(OPTIMIZERS), "precision": list(PRECISIONS),
+                            "attention": list(ATTENTION_IMPLS), "loss": list(LOSS_IMPLS), "loop": list(LOOPS),
+                            "modules_to_save": ["embed_tokens", "lm_head", "embed_tokens,lm_head"],
+                            **out["train"]}
         out["kv_cache_dtypes"] = list(KV_DTYPE_BITS)
-        import importlib.util
 
         def present(command: str, module: str | None) -> bool:
             return _command(command) is not None or (

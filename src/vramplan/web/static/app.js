@@ -25,11 +25,11 @@
     quantization: "", max_model_len: "8k", batch_size: "1", kv_cache_dtype: "auto", engine: "",
     gpu: "", count: "1",
     method: "lora", optimizer: "adamw", precision: "bf16-mixed", lora_rank: "", seq_len: "4k", train_batch: "1",
-    zero: "", gradient_checkpointing: "", training_tokens: "100M",
+    zero: "", gradient_checkpointing: "", training_tokens: "100M", peft_option: "", modules_to_save: "",
   };
   const FORM_KEYS = ["quantization", "max_model_len", "batch_size", "kv_cache_dtype", "engine", "gpu", "count",
     "method", "optimizer", "precision", "lora_rank", "seq_len", "train_batch", "zero", "gradient_checkpointing",
-    "training_tokens"];
+    "training_tokens", "peft_option", "modules_to_save"];
   const state = { ...DEFAULTS };
 
   function readURL() {
@@ -110,7 +110,8 @@
   function query(params) {
     const q = new URLSearchParams();
     for (const [k, v] of Object.entries(params)) {
-      if (v !== "" && v !== null && v !== undefined && v !== false) q.set(k, v);
+      if (Array.isArray(v)) for (const item of v) q.append(k, item);
+      else if (v !== "" && v !== null && v !== undefined && v !== false) q.set(k, v);
     }
     return q.toString();
   }
@@ -326,6 +327,7 @@
     $("train-fields").hidden = state.mode !== "train";
     $("count-label").textContent = state.mode === "inference" ? "GPUs (tensor parallel)" : "GPUs (data parallel)";
     $("lora_rank").disabled = state.method === "full";
+    $("peft_option").disabled = $("modules_to_save").disabled = state.method === "full";
     $("sweep-title").textContent = state.mode === "inference" ? "Memory against context length" : "Memory against sequence length";
     showModelInfo();
   }
@@ -380,11 +382,17 @@
       lora_rank: state.method === "full" ? "" : state.lora_rank, seq_len: state.seq_len, batch_size: state.train_batch,
       zero: state.zero, gradient_checkpointing: state.gradient_checkpointing === "true" ? "true" : "",
       gpu: state.gpu, gpus: state.count === "1" ? "" : state.count,
+      peft_option: adapterMethod() ? peftOptions() : [], modules_to_save: adapterMethod() ? state.modules_to_save : "",
     };
   }
-  const FIELD_INPUT = { tensor_parallel_size: "count", gpus: "count", file: "upload", contexts: "max_model_len" };
+  // "r=256 target_modules=q_proj,v_proj" -> ["r=256", "target_modules=q_proj,v_proj"] (the API checks each one)
+  const peftOptions = () => state.peft_option.split(/[\s;]+/).filter(Boolean);
+  const adapterMethod = () => state.method !== "full";
+  const FIELD_INPUT = { tensor_parallel_size: "count", gpus: "count", file: "upload", contexts: "max_model_len",
+    peft_options: "peft_option" };
   function inputFor(field) {
     if (!field) return null;
+    field = String(field).split(".")[0];  // "peft_option.0": the first item of a list field
     if (field === "batch_size" && state.mode === "train") return $("train_batch");
     return $(FIELD_INPUT[field] || field);
   }
