@@ -201,7 +201,7 @@ def test_single_file_repo_reads_config_and_header_only(hub):
     ranges = [e["range"] for e in hub.log if e["file"] == "model.safetensors" and e["method"] == "GET"]
     assert ranges == [f"bytes=0-{FIRST_READ_BYTES - 1}"]
     # no file outside config / quantize_config / weights headers was asked for
-    assert {e["file"] for e in hub.log} <= {"config.json", "quantize_config.json", "model.safetensors.index.json",
+    assert {e["file"] for e in hub.log} <= {"config.json", "quantize_config.json", "hf_quant_config.json", "model.safetensors.index.json",
                                             "model.safetensors"}
 
 

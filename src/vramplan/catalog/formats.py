@@ -69,7 +69,79 @@ def get_format(name: str, base_bytes: int = 2) -> WeightFormat:
 
 
 def format_from_quant_config(qc: dict, base_bytes: int = 2) -> WeightFormat | None:
-    """The storage format a checkpoint's quantization_config describes (None if not quantized or unknown)."""
+    """The storage format a checkpoint's quantization_config describes (None if not quantized or unknown),
+    with the modules its ignore / exclude_modules list leaves unquantized."""
+    fmt = _format_from_quant_config(qc, base_bytes)
+    if fmt is None or not fmt.roles:
+        return fmt
+    skipped = qc.get("ignore") or qc.get("exclude_modules") or qc.get("modules_to_not_convert") or ()
+    if not isinstance(skipped, (list, tuple)):
+        return fmt
+    everywhere, in_layers = ignored_roles([str(x) for x in skipped], fmt.roles)
+    if not everywhere and not in_layers:
+        return fmt
+    return fmt._replace(keep_roles=fmt.keep_roles | everywhere,
+                        keep_layers=tuple(sorted((r, frozenset(ls)) for r, ls in in_layers.items()
+                                                 if r not in everywhere)))
+
+
+# Module names in ignore lists -> the tensor roles they hold (substring match on the name, most specific first).
+_ATTN_ROLES = ("attn_q", "attn_k", "attn_v", "attn_output", "attn_q_a", "attn_q_b", "attn_kv_a_mqa", "attn_kv_b")
+_NOT_LINEAR = ("shared_expert_gate", "mlp.gate.", "router")  # routers / gates: never quantized anyway
+_ATTN_MODULES = (("q_a_proj", ("attn_q_a",)), ("q_b_proj", ("attn_q_b",)), ("kv_a_proj", ("attn_kv_a_mqa",)),
+                 ("kv_b_proj", ("attn_kv_b",)), ("q_proj", ("attn_q",)), ("k_proj", ("attn_k",)),
+                 ("v_proj", ("attn_v",)), ("o_proj", ("attn_output",)), ("self_attn", _ATTN_ROLES),
+                 ("attention", _ATTN_ROLES))
+_FFN_SCOPES = (("shared_expert", "_shexp"), ("experts", "_exps"), ("", ""))
+_FFN_PROJ = (("gate_proj", ("ffn_gate",)), ("up_proj", ("ffn_up",)), ("down_proj", ("ffn_down",)))
+_SSM_ROLES = ("ssm_in", "ssm_out", "ssm_x", "ssm_dt")
+
+
+def _module_roles(name: str) -> tuple[str, ...]:
+    if any(k in name for k in _NOT_LINEAR):
+        return ()
+    for key, roles in _ATTN_MODULES:
+        if key in name:
+            return roles
+    if "mixer" in name:
+        return _SSM_ROLES
+    projs = [r for key, rs in _FFN_PROJ if key in name for r in rs] or ["ffn_gate", "ffn_up", "ffn_down"]
+    if not (any(key in name for key, _ in _FFN_PROJ) or "mlp" in name or "expert" in name):
+        return ()
+    for key, suffix in _FFN_SCOPES:
+        if key and key in name:
+            return tuple(p + suffix for p in projs)
+    if "mlp" in name and not any(key in name for key, _ in _FFN_PROJ):  # the whole block, experts included
+        return tuple(p + suf for p in projs for _, suf in _FFN_SCOPES)
+    return tuple(projs)
+
+
+def ignored_roles(patterns: list[str], quantized: frozenset[str]) -> tuple[frozenset[str], dict[str, set[int]]]:
+    """Roles an ignore list keeps in base precision: (in every layer, {role: layers}) for names such as
+    ``lm_head``, ``model.layers.3.self_attn*``, ``re:.*mlp.gate$`` or ``*.shared_experts.*``. Names outside the
+    decoder layers (lm_head, embeddings, vision towers) are already left alone by every format."""
+    import re
+
+    everywhere: set[str] = set()
+    in_layers: dict[str, set[int]] = {}
+    for raw in patterns:
+        name = raw[3:] if raw.startswith("re:") else raw
+        name = name.replace("\\", "").replace("$", "").replace("*", "").replace(".+", ".") + "."
+        if "vision" in name or "visual" in name or "mm_projector" in name or "multi_modal" in name:
+            continue
+        roles = tuple(r for r in _module_roles(name) if r in quantized)
+        if not roles:
+            continue
+        m = re.search(r"layers\.(\d+)\.", name)
+        for r in roles:
+            if m is None:
+                everywhere.add(r)
+            else:
+                in_layers.setdefault(r, set()).add(int(m.group(1)))
+    return frozenset(everywhere), in_layers
+
+
+def _format_from_quant_config(qc: dict, base_bytes: int = 2) -> WeightFormat | None:
     from ..core.precision import WeightFormat as WF
 
     method = str(qc.get("quant_method", "")).lower()
@@ -106,9 +178,32 @@ def format_from_quant_config(qc: dict, base_bytes: int = 2) -> WeightFormat | No
         return _compressed_tensors(qc, base_bytes)
     if method in ("fbgemm_fp8",):
         return get_format("fp8-channel", base_bytes)
-    if method in ("modelopt",) and "fp4" in str(qc.get("quant_algo", "")).lower():
-        return get_format("nvfp4", base_bytes)
+    if method == "modelopt":
+        return _modelopt(qc, base_bytes)
     return None
+
+
+def _modelopt(qc: dict, base_bytes: int) -> WeightFormat | None:
+    """NVIDIA TensorRT Model Optimizer checkpoints (hf_quant_config.json, or quant_method "modelopt" in config.json):
+    quant_algo FP8 stores E4M3 weights with one fp32 weight scale (+ one input scale) per linear; NVFP4 stores
+    4-bit E2M1 values with one E4M3 scale per 16 values and fp32 global scales (vLLM modelopt.py)."""
+    algo = str(qc.get("quant_algo", "")).upper()
+    if algo in ("FP8",):
+        return get_format("fp8", base_bytes)._replace(tensor_bits=64, name="modelopt-fp8",
+                                                       label="FP8 E4M3, per-tensor weight + input scales (ModelOpt)")
+    if algo in ("FP8_PER_CHANNEL_PER_TOKEN",):
+        return get_format("fp8-channel", base_bytes)._replace(name="modelopt-fp8-channel")
+    if algo in ("FP8_PB_WO", "FP8_BLOCK"):
+        return _build("fp8-block", _table()["fp8-block"], base_bytes=base_bytes)
+    if "FP4" in algo:
+        return get_format("nvfp4", base_bytes)._replace(tensor_bits=64, name="modelopt-nvfp4",
+                                                         label="NVFP4 (ModelOpt): E4M3 scale per 16 values, fp32 "
+                                                               "global weight + input scales")
+    if "AWQ" in algo and ("W4" in algo or "INT4" in algo):
+        group = int(qc.get("group_size") or 128)
+        return get_format("awq", base_bytes)._replace(group_size=group, name=f"modelopt-int4-awq-g{group}")
+    return None
+
 
 
 def _compressed_tensors(qc: dict, base_bytes: int) -> WeightFormat | None:

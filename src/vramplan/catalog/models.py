@@ -29,7 +29,7 @@ INDEX_PATH = os.path.join(CATALOG_DIR, "index.json")
 PROVENANCES = ("verbatim", "verbatim-whitespace-edited", "built-from-published-facts")
 
 #: file names an entry directory may hold besides config.json
-EXTRA_FILES = ("quantize_config.json", "model.safetensors.index.json")
+EXTRA_FILES = ("quantize_config.json", "model.safetensors.index.json", "hf_quant_config.json")
 
 _FIELDS = ("key", "hf_id", "path", "aliases", "provenance", "source", "family", "notes")
 

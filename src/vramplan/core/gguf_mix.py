@@ -149,6 +149,12 @@ class GGUFMixFormat:
     def tensor_bytes(self, t: Tensor) -> int:  # layer-independent upper view; exact bytes use gguf_weight_bytes
         return ggml_nbytes(GGUF_MIXES[self.name], t.numel)
 
+    def tensor_bytes_at(self, t: Tensor, layer: int) -> int:
+        return self.tensor_bytes(t)
+
+    def layers_bytes(self, t: Tensor, layers: tuple[int, ...]) -> tuple[int, int]:
+        return len(layers) * self.tensor_bytes(t), 0 if self.quantizes(t) else len(layers) * t.numel
+
 
 def gguf_format(mix: str) -> GGUFMixFormat:
     return GGUFMixFormat(name=mix, label=f"GGUF {mix} (llama.cpp mix)")

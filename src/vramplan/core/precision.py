@@ -38,6 +38,8 @@ class WeightFormat:
     keep_roles: frozenset[str] = frozenset()  # roles explicitly left in base precision
     label: str = ""
     source: str = ""
+    # roles left in base precision in some layers only (a checkpoint's ignore / exclude_modules list): (role, layers)
+    keep_layers: tuple[tuple[str, frozenset[int]], ...] = ()
 
     @property
     def is_quantized(self) -> bool:
@@ -45,6 +47,26 @@ class WeightFormat:
 
     def quantizes(self, t: Tensor) -> bool:
         return t.role in self.roles and t.role not in self.keep_roles and len(t.shape) >= 2
+
+    def kept_layers(self, role: str) -> frozenset[int]:
+        """The layers in which tensors of ``role`` stay in base precision although the role is quantized."""
+        for r, layers in self.keep_layers:
+            if r == role:
+                return layers
+        return frozenset()
+
+    def tensor_bytes_at(self, t: Tensor, layer: int) -> int:
+        """Bytes of tensor ``t`` in decoder layer ``layer`` (-1: outside the layers)."""
+        if self.keep_layers and layer in self.kept_layers(t.role):
+            return t.numel * self.base_bytes
+        return self.tensor_bytes(t)
+
+    def layers_bytes(self, t: Tensor, layers: tuple[int, ...]) -> tuple[int, int]:
+        """(bytes, values left in base precision) of tensor ``t`` repeated in ``layers``."""
+        kept = len(self.kept_layers(t.role).intersection(layers)) if self.keep_layers else 0
+        if not self.quantizes(t):
+            return len(layers) * t.numel * self.base_bytes, len(layers) * t.numel
+        return (len(layers) - kept) * self.tensor_bytes(t) + kept * t.numel * self.base_bytes, kept * t.numel
 
     def tensor_bytes(self, t: Tensor) -> int:
         """Bytes one tensor occupies in this format."""
@@ -101,11 +123,10 @@ def weight_bytes(spec: ModelSpec, fmt: WeightFormat) -> WeightBytes:
     for g in layer_groups(spec):
         n = len(g.layers)
         for t in g.tensors:
-            groups[t.group] = groups.get(t.group, 0) + n * fmt.tensor_bytes(t)
-            if fmt.quantizes(t):
-                q += n * t.numel
-            else:
-                kept += n * t.numel
+            nbytes, base = fmt.layers_bytes(t, g.layers)
+            groups[t.group] = groups.get(t.group, 0) + nbytes
+            q += n * t.numel - base
+            kept += base
     for t in global_tensors(spec):
         groups[t.group] = groups.get(t.group, 0) + fmt.tensor_bytes(t)
         kept += t.numel
@@ -118,7 +139,7 @@ def expert_weight_bytes(spec: ModelSpec, fmt: WeightFormat) -> int:
     for g in layer_groups(spec):
         for t in g.tensors:
             if t.role in EXPERT_ROLES or (t.group == "experts"):
-                total += len(g.layers) * fmt.tensor_bytes(t)
+                total += fmt.layers_bytes(t, g.layers)[0]
     return total
 
 
@@ -127,7 +148,7 @@ def per_layer_bytes(spec: ModelSpec, fmt: WeightFormat) -> list[int]:
     out = [0] * spec.num_layers
     for i, t in iter_tensors(spec):
         if i >= 0:
-            out[i] += fmt.tensor_bytes(t)
+            out[i] += fmt.tensor_bytes_at(t, i)
     return out
 
 

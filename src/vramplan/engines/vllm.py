@@ -204,16 +204,15 @@ def stage_weights(spec: ModelSpec, wb: WeightBytes, fmt, tp: int, pp: int, act_b
     per_layer = [0] * spec.num_layers
     mla_absorb = [0] * spec.num_layers
     for g in layer_groups(spec):
-        one = 0
-        for t in g.tensors:
-            b = _tensor_bytes(fmt, t)
-            if t.group == "experts" and t.role != "bias":
-                b = int(b * expert_factor)
-            one += b if len(t.shape) == 1 else _split(b, tp)
-            if t.role == "attn_kv_b":
-                for i in g.layers:
-                    mla_absorb[i] = _split(t.numel * act_bytes, tp)
         for i in g.layers:
+            one = 0
+            for t in g.tensors:
+                b = fmt.tensor_bytes_at(t, i)
+                if t.group == "experts" and t.role != "bias":
+                    b = int(b * expert_factor)
+                one += b if len(t.shape) == 1 else _split(b, tp)
+                if t.role == "attn_kv_b":
+                    mla_absorb[i] = _split(t.numel * act_bytes, tp)
             per_layer[i] = one
     embed = head = other = 0
     base = getattr(fmt, "base_bytes", 2)
@@ -255,7 +254,7 @@ def stage_weights(spec: ModelSpec, wb: WeightBytes, fmt, tp: int, pp: int, act_b
 def _full_bytes(spec: ModelSpec, fmt) -> int:
     total = 0
     for g in layer_groups(spec):
-        total += len(g.layers) * sum(fmt.tensor_bytes(t) for t in g.tensors)
+        total += sum(fmt.layers_bytes(t, g.layers)[0] for t in g.tensors)
     total += sum(fmt.tensor_bytes(t) for t in global_tensors(spec))
     return total
 

@@ -3,6 +3,10 @@
 Checked before ``json.loads``: the byte size, strict UTF-8, the nesting depth and the number of values (so a small
 file cannot expand into a deep or huge structure). ``json.loads`` itself is then called with a hook that refuses
 duplicate keys (a second "dtype" must not silently win). Every failure is a :class:`SourceError` naming the file.
+
+``Infinity``/``NaN`` are refused unless ``constants=True``: model configs may carry them (transformers writes configs
+with Python's ``json``, which emits ``Infinity``; NVIDIA's Nemotron-H configs have ``"time_step_limit": [0.0,
+Infinity]``), and the typed getters refuse a non-finite value wherever a count is expected.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ def check_structure(text: str, *, name: str, max_depth: int, max_values: int) ->
 
 
 def loads_guarded(data: bytes, *, name: str, max_bytes: int = CONFIG_MAX_BYTES, max_depth: int = DEFAULT_MAX_DEPTH,
-                  max_values: int = DEFAULT_MAX_VALUES, what: str = "JSON") -> object:
+                  max_values: int = DEFAULT_MAX_VALUES, what: str = "JSON", constants: bool = False) -> object:
     """Parse untrusted JSON bytes under caps; raise :class:`SourceError` (naming ``name``) on anything wrong."""
     if len(data) > max_bytes:
         raise SourceError(f"{what} is {len(data):,} bytes, more than the {max_bytes:,}-byte limit", name)
@@ -62,7 +66,8 @@ def loads_guarded(data: bytes, *, name: str, max_bytes: int = CONFIG_MAX_BYTES, 
         text = text[1:]
     check_structure(text, name=name, max_depth=max_depth, max_values=max_values)
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+        return json.loads(text, object_pairs_hook=_no_duplicates,
+                          parse_constant=float if constants else _reject_constant)
     except RecursionError:
         raise SourceError(f"{what} is nested too deeply", name) from None
     except ValueError as exc:
@@ -70,9 +75,9 @@ def loads_guarded(data: bytes, *, name: str, max_bytes: int = CONFIG_MAX_BYTES, 
 
 
 def load_json_object(data: bytes, *, name: str, max_bytes: int = CONFIG_MAX_BYTES,
-                     what: str = "JSON") -> dict:
+                     what: str = "JSON", constants: bool = False) -> dict:
     """Like :func:`loads_guarded`, and the top level must be an object."""
-    value = loads_guarded(data, name=name, max_bytes=max_bytes, what=what)
+    value = loads_guarded(data, name=name, max_bytes=max_bytes, what=what, constants=constants)
     if not isinstance(value, dict):
         raise SourceError(f"{what} must be a JSON object at the top level, got {_json_kind(value)}", name)
     return value

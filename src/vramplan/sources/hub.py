@@ -28,7 +28,7 @@ from pathlib import Path
 from ..errors import SourceError
 from ._safejson import CONFIG_MAX_BYTES
 from .gguf import GGUFFile, gguf_census, gguf_to_config, parse_gguf, read_gguf_split, split_count, split_names
-from .local import _bits, _remote_code_notes, load_json_file
+from .local import _bits, _remote_code_notes, load_json_file, sidecar_quant_config
 from .safetensors import (INDEX_FILE, MAX_INDEX_BYTES, SINGLE_FILE, Census, SafetensorsHeader, census,
                           check_index_matches, header_length, parse_safetensors_header, read_index,
                           read_safetensors)
@@ -355,11 +355,12 @@ def _from_hub(repo_id: str, revision: str | None, s: HubSettings, want_headers: 
     cfg = _download_json(hf, s, repo_id, "config.json", revision, meta, CONFIG_MAX_BYTES, "config")
     pinned = commit or revision  # later files from the same commit as config.json
     notes = _remote_code_notes(cfg)
-    qmeta = _exists(hf, s, repo_id, "quantize_config.json", pinned)
-    qcfg = None
-    if qmeta is not None:
-        qcfg = _download_json(hf, s, repo_id, "quantize_config.json", pinned, qmeta, CONFIG_MAX_BYTES,
-                              "quantize_config")
+    def side(name: str) -> dict | None:
+        m = _exists(hf, s, repo_id, name, pinned)
+        return None if m is None else _download_json(hf, s, repo_id, name, pinned, m, CONFIG_MAX_BYTES,
+                                                      name.removesuffix(".json"))
+
+    qcfg = sidecar_quant_config(Path("."), side)
     hdrs: tuple[SafetensorsHeader, ...] = ()
     cen = None
     if want_headers:
@@ -424,8 +425,11 @@ def _from_cache(repo_id: str, revision: str | None, s: HubSettings, why: str, wa
                        f"Hugging Face cache ({s.cache_dir})", repo_id)
     cfg = load_json_file(cfg_path)
     commit = Path(cfg_path).parent.name
-    q_path = cached("quantize_config.json")
-    qcfg = load_json_file(q_path, what="quantize_config") if q_path else None
+    def side(name: str) -> dict | None:
+        path = cached(name)
+        return load_json_file(path, what=name.removesuffix(".json")) if path else None
+
+    qcfg = sidecar_quant_config(Path("."), side)
     notes = [f"{why}: read {repo_id} from the Hugging Face cache"] + _remote_code_notes(cfg)
     hdrs: tuple[SafetensorsHeader, ...] = ()
     cen = None

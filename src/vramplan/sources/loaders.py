@@ -26,7 +26,7 @@ def _read_json(path, what: str) -> dict:
         if isinstance(exc, SourceError):
             raise
         raise SourceError(exc.strerror or str(exc), str(path)) from None
-    return load_json_object(data, name=str(path), what=what)
+    return load_json_object(data, name=str(path), what=what, constants=True)
 
 
 def _parse(cfg: dict, name: str, where: str, quantize_config: dict | None = None):
@@ -81,11 +81,16 @@ def load_catalog(entry):
 
     cfg = catalog.load_catalog_config(entry)
     qc = None
-    qpath = catalog.entry_file(entry, "quantize_config.json")
-    if qpath:
+    if catalog.entry_file(entry, "quantize_config.json") or catalog.entry_file(entry, "hf_quant_config.json"):
         from pathlib import Path
 
-        qc = _read_json(Path(qpath), "quantize_config.json")
+        from .local import sidecar_quant_config
+
+        def read(name: str) -> dict | None:
+            path = catalog.entry_file(entry, name)
+            return _read_json(Path(path), name) if path else None
+
+        qc = sidecar_quant_config(Path("."), read)
     spec = _parse(cfg, entry.key, f"catalog entry {entry.key}", qc)
     return _lm(spec=spec, name=entry.key, source="catalog", hf_id=entry.hf_id,
                provenance=f"embedded catalog ({entry.provenance}; {entry.source})")

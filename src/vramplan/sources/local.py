@@ -20,6 +20,7 @@ from .safetensors import Census, SafetensorsHeader, census, read_safetensors_dir
 
 CONFIG_FILE = "config.json"
 QUANTIZE_CONFIG_FILE = "quantize_config.json"
+HF_QUANT_CONFIG_FILE = "hf_quant_config.json"  # NVIDIA ModelOpt checkpoints (FP8, NVFP4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +58,7 @@ def load_json_file(path: str | os.PathLike, *, what: str = "config", max_bytes: 
         raise
     except OSError as exc:
         raise SourceError(f"cannot read: {exc.strerror or exc}", name) from None
-    return load_json_object(data, name=name, max_bytes=max_bytes, what=what)
+    return load_json_object(data, name=name, max_bytes=max_bytes, what=what, constants=True)
 
 
 def _checked(p: Path) -> Path:
@@ -93,9 +94,8 @@ def read_model_dir(path: str | os.PathLike) -> LocalArtefacts:
     if low.endswith(".json"):
         cfg = load_json_file(p)
         qcfg = None
-        q = p.parent / QUANTIZE_CONFIG_FILE
-        if p.name == CONFIG_FILE and q.is_file():
-            qcfg = load_json_file(q, what="quantize_config")
+        if p.name == CONFIG_FILE:
+            qcfg = sidecar_quant_config(p.parent)
         return LocalArtefacts(str(p), "config", cfg, qcfg, notes=tuple(_remote_code_notes(cfg)))
     raise SourceError("not a model file: expected a folder, config.json, .safetensors or .gguf", str(p))
 
@@ -128,9 +128,34 @@ def _optional_configs(folder: Path) -> tuple[dict | None, dict | None, list[str]
     if (folder / CONFIG_FILE).exists() or os.path.islink(folder / CONFIG_FILE):
         cfg = load_json_file(folder / CONFIG_FILE)
         notes += _remote_code_notes(cfg)
-    if (folder / QUANTIZE_CONFIG_FILE).exists() or os.path.islink(folder / QUANTIZE_CONFIG_FILE):
-        qcfg = load_json_file(folder / QUANTIZE_CONFIG_FILE, what="quantize_config")
+    qcfg = sidecar_quant_config(folder)
     return cfg, qcfg, notes
+
+
+def sidecar_quant_config(folder: Path, read=None) -> dict | None:
+    """A quantization config kept beside config.json: quantize_config.json (old GPTQ/AWQ repos) or ModelOpt's
+    hf_quant_config.json (turned into the quantization_config vLLM derives from it). ``read(name)`` returns a
+    file's JSON object or None (default: from ``folder``)."""
+    if read is None:
+        def read(name: str) -> dict | None:
+            f = folder / name
+            return load_json_file(f, what=name.removesuffix(".json")) if f.exists() or os.path.islink(f) else None
+    q = read(QUANTIZE_CONFIG_FILE)
+    if q is not None:
+        return q
+    hq = read(HF_QUANT_CONFIG_FILE)
+    return modelopt_quantization_config(hq) if hq is not None else None
+
+
+def modelopt_quantization_config(hf_quant: dict) -> dict | None:
+    """hf_quant_config.json (``{"producer": {"name": "modelopt"}, "quantization": {"quant_algo": "NVFP4", ...}}``)
+    -> ``{"quant_method": "modelopt", "quant_algo": ..., "exclude_modules": [...], ...}``."""
+    q = hf_quant.get("quantization")
+    if not isinstance(q, dict):
+        raise SourceError("expected a 'quantization' object", HF_QUANT_CONFIG_FILE)
+    out = {k: v for k, v in q.items() if isinstance(k, str)}
+    out["quant_method"] = "modelopt"
+    return out
 
 
 def _read_gguf(p: Path) -> LocalArtefacts:

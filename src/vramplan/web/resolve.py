@@ -122,7 +122,7 @@ class Models:
             raise InvalidRequest("the upload is empty; send the text of a config.json", field="file")
         try:
             cfg = load_json_object(data, name="uploaded config.json", max_bytes=UPLOAD_MAX_BYTES,
-                                   what="config.json")
+                                   what="config.json", constants=True)
         except SourceError as exc:
             raise InvalidRequest(str(exc), field="file") from None
         digest = hashlib.sha256(data).hexdigest()[:16]
