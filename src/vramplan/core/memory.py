@@ -84,11 +84,14 @@ def kv_cache(spec: ModelSpec, context: int, batch: int = 1, kv_dtype: str = "aut
     per_token_elems = state = 0
     for kind, n in counts.items():
         if kind == MAMBA:
-            # conv + ssm state per sequence, kept in the model dtype (16-bit) regardless of the KV dtype
-            state += n * (spec.ssm_state_elements() // tp) * 2
+            # conv + ssm state per sequence: conv at 16 bits, the recurrent state at the config's SSM cache dtype
+            # (16-bit unless it asks for fp32), whatever the KV dtype
+            state += n * spec.ssm_state_bytes_per_seq(tp)
             per_kind[kind] = state * batch
             continue
         e = kv_elements_per_token_rank(spec, kind, tp)
+        if not e:  # blocks with no token mixer (Nemotron-H MLP / MoE blocks) cache nothing
+            continue
         tokens = min(context, spec.sliding_window) if kind == SLIDING and spec.sliding_window else context
         per_kind[kind] = ceil(n * e * tokens * batch * bits / 8)
         per_token_elems += n * e

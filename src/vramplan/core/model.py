@@ -22,14 +22,19 @@ from .records import record
 FULL = "full"  # global attention: KV grows with context
 SLIDING = "sliding"  # windowed attention: KV capped at the window
 MLA = "mla"  # multi-head latent attention: one compressed latent per token
-MAMBA = "mamba"  # recurrent state: constant per sequence
-LAYER_KINDS = (FULL, SLIDING, MLA, MAMBA)
+MAMBA = "mamba"  # recurrent state: constant per sequence (Mamba-1/2 mixers, gated DeltaNet linear attention)
+NOMIX = "mlp_only"  # a block with no token mixer at all (Nemotron-H's MLP and MoE blocks): no cache
+LAYER_KINDS = (FULL, SLIDING, MLA, MAMBA, NOMIX)
+# Feed-forward part of a layer
+DENSE, MOE, NO_MLP = "dense", "moe", "none"
+# Recurrent mixers (layer kind MAMBA)
+MAMBA1, MAMBA2, GATED_DELTANET = "mamba1", "mamba2", "gated_deltanet"
 
 # Roles of 2-D/3-D weight tensors inside decoder layers: the ones weight-only quantization formats convert.
 LINEAR_ROLES = frozenset({
     "attn_q", "attn_k", "attn_v", "attn_output", "attn_q_a", "attn_q_b", "attn_kv_a_mqa", "attn_kv_b",
     "ffn_gate", "ffn_up", "ffn_down", "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps",
-    "ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp", "ssm_in", "ssm_out", "ssm_x", "ssm_dt",
+    "ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp", "ssm_in", "ssm_out", "ssm_x", "ssm_dt", "ssm_ba",
 })
 EXPERT_ROLES = frozenset({"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"})
 
@@ -56,6 +61,7 @@ class LayerGroup:
     layers: tuple[int, ...]
     tensors: tuple[Tensor, ...]
     moe: bool = False
+    mlp: str = DENSE  # dense | moe | none
 
 
 @record
@@ -104,11 +110,29 @@ class ModelSpec:
     kv_lora_rank: int = 0
     qk_nope_head_dim: int = 0
     qk_rope_head_dim: int = 0
-    # Mamba (recurrent) layers
-    ssm_state_size: int = 0
-    ssm_conv_kernel: int = 0
+    # Recurrent (MAMBA-kind) layers: Mamba-1, Mamba-2 or gated DeltaNet mixers
+    ssm_state_size: int = 0  # N (Mamba-1/2)
+    ssm_conv_kernel: int = 0  # K
     ssm_expand: int = 0
-    ssm_dt_rank: int = 0
+    ssm_dt_rank: int = 0  # Mamba-1
+    ssm_variant: str = MAMBA1
+    ssm_inner: int = 0  # d_inner when the config states it (Nemotron-H: heads x head_dim); 0: expand x hidden
+    ssm_heads: int = 0  # Mamba-2 heads H (head dim = d_inner / H)
+    ssm_groups: int = 1  # Mamba-2 B/C groups G
+    ssm_conv_bias: bool = True
+    ssm_proj_bias: bool = False  # in_proj / out_proj biases
+    ssm_gated_norm: bool = True  # Mamba-2 gated RMSNorm over d_inner
+    ssm_bcdt_norms: bool = False  # Jamba: RMSNorms on dt, B and C
+    ssm_state_bytes: int = 2  # bytes per recurrent-state element (4 where the config asks for an fp32 SSM cache)
+    lin_k_heads: int = 0  # gated DeltaNet (Qwen3-Next): key heads, value heads, their head dims
+    lin_v_heads: int = 0
+    lin_k_dim: int = 0
+    lin_v_dim: int = 0
+    qk_norm_full: bool = False  # MiniMax-M2: one RMSNorm over all heads' q (and k) instead of one per head
+    mtp_shares_embeddings: bool = False  # Qwen3-Next MTP: no copies of the embedding and head
+    attn_output_gate: bool = False  # Qwen3-Next: q_proj also emits a sigmoid gate for the attention output
+    layer_mlp: tuple[str, ...] = ()  # one per layer (dense | moe | none); empty: from moe_layer_mask
+    moe_gated: bool = True  # experts with gate/up/down (SwiGLU); False: up/down (Nemotron-H relu^2)
     # Extras outside the decoder stack, counted separately: ((name, params), ...)
     extra_params: tuple[tuple[str, int], ...] = ()
     mtp_layers: int = 0  # DeepSeek-V3 multi-token-prediction modules stored in the checkpoint
@@ -159,10 +183,43 @@ class ModelSpec:
             return self.num_kv_heads * (self.head_dim + self.value_head_dim)
         return 0
 
+    @property
+    def mlps(self) -> tuple[str, ...]:
+        """The feed-forward part of each layer: dense, moe or none."""
+        if self.layer_mlp:
+            return self.layer_mlp
+        return tuple(MOE if m else DENSE for m in self.moe_mask)
+
+    @property
+    def d_inner(self) -> int:
+        if self.ssm_variant == GATED_DELTANET:
+            return self.lin_v_heads * self.lin_v_dim
+        return self.ssm_inner or self.ssm_expand * self.hidden_size
+
+    def ssm_conv_channels(self) -> int:
+        """Channels of the causal conv1d (its state holds conv_kernel values of each)."""
+        if self.ssm_variant == GATED_DELTANET:
+            return 2 * self.lin_k_heads * self.lin_k_dim + self.lin_v_heads * self.lin_v_dim
+        if self.ssm_variant == MAMBA2:
+            return self.d_inner + 2 * self.ssm_groups * self.ssm_state_size
+        return self.d_inner
+
+    def ssm_recurrent_elements(self) -> int:
+        """The recurrent (SSM / delta-rule) state of one layer for one sequence."""
+        if self.ssm_variant == GATED_DELTANET:
+            return self.lin_v_heads * self.lin_k_dim * self.lin_v_dim
+        return self.d_inner * self.ssm_state_size  # Mamba-2: H x head_dim x N = d_inner x N
+
+    def ssm_state_bytes_per_seq(self, tp: int = 1, act_bytes: int = 2) -> int:
+        """Bytes of one MAMBA-kind layer's state for one sequence on one rank: the conv state at the activation
+        width, the recurrent state at ``ssm_state_bytes``."""
+        return (self.ssm_conv_channels() * self.ssm_conv_kernel * act_bytes
+                + self.ssm_recurrent_elements() * self.ssm_state_bytes) // tp
+
     def ssm_state_elements(self) -> int:
-        """Recurrent state elements per sequence for one Mamba layer (conv state + SSM state)."""
-        d_inner = self.ssm_expand * self.hidden_size
-        return d_inner * self.ssm_conv_kernel + d_inner * self.ssm_state_size
+        """Recurrent state elements per sequence for one MAMBA-kind layer (conv state + SSM state), as transformers'
+        caches hold them (conv state = conv_kernel values per channel; vLLM keeps conv_kernel - 1)."""
+        return self.ssm_conv_channels() * self.ssm_conv_kernel + self.ssm_recurrent_elements()
 
 
 # ----- the tensor inventory ----------------------------------------------------------------------------------
@@ -186,7 +243,8 @@ def _attention_tensors(s: ModelSpec) -> list[Tensor]:
         t.append(Tensor("self_attn.o_proj.weight", "attn_output", (h, s.num_heads * s.v_head_dim), "attention"))
         return t
     q_out, kv_out, v_out = s.num_heads * d, s.num_kv_heads * d, s.num_kv_heads * vd
-    t.append(Tensor("self_attn.q_proj.weight", "attn_q", (q_out, h), "attention"))
+    t.append(Tensor("self_attn.q_proj.weight", "attn_q", ((2 if s.attn_output_gate else 1) * q_out, h),
+                    "attention"))
     t.append(Tensor("self_attn.k_proj.weight", "attn_k", (kv_out, h), "attention"))
     t.append(Tensor("self_attn.v_proj.weight", "attn_v", (v_out, h), "attention"))
     t.append(Tensor("self_attn.o_proj.weight", "attn_output", (h, s.num_heads * vd), "attention"))
@@ -197,34 +255,81 @@ def _attention_tensors(s: ModelSpec) -> list[Tensor]:
     if s.o_bias:
         t.append(Tensor("self_attn.o_proj.bias", "bias", (h,), "attention"))
     if s.qk_norm:
-        t.append(Tensor("self_attn.q_norm.weight", "norm", (d,), "norms"))
-        t.append(Tensor("self_attn.k_norm.weight", "norm", (d,), "norms"))
+        qn, kn = (q_out, kv_out) if s.qk_norm_full else (d, d)
+        t.append(Tensor("self_attn.q_norm.weight", "norm", (qn,), "norms"))
+        t.append(Tensor("self_attn.k_norm.weight", "norm", (kn,), "norms"))
     if s.attention_sinks:
         t.append(Tensor("self_attn.sinks", "bias", (s.num_heads,), "attention"))
     return t
 
 
 def _mamba_tensors(s: ModelSpec) -> list[Tensor]:
-    """Mamba-1 mixer (transformers MambaMixer), formulas.md 1.5."""
+    """The recurrent mixer of a MAMBA-kind layer: Mamba-1 (transformers MambaMixer / JambaMambaMixer, formulas.md
+    1.5), Mamba-2 (Mamba2Mixer: Granite 4.0-H, Bamba, Nemotron-H) or gated DeltaNet (Qwen3-Next / Qwen3.5)."""
+    if s.ssm_variant == MAMBA2:
+        return _mamba2_tensors(s)
+    if s.ssm_variant == GATED_DELTANET:
+        return _deltanet_tensors(s)
     h, n, k = s.hidden_size, s.ssm_state_size, s.ssm_conv_kernel
-    di = s.ssm_expand * h
+    di = s.d_inner
     r = s.ssm_dt_rank or -(-h // 16)
-    return [
-        Tensor("mixer.in_proj.weight", "ssm_in", (2 * di, h), "ssm"),
-        Tensor("mixer.conv1d.weight", "ssm_conv1d", (di, 1, k), "ssm"),
-        Tensor("mixer.conv1d.bias", "bias", (di,), "ssm"),
-        Tensor("mixer.x_proj.weight", "ssm_x", (r + 2 * n, di), "ssm"),
-        Tensor("mixer.dt_proj.weight", "ssm_dt", (di, r), "ssm"),
-        Tensor("mixer.dt_proj.bias", "bias", (di,), "ssm"),
-        Tensor("mixer.A_log", "ssm_a", (di, n), "ssm"),
-        Tensor("mixer.D", "ssm_d", (di,), "ssm"),
-        Tensor("mixer.out_proj.weight", "ssm_out", (h, di), "ssm"),
-    ]
+    t = [Tensor("mixer.in_proj.weight", "ssm_in", (2 * di, h), "ssm"),
+         Tensor("mixer.conv1d.weight", "ssm_conv1d", (di, 1, k), "ssm")]
+    if s.ssm_conv_bias:
+        t.append(Tensor("mixer.conv1d.bias", "bias", (di,), "ssm"))
+    t += [Tensor("mixer.x_proj.weight", "ssm_x", (r + 2 * n, di), "ssm"),
+          Tensor("mixer.dt_proj.weight", "ssm_dt", (di, r), "ssm"),
+          Tensor("mixer.dt_proj.bias", "bias", (di,), "ssm"),
+          Tensor("mixer.A_log", "ssm_a", (di, n), "ssm"),
+          Tensor("mixer.D", "ssm_d", (di,), "ssm"),
+          Tensor("mixer.out_proj.weight", "ssm_out", (h, di), "ssm")]
+    if s.ssm_proj_bias:
+        t += [Tensor("mixer.in_proj.bias", "bias", (2 * di,), "ssm"), Tensor("mixer.out_proj.bias", "bias", (h,), "ssm")]
+    if s.ssm_bcdt_norms:
+        t += [Tensor("mixer.dt_layernorm.weight", "norm", (r,), "norms"),
+              Tensor("mixer.b_layernorm.weight", "norm", (n,), "norms"),
+              Tensor("mixer.c_layernorm.weight", "norm", (n,), "norms")]
+    return t
 
 
-def _dense_mlp(s: ModelSpec, width: int, prefix: str, suffix: str, group: str) -> list[Tensor]:
+def _mamba2_tensors(s: ModelSpec) -> list[Tensor]:
+    """Mamba-2: in_proj -> [z (d_inner), xBC (d_inner + 2GN), dt (H)], depthwise conv over xBC, per-head dt_bias,
+    A_log and D, gated RMSNorm over d_inner, out_proj."""
+    h, di, heads = s.hidden_size, s.d_inner, s.ssm_heads
+    conv = s.ssm_conv_channels()
+    proj = di + conv + heads
+    t = [Tensor("mixer.in_proj.weight", "ssm_in", (proj, h), "ssm"),
+         Tensor("mixer.conv1d.weight", "ssm_conv1d", (conv, 1, s.ssm_conv_kernel), "ssm")]
+    if s.ssm_conv_bias:
+        t.append(Tensor("mixer.conv1d.bias", "bias", (conv,), "ssm"))
+    t += [Tensor("mixer.dt_bias", "ssm_dt_bias", (heads,), "ssm"), Tensor("mixer.A_log", "ssm_a", (heads,), "ssm"),
+          Tensor("mixer.D", "ssm_d", (heads,), "ssm")]
+    if s.ssm_gated_norm:
+        t.append(Tensor("mixer.norm.weight", "norm", (di,), "norms"))
+    t.append(Tensor("mixer.out_proj.weight", "ssm_out", (h, di), "ssm"))
+    if s.ssm_proj_bias:
+        t += [Tensor("mixer.in_proj.bias", "bias", (proj,), "ssm"), Tensor("mixer.out_proj.bias", "bias", (h,), "ssm")]
+    return t
+
+
+def _deltanet_tensors(s: ModelSpec) -> list[Tensor]:
+    """Gated DeltaNet (Qwen3-Next linear attention): fused q/k/v/z and beta/alpha projections, a depthwise conv over
+    q/k/v (no bias), per-value-head dt_bias and A_log, a gated RMSNorm over one value head, out_proj."""
+    h, kd, vd = s.hidden_size, s.lin_k_heads * s.lin_k_dim, s.lin_v_heads * s.lin_v_dim
+    return [Tensor("linear_attn.in_proj_qkvz.weight", "ssm_in", (2 * kd + 2 * vd, h), "ssm"),
+            Tensor("linear_attn.in_proj_ba.weight", "ssm_ba", (2 * s.lin_v_heads, h), "ssm"),
+            Tensor("linear_attn.conv1d.weight", "ssm_conv1d", (2 * kd + vd, 1, s.ssm_conv_kernel), "ssm"),
+            Tensor("linear_attn.dt_bias", "ssm_dt_bias", (s.lin_v_heads,), "ssm"),
+            Tensor("linear_attn.A_log", "ssm_a", (s.lin_v_heads,), "ssm"),
+            Tensor("linear_attn.norm.weight", "norm", (s.lin_v_dim,), "norms"),
+            Tensor("linear_attn.out_proj.weight", "ssm_out", (h, vd), "ssm")]
+
+
+def _dense_mlp(s: ModelSpec, width: int, prefix: str, suffix: str, group: str, gated: bool | None = None
+               ) -> list[Tensor]:
     h = s.hidden_size
-    if s.mlp_gated:
+    gated = s.mlp_gated if gated is None else gated
+    if gated:
         t = [Tensor(f"{prefix}.gate_proj.weight", f"ffn_gate{suffix}", (width, h), group),
              Tensor(f"{prefix}.up_proj.weight", f"ffn_up{suffix}", (width, h), group),
              Tensor(f"{prefix}.down_proj.weight", f"ffn_down{suffix}", (h, width), group)]
@@ -232,7 +337,7 @@ def _dense_mlp(s: ModelSpec, width: int, prefix: str, suffix: str, group: str) -
         t = [Tensor(f"{prefix}.fc1.weight", f"ffn_up{suffix}", (width, h), group),
              Tensor(f"{prefix}.fc2.weight", f"ffn_down{suffix}", (h, width), group)]
     if s.mlp_bias:
-        if s.mlp_gated:
+        if gated:
             t.append(Tensor(f"{prefix}.gate_proj.bias", "bias", (width,), group))
         t.append(Tensor(f"{prefix}.up_proj.bias", "bias", (width,), group))
         t.append(Tensor(f"{prefix}.down_proj.bias", "bias", (h,), group))
@@ -246,14 +351,16 @@ def _moe_tensors(s: ModelSpec) -> list[Tensor]:
         t.append(Tensor("mlp.gate.bias", "bias", (e,), "router"))
     if s.score_correction_bias:
         t.append(Tensor("mlp.gate.e_score_correction_bias", "bias", (e,), "router"))
-    t.append(Tensor("mlp.experts.gate_proj", "ffn_gate_exps", (e, w, h), "experts"))
+    if s.moe_gated:
+        t.append(Tensor("mlp.experts.gate_proj", "ffn_gate_exps", (e, w, h), "experts"))
     t.append(Tensor("mlp.experts.up_proj", "ffn_up_exps", (e, w, h), "experts"))
     t.append(Tensor("mlp.experts.down_proj", "ffn_down_exps", (e, h, w), "experts"))
     if s.expert_bias:
         t.append(Tensor("mlp.experts.gate_up_proj_bias", "bias", (e, 2 * w), "experts"))
         t.append(Tensor("mlp.experts.down_proj_bias", "bias", (e, h), "experts"))
     if s.shared_expert_intermediate_size:
-        t += _dense_mlp(s, s.shared_expert_intermediate_size, "mlp.shared_experts", "_shexp", "shared_experts")
+        t += _dense_mlp(s, s.shared_expert_intermediate_size, "mlp.shared_experts", "_shexp", "shared_experts",
+                        gated=s.moe_gated)
         if s.shared_expert_gate:
             t.append(Tensor("mlp.shared_expert_gate.weight", "ffn_gate_inp_shexp", (1, h), "shared_experts"))
     return t
@@ -269,24 +376,26 @@ def _norm_tensors(s: ModelSpec) -> list[Tensor]:
     return t
 
 
-def _layer_tensors(s: ModelSpec, kind: str, moe: bool) -> tuple[Tensor, ...]:
-    if kind == MAMBA:
-        t = _mamba_tensors(s) + [Tensor("norm.weight", "norm", (s.hidden_size,), "norms")]
-        return tuple(t)
-    t = _attention_tensors(s)
-    t += _moe_tensors(s) if moe else _dense_mlp(s, s.intermediate_size, "mlp", "", "mlp")
+def _layer_tensors(s: ModelSpec, kind: str, mlp: str | bool) -> tuple[Tensor, ...]:
+    if isinstance(mlp, bool):
+        mlp = MOE if mlp else DENSE
+    t = _mamba_tensors(s) if kind == MAMBA else [] if kind == NOMIX else _attention_tensors(s)
+    if mlp == MOE:
+        t += _moe_tensors(s)
+    elif mlp == DENSE:
+        t += _dense_mlp(s, s.intermediate_size, "mlp", "", "mlp")
     t += _norm_tensors(s)
     return tuple(t)
 
 
 @lru_cache(maxsize=256)
 def layer_groups(spec: ModelSpec) -> tuple[LayerGroup, ...]:
-    """Decoder layers grouped by (kind, dense/MoE), each group with its per-layer tensors."""
-    buckets: dict[tuple[str, bool], list[int]] = {}
-    for i, (kind, moe) in enumerate(zip(spec.kinds, spec.moe_mask)):
-        buckets.setdefault((kind, moe), []).append(i)
-    return tuple(LayerGroup(kind, tuple(idx), _layer_tensors(spec, kind, moe), moe)
-                 for (kind, moe), idx in buckets.items())
+    """Decoder layers grouped by (kind, dense/MoE/no MLP), each group with its per-layer tensors."""
+    buckets: dict[tuple[str, str], list[int]] = {}
+    for i, (kind, mlp) in enumerate(zip(spec.kinds, spec.mlps)):
+        buckets.setdefault((kind, mlp), []).append(i)
+    return tuple(LayerGroup(kind, tuple(idx), _layer_tensors(spec, kind, mlp), mlp == MOE, mlp)
+                 for (kind, mlp), idx in buckets.items())
 
 
 @lru_cache(maxsize=256)
@@ -320,10 +429,12 @@ def mtp_tensors(spec: ModelSpec) -> tuple[Tensor, ...]:
     h, v = spec.hidden_size, spec.vocab_size
     one = [Tensor("enorm.weight", "norm", (h,), "mtp"), Tensor("hnorm.weight", "norm", (h,), "mtp"),
            Tensor("eh_proj.weight", "mtp_proj", (h, 2 * h), "mtp"),
-           Tensor("shared_head.norm.weight", "norm", (h,), "mtp"),
-           Tensor("embed_tokens.weight", "mtp_embd", (v, h), "mtp"),
-           Tensor("shared_head.head.weight", "mtp_head", (v, h), "mtp")]
-    layer = [Tensor(x.name, x.role, x.shape, "mtp") for x in _layer_tensors(spec, spec.kinds[-1], spec.is_moe)]
+           Tensor("shared_head.norm.weight", "norm", (h,), "mtp")]
+    if not spec.mtp_shares_embeddings:
+        one += [Tensor("embed_tokens.weight", "mtp_embd", (v, h), "mtp"),
+                Tensor("shared_head.head.weight", "mtp_head", (v, h), "mtp")]
+    last = FULL if spec.kinds[-1] == MAMBA else spec.kinds[-1]  # hybrids: the MTP layer is full attention
+    layer = [Tensor(x.name, x.role, x.shape, "mtp") for x in _layer_tensors(spec, last, spec.is_moe)]
     return tuple(one + layer) * spec.mtp_layers
 
 

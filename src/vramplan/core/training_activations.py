@@ -46,7 +46,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import peft_methods as pm
-from .model import MAMBA, MLA, ModelSpec, layer_groups
+from .model import DENSE, GATED_DELTANET, MAMBA, MAMBA2, MLA, MOE, NO_MLP, NOMIX, ModelSpec, layer_groups
 from .peft import AdapterPlan, AdapterTarget
 
 ATTENTION_IMPLS = ("sdpa", "flash", "eager")
@@ -245,21 +245,39 @@ def _mlp_terms(spec: ModelSpec, moe: bool, m: ActivationModel) -> list[tuple[str
     return t
 
 
+def _ssm_in_width(spec: ModelSpec) -> int:
+    di = spec.d_inner
+    if spec.ssm_variant == GATED_DELTANET:
+        return 2 * spec.lin_k_heads * spec.lin_k_dim + 2 * di + 2 * spec.lin_v_heads
+    if spec.ssm_variant == MAMBA2:
+        return di + spec.ssm_conv_channels() + spec.ssm_heads
+    return 2 * di
+
+
 def _mamba_terms(spec: ModelSpec, m: ActivationModel) -> list[tuple[str, int]]:
-    """Mamba mixer, approximate: in_proj output (x and z), conv input, and the selective-scan saves."""
-    a, di = m.act_bytes, spec.ssm_expand * spec.hidden_size
+    """Recurrent mixer (Mamba-1/2, gated DeltaNet), approximate: in_proj output, conv input and output, the scan's
+    saved input and output, and its fp32 per-channel saves."""
+    a, di = m.act_bytes, spec.d_inner
     t = _norm_terms(spec.hidden_size, m, "norm")
     t += _linear_inputs(spec.hidden_size, m.norm_out_bytes, ("ssm_in",), m, "in_proj in", m.full)
-    t.append(("mamba: in_proj output, conv and scan saves (approximate)", a * di * 6 + 4 * di))
+    saved = a * (_ssm_in_width(spec) + 2 * spec.ssm_conv_channels() + 2 * di) + 4 * di
+    t.append((f"{spec.ssm_variant}: in_proj output, conv and scan saves (approximate)", saved))
     t += _linear_inputs(di, a, ("ssm_out",), m, "out_proj in", m.full)
     return t
 
 
-def layer_terms(spec: ModelSpec, kind: str, moe: bool, m: ActivationModel, seq_len: int) -> list[tuple[str, int]]:
+def layer_terms(spec: ModelSpec, kind: str, moe: bool, m: ActivationModel, seq_len: int,
+                mlp: str | None = None) -> list[tuple[str, int]]:
     """Saved bytes per token of one decoder layer, as named terms."""
-    if kind == MAMBA:
-        return _mamba_terms(spec, m)
+    mlp = mlp or (MOE if moe else DENSE)
     h = spec.hidden_size
+    if kind in (MAMBA, NOMIX):
+        t = _mamba_terms(spec, m) if kind == MAMBA else _norm_terms(h, m, "input norm")
+        if mlp != NO_MLP:
+            if kind == MAMBA and spec.norms_per_layer > 1:
+                t += _norm_terms(h, m, "post-mixer norm")
+            t += _mlp_terms(spec, mlp == MOE, m)
+        return t
     t = _norm_terms(h, m, "input norm")
     if kind == MLA:
         t += _linear_inputs(h, m.norm_out_bytes, ("attn_q_a", "attn_q", "attn_kv_a_mqa"), m, "q/kv_a in", m.full)
@@ -271,13 +289,17 @@ def layer_terms(spec: ModelSpec, kind: str, moe: bool, m: ActivationModel, seq_l
     # SDPA/flash return the output in (b, s, heads, d) memory order: o_proj's input is the saved output itself.
     o_base = m.full and m.attention == "eager"
     t += _linear_inputs(o_width, m.act_bytes, ("attn_output",), m, "o_proj in", o_base)
+    if mlp == NO_MLP:
+        return t
     for i in range(max(spec.norms_per_layer - 1, 1)):
         t += _norm_terms(h, m, "post-attention norm" if i == 0 else f"extra norm {i}")
     t += _mlp_terms(spec, moe, m)
     return t
 
 
-def _mlp_width(spec: ModelSpec, moe: bool) -> int:
+def _mlp_width(spec: ModelSpec, moe: bool, mlp: str = "") -> int:
+    if mlp == NO_MLP:
+        return 2 * spec.d_inner if spec.ssm_state_size or spec.lin_v_heads else 0
     if moe:
         return spec.moe_intermediate_size * spec.experts_per_token + spec.shared_expert_intermediate_size
     if spec.ssm_expand and not spec.intermediate_size:
@@ -315,7 +337,7 @@ def activations(spec: ModelSpec, m: ActivationModel, batch: int, seq_len: int, v
     cache = 0
     scores = 0
     for g in layer_groups(spec):
-        terms = layer_terms(spec, g.kind, g.moe, m, s)
+        terms = layer_terms(spec, g.kind, g.moe, m, s, g.mlp)
         per_tok = sum(b for _, b in terms)
         if not first_terms:
             first_terms = terms
@@ -323,12 +345,12 @@ def activations(spec: ModelSpec, m: ActivationModel, batch: int, seq_len: int, v
         per_group.append((label, per_tok))
         layers_total += per_tok * len(g.layers)
         max_layer = max(max_layer, per_tok)
-        max_width = max(max_width, _mlp_width(spec, g.moe))
-        if g.kind != MAMBA and m.cache_on and (m.expand_kv or m.attention == "eager"):
+        max_width = max(max_width, _mlp_width(spec, g.moe, g.mlp))
+        if g.kind not in (MAMBA, NOMIX) and m.cache_on and (m.expand_kv or m.attention == "eager"):
             kv = spec.kv_elements_per_token(g.kind) if g.kind == MLA else \
                 spec.num_kv_heads * (spec.head_dim + spec.value_head_dim)
             cache += a * kv * len(g.layers)
-        if m.attention == "eager" and g.kind != MAMBA:
+        if m.attention == "eager" and g.kind not in (MAMBA, NOMIX):
             scores += (4 + a) * spec.num_heads * s * len(g.layers)
     ad_fixed, ap_tok, ap_layers, glob_fixed, lm_in = _method_extras(spec, m)
     if ap_layers:  # adaption prompt: a gated attention over the adapter tokens in the top layers
@@ -390,7 +412,7 @@ def _prefix_kv(spec: ModelSpec, m: ActivationModel, batch: int, s: int, vt: int)
     if not vt:
         return 0, 0
     a = m.act_bytes
-    layers = sum(len(g.layers) for g in layer_groups(spec) if g.kind not in (MAMBA, MLA))
+    layers = sum(len(g.layers) for g in layer_groups(spec) if g.kind not in (MAMBA, MLA, NOMIX))
     dv = spec.head_dim + spec.value_head_dim
     separate = m.expand_kv or m.attention == "eager"  # the attention keeps repeated copies, the cache its own
     heads = spec.num_heads if separate else spec.num_kv_heads
@@ -409,4 +431,4 @@ def full_ft_bytes_per_token_layer(spec: ModelSpec, attention: str = "sdpa", seq_
     """formulas.md 5.2's verified per-token, per-layer figure for full fine-tuning in bf16 (first layer group)."""
     m = ActivationModel(full=True, attention=attention, use_cache=False)
     g = layer_groups(spec)[0]
-    return sum(b for _, b in layer_terms(spec, g.kind, g.moe, m, seq_len))
+    return sum(b for _, b in layer_terms(spec, g.kind, g.moe, m, seq_len, g.mlp))

@@ -46,7 +46,7 @@ def dynamic_cache_bytes(spec: ModelSpec, tokens: int, batch: int, kv_dtype: str,
     total = biggest = 0
     for kind in spec.kinds:
         if kind == MAMBA:
-            b = (spec.ssm_state_elements() // tp) * 2 * batch
+            b = spec.ssm_state_bytes_per_seq(tp) * batch
         else:
             t = tokens
             if kind == SLIDING and spec.sliding_window and window_capped:

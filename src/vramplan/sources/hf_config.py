@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 
 
-from ..core.model import FULL, MAMBA, MLA, SLIDING, ModelSpec
+from ..core.model import (DENSE, FULL, GATED_DELTANET, MAMBA, MAMBA2, MLA, MOE, NO_MLP, NOMIX, SLIDING,
+                          ModelSpec)
 from ..errors import InvalidModelSpec
 
 # Other spellings of the same field, first match wins.
@@ -47,8 +48,11 @@ _LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qw
                "granitemoe", "gemma", "gemma2", "gemma3_text", "deepseek_v2", "deepseek_v3", "gpt_oss", "phi",
                "mamba", "falcon_mamba", "starcoder2", "olmo", "yi", "internlm2", "cohere", "exaone", "minicpm",
                "helium", "smollm3", "ernie4_5", "glm", "seed_oss", "llama4_text", "hunyuan_v1_dense", "arcee",
-               "nemotron", "solar"}
-SUPPORTED_MODEL_TYPES = tuple(sorted(_LLAMA_LIKE | {"gemma3", "llama4", "mistral3", "llava"}))
+               "nemotron", "solar", "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba",
+               "jamba", "nemotron_h", "mamba2", "kimi_k2", "minimax_m2"}
+_HYBRID = {"qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba", "jamba", "nemotron_h"}
+SUPPORTED_MODEL_TYPES = tuple(sorted(_LLAMA_LIKE | {"gemma3", "llama4", "mistral3", "llava", "qwen3_5", "qwen3_5_moe",
+                                                    "qwen3_vl", "qwen3_vl_moe"}))
 
 _ARCH_TO_TYPE = {
     "LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "MixtralForCausalLM": "mixtral",
@@ -58,6 +62,9 @@ _ARCH_TO_TYPE = {
     "Gemma3ForConditionalGeneration": "gemma3", "DeepseekV2ForCausalLM": "deepseek_v2",
     "DeepseekV3ForCausalLM": "deepseek_v3", "GptOssForCausalLM": "gpt_oss", "GraniteForCausalLM": "granite",
     "GraniteMoeForCausalLM": "granitemoe", "MambaForCausalLM": "mamba", "Starcoder2ForCausalLM": "starcoder2",
+    "Qwen3NextForCausalLM": "qwen3_next", "GraniteMoeHybridForCausalLM": "granitemoehybrid",
+    "BambaForCausalLM": "bamba", "JambaForCausalLM": "jamba", "NemotronHForCausalLM": "nemotron_h",
+    "Mamba2ForCausalLM": "mamba2",
 }
 
 MAX_DIM = 1 << 22  # 4M: no real hidden size, vocabulary or width is larger
@@ -157,6 +164,7 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
         text = dict(cfg["text_config"])
         prefix = "text_config."
         tmt = _model_type(text, prefix) or {"gemma3": "gemma3_text", "llama4": "llama4_text"}.get(mt, "")
+        tmt = {"qwen3_vl_text": "qwen3", "qwen3_vl_moe_text": "qwen3_moe"}.get(tmt, tmt)  # same text towers
         text.setdefault("model_type", tmt)
         if isinstance(cfg.get("vision_config"), dict):
             extra += _vision_params(cfg, text)
@@ -182,6 +190,10 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
 
     if mt in ("mamba", "falcon_mamba"):
         return _parse_mamba(r, name, arch, mt, dtype, quant_json)
+    if mt == "mamba2":
+        return _parse_mamba2(r, name, arch, dtype, quant_json)
+    if mt == "kimi_k2":  # Kimi K2 is DeepSeek-V3's architecture under another model_type (its architectures say so)
+        mt = "deepseek_v3"
 
     h = r.int("hidden_size", required=True)
     layers = r.int("num_hidden_layers", required=True, hi=MAX_LAYERS)
@@ -196,7 +208,7 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
                                field=r.path("head_dim"))
     inter = r.int("intermediate_size_mlp" if mt == "llama4_text" else "intermediate_size", None)
     if inter is None:
-        inter = 4 * h if mt in ("phi", "starcoder2") else None
+        inter = 4 * h if mt in ("phi", "starcoder2") else 0 if mt == "qwen3_5_moe_text" else None
     if inter is None:
         raise InvalidModelSpec("required field is missing", field=r.path("intermediate_size"))
     vocab = r.int("vocab_size", required=True)
@@ -232,7 +244,16 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
         kw["layer_kinds"], kw["sliding_window"] = _llama4_kinds(r, layers)
     else:
         kw["layer_kinds"], kw["sliding_window"] = _layer_kinds(r, mt, layers)
-    _moe(r, mt, layers, inter, kw)
+    if mt == "minimax_m2":
+        kw.update(qk_norm=r.bool("use_qk_norm"), qk_norm_full=r.str("qk_norm_type", "per_layer") == "per_layer",
+                  score_correction_bias=r.bool("use_routing_bias"))
+    if mt in _HYBRID:
+        _hybrid(r, mt, layers, kw)
+        ssm_dtype = r.str("mamba_ssm_cache_dtype") or r.str("mamba_ssm_dtype")
+        if ssm_dtype in ("float32", "fp32"):
+            kw["ssm_state_bytes"] = 4
+    else:
+        _moe(r, mt, layers, inter, kw)
     if mt in ("deepseek_v2", "deepseek_v3") and r.int("kv_lora_rank"):
         _mla(r, kw)
         kw["layer_kinds"] = (MLA,) * layers
@@ -293,7 +314,7 @@ def _moe(r: _Reader, mt: str, layers: int, inter: int, kw: dict) -> None:
         return
     top_k = r.int("num_experts_per_tok", required=True, hi=experts)
     kw.update(num_experts=experts, experts_per_token=top_k)
-    if mt in ("mixtral", "gpt_oss", "granitemoe"):
+    if mt in ("mixtral", "gpt_oss", "granitemoe", "minimax_m2"):
         kw["moe_intermediate_size"] = inter
         return
     if mt == "llama4_text":  # experts and the one shared expert use intermediate_size; dense layers _mlp
@@ -320,6 +341,145 @@ def _moe(r: _Reader, mt: str, layers: int, inter: int, kw: dict) -> None:
         kw["mtp_layers"] = r.int("num_nextn_predict_layers", 0, lo=0, hi=16) or 0
 
 
+def _mamba2_fields(r: _Reader, h: int, *, heads: str, head_dim: str, groups: str, state: str, conv: str,
+                   expand: str, conv_bias: str, proj_bias: str, inner: int = 0) -> dict:
+    """Mamba-2 mixer fields under a model's own config names (Bamba/Granite: mamba_n_heads ...; Nemotron-H:
+    mamba_num_heads ...; Mamba2: num_heads ...)."""
+    n_heads = r.int(heads, 128)
+    if not inner:
+        inner = r.int(expand, 2) * h
+    d_head = r.raw(head_dim)[1]
+    if d_head not in (None, "auto"):
+        if isinstance(d_head, bool) or not isinstance(d_head, int) or d_head <= 0:
+            raise InvalidModelSpec(f"expected int or 'auto', got {_short(d_head)}", field=r.path(head_dim))
+        if d_head * n_heads != inner:
+            raise InvalidModelSpec(f"{n_heads} heads x {d_head} = {n_heads * d_head}, but the mixer's inner width is "
+                                   f"{inner}", field=r.path(head_dim))
+    if inner % n_heads:
+        raise InvalidModelSpec(f"inner width {inner} is not a multiple of {n_heads} heads", field=r.path(heads))
+    g = r.int(groups, 1)
+    if n_heads % g:
+        raise InvalidModelSpec(f"{n_heads} heads are not a multiple of {g} groups", field=r.path(groups))
+    return dict(ssm_variant=MAMBA2, ssm_inner=inner, ssm_heads=n_heads, ssm_groups=g, ssm_state_size=r.int(state, 128),
+                ssm_conv_kernel=r.int(conv, 4), ssm_conv_bias=r.bool(conv_bias, True),
+                ssm_proj_bias=r.bool(proj_bias, False))
+
+
+def _recurrent_kinds(r: _Reader, layers: int, attn: set[int], field: str) -> tuple[str, ...]:
+    bad = [i for i in attn if not 0 <= i < layers]
+    if bad:
+        raise InvalidModelSpec(f"layer {bad[0]} is outside 0..{layers - 1}", field=r.path(field))
+    return tuple(FULL if i in attn else MAMBA for i in range(layers))
+
+
+def _hybrid(r: _Reader, mt: str, layers: int, kw: dict) -> None:
+    """Attention + recurrent hybrids: which layers are which, their mixers and their feed-forward parts."""
+    h = kw["hidden_size"]
+    kinds = kw.get("layer_kinds") or ()
+    if mt in ("qwen3_next", "qwen3_5_text", "qwen3_5_moe_text"):
+        if not kinds:
+            every = r.int("full_attention_interval", 4)
+            kinds = tuple(FULL if (i + 1) % every == 0 else MAMBA for i in range(layers))
+        kw.update(layer_kinds=kinds, ssm_variant=GATED_DELTANET, qk_norm=True,
+                  attn_output_gate=r.bool("attn_output_gate", True),
+                  lin_k_heads=r.int("linear_num_key_heads", 16), lin_v_heads=r.int("linear_num_value_heads", 32),
+                  lin_k_dim=r.int("linear_key_head_dim", 128), lin_v_dim=r.int("linear_value_head_dim", 128),
+                  ssm_conv_kernel=r.int("linear_conv_kernel_dim", 4),
+                  # Qwen3-Next checkpoints store one MTP layer though its config has no field for it
+                  mtp_layers=r.int("mtp_num_hidden_layers", 1 if mt == "qwen3_next" else 0, lo=0, hi=16) or 0,
+                  mtp_shares_embeddings=True)
+        if kw["lin_v_heads"] % kw["lin_k_heads"]:
+            raise InvalidModelSpec(f"{kw['lin_v_heads']} value heads are not a multiple of {kw['lin_k_heads']} key "
+                                   "heads", field=r.path("linear_num_value_heads"))
+        experts = r.int("num_experts", 0, lo=0, hi=MAX_EXPERTS) or 0
+        if experts:
+            step = r.int("decoder_sparse_step", 1)
+            only = r.list("mlp_only_layers") or []
+            kw.update(num_experts=experts, experts_per_token=r.int("num_experts_per_tok", required=True, hi=experts),
+                      moe_intermediate_size=r.int("moe_intermediate_size", required=True),
+                      moe_layer_mask=tuple((i not in only) and (i + 1) % step == 0 for i in range(layers)))
+            shared = r.int("shared_expert_intermediate_size", 0, lo=0) or 0
+            if shared:
+                kw.update(shared_expert_intermediate_size=shared, shared_expert_gate=True)
+        return
+    if mt in ("granitemoehybrid", "bamba"):
+        if not kinds:
+            if mt == "bamba":
+                attn = set(r.list("attn_layer_indices") or [])
+                kinds = _recurrent_kinds(r, layers, attn, "attn_layer_indices")
+            else:
+                kinds = (MAMBA,) * layers
+        kw.update(layer_kinds=kinds, **_mamba2_fields(
+            r, h, heads="mamba_n_heads", head_dim="mamba_d_head", groups="mamba_n_groups", state="mamba_d_state",
+            conv="mamba_d_conv", expand="mamba_expand", conv_bias="mamba_conv_bias", proj_bias="mamba_proj_bias"))
+        if mt == "granitemoehybrid":
+            experts = r.int("num_local_experts", 0, lo=0, hi=MAX_EXPERTS) or 0
+            shared = r.int("shared_intermediate_size", 0, lo=0) or 0
+            if experts:  # intermediate_size is the per-expert width; the shared MLP runs beside the experts
+                kw.update(num_experts=experts, experts_per_token=r.int("num_experts_per_tok", required=True,
+                                                                        hi=experts),
+                          moe_intermediate_size=kw["intermediate_size"], shared_expert_intermediate_size=shared)
+            else:  # dense Granite 4.0-H micro: the "shared" MLP is the layer's only MLP
+                kw["intermediate_size"] = shared
+        return
+    if mt == "jamba":
+        period, offset = r.int("attn_layer_period", 8), r.int("attn_layer_offset", 4, lo=0)
+        kinds = tuple(FULL if i % period == offset else MAMBA for i in range(layers))
+        experts = r.int("num_experts", 16, lo=0, hi=MAX_EXPERTS) or 0
+        e_period, e_offset = r.int("expert_layer_period", 2), r.int("expert_layer_offset", 1, lo=0)
+        dt_rank = r.raw("mamba_dt_rank")[1]
+        if dt_rank in (None, "auto"):
+            dt_rank = -(-h // 16)
+        elif isinstance(dt_rank, bool) or not isinstance(dt_rank, int) or dt_rank <= 0:
+            raise InvalidModelSpec(f"expected int or 'auto', got {_short(dt_rank)}", field=r.path("mamba_dt_rank"))
+        kw.update(layer_kinds=kinds, ssm_state_size=r.int("mamba_d_state", 16), ssm_conv_kernel=r.int("mamba_d_conv", 4),
+                  ssm_expand=r.int("mamba_expand", 2), ssm_dt_rank=dt_rank, ssm_conv_bias=r.bool("mamba_conv_bias", True),
+                  ssm_proj_bias=r.bool("mamba_proj_bias", False), ssm_bcdt_norms=True)
+        if experts > 1:
+            kw.update(num_experts=experts, experts_per_token=r.int("num_experts_per_tok", 2, hi=experts),
+                      moe_intermediate_size=kw["intermediate_size"],
+                      moe_layer_mask=tuple(i % e_period == e_offset for i in range(layers)))
+        return
+    if mt == "nemotron_h":
+        pattern = r.str("hybrid_override_pattern") or r.str("layers_block_type")
+        if not pattern:
+            raise InvalidModelSpec("required field is missing", field=r.path("hybrid_override_pattern"))
+        codes = {"M": (MAMBA, NO_MLP), "*": (FULL, NO_MLP), "-": (NOMIX, DENSE), "E": (NOMIX, MOE)}
+        bad = [c for c in pattern if c not in codes]
+        if bad:
+            raise InvalidModelSpec(f"unknown block {bad[0]!r}; expected M (Mamba-2), * (attention), - (MLP) or "
+                                   "E (MoE)", field=r.path("hybrid_override_pattern"))
+        if len(pattern) != layers:
+            raise InvalidModelSpec(f"has {len(pattern)} blocks for {layers} layers",
+                                   field=r.path("hybrid_override_pattern"))
+        kw.update(layer_kinds=tuple(codes[c][0] for c in pattern), layer_mlp=tuple(codes[c][1] for c in pattern),
+                  norms_per_layer=1, mlp_gated=False, moe_gated=False, head_dim=r.int("head_dim", 0) or r.int(
+                      "attention_head_dim", kw["head_dim"]))
+        n_heads = r.int("mamba_num_heads", 128)
+        kw.update(_mamba2_fields(r, h, heads="mamba_num_heads", head_dim="mamba_head_dim", groups="n_groups",
+                                 state="ssm_state_size", conv="conv_kernel", expand="expand", conv_bias="use_conv_bias",
+                                 proj_bias="use_bias", inner=n_heads * r.int("mamba_head_dim", 64)))
+        if "E" in pattern:
+            experts = r.int("n_routed_experts", required=True, hi=MAX_EXPERTS)
+            kw.update(num_experts=experts, experts_per_token=r.int("num_experts_per_tok", required=True, hi=experts),
+                      moe_intermediate_size=r.int("moe_intermediate_size", required=True),
+                      shared_expert_intermediate_size=(r.int("moe_shared_expert_intermediate_size", 0, lo=0) or 0)
+                      * (r.int("n_shared_experts", 1, lo=0) or 0), score_correction_bias=True)
+        return
+
+
+def _parse_mamba2(r: _Reader, name: str, arch: str, dtype: str, quant: str) -> ModelSpec:
+    h = r.int("hidden_size", required=True)
+    layers = r.int("num_hidden_layers", required=True, hi=MAX_LAYERS)
+    f = _mamba2_fields(r, h, heads="num_heads", head_dim="head_dim", groups="n_groups", state="state_size",
+                       conv="conv_kernel", expand="expand", conv_bias="use_conv_bias", proj_bias="use_bias")
+    return ModelSpec(
+        name=name, hidden_size=h, num_layers=layers, num_heads=1, num_kv_heads=1, head_dim=h, intermediate_size=0,
+        vocab_size=r.int("vocab_size", required=True), architecture=arch, model_type="mamba2",
+        tie_embeddings=r.bool("tie_word_embeddings", False), layer_kinds=(MAMBA,) * layers,
+        layer_mlp=(NO_MLP,) * layers, norms_per_layer=1, torch_dtype=dtype or "bfloat16", quantization=quant, **f)
+
+
 def _mla(r: _Reader, kw: dict) -> None:
     nope = r.int("qk_nope_head_dim", required=True)
     rope = r.int("qk_rope_head_dim", required=True)
@@ -340,13 +500,36 @@ def _parse_mamba(r: _Reader, name: str, arch: str, mt: str, dtype: str, quant: s
         name=name, hidden_size=h, num_layers=layers, num_heads=1, num_kv_heads=1, head_dim=h,
         intermediate_size=0, vocab_size=r.int("vocab_size", required=True), architecture=arch, model_type=mt,
         tie_embeddings=r.bool("tie_word_embeddings", True), layer_kinds=(MAMBA,) * layers,
-        ssm_state_size=r.int("state_size", 16), ssm_conv_kernel=r.int("conv_kernel", 4),
+        layer_mlp=(NO_MLP,) * layers, norms_per_layer=1, ssm_state_size=r.int("state_size", 16), ssm_conv_kernel=r.int("conv_kernel", 4),
         ssm_expand=r.int("expand", 2), ssm_dt_rank=dt_rank, torch_dtype=dtype or "float32", quantization=quant)
+
+
+def _qwen_vl_vision_params(v: dict) -> list[tuple[str, int]]:
+    """Qwen3-VL / Qwen3.5 vision tower (transformers Qwen3VLVisionModel): Conv3d patch embedding with bias, learned
+    position table, ``depth`` pre-LayerNorm blocks (qkv and proj with biases, fc1/fc2 MLP with biases), a patch merger
+    (LayerNorm, fc1 over merge^2 x hidden, fc2 to the text width) and one more merger per deepstack index."""
+    r = _Reader(v, "vision_config.")
+    h, inter, depth = r.int("hidden_size", required=True), r.int("intermediate_size", required=True), \
+        r.int("depth", required=True, hi=MAX_LAYERS)
+    ch, patch, tps = r.int("in_channels", 3), r.int("patch_size", 16), r.int("temporal_patch_size", 2)
+    out, merge = r.int("out_hidden_size", required=True), r.int("spatial_merge_size", 2)
+    embed = ch * tps * patch * patch * h + h + r.int("num_position_embeddings", 2304) * h
+    block = 2 * 2 * h + (3 * h * h + 3 * h) + (h * h + h) + (h * inter + inter) + (inter * h + h)
+    wide = h * merge * merge
+
+    def merger(norm_width: int) -> int:
+        return 2 * norm_width + (wide * wide + wide) + (wide * out + out)
+
+    deep = r.list("deepstack_visual_indexes") or []
+    tower = embed + depth * block
+    return [("vision_tower", tower), ("multi_modal_projector", merger(h) + len(deep) * merger(wide))]
 
 
 def _vision_params(cfg: dict, text: dict) -> list[tuple[str, int]]:
     """A SigLIP/CLIP-style vision tower plus the projector into the text model (Gemma 3 layout)."""
     v = cfg["vision_config"]
+    if "depth" in v and "temporal_patch_size" in v:
+        return _qwen_vl_vision_params(v)
     vt = v.get("model_type") or "siglip_vision_model"
     r = _Reader(v, "vision_config.", MODEL_TYPE_DEFAULTS.get(vt, MODEL_TYPE_DEFAULTS["siglip_vision_model"]))
     h = r.int("hidden_size", required=True)

@@ -1,0 +1,173 @@
+"""Hybrid attention + recurrent models: Qwen3-Next / Qwen3.5 (gated DeltaNet), Nemotron-H, Granite 4.0-H and Bamba
+(Mamba-2), Jamba (Mamba-1 + MoE), plain Mamba-2; and the Qwen3-VL vision tower.
+
+Exact counts checked here are published safetensors counts (cited per test); per-tensor shapes follow transformers'
+modeling code (Mamba2Mixer, Qwen3NextGatedDeltaNet, JambaMambaMixer, GraniteMoeHybrid), written out by hand below.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vramplan.api import load_model
+from vramplan.core.memory import kv_bytes_per_token, kv_cache
+from vramplan.core.model import FULL, MAMBA, NOMIX, count_params, layer_groups
+from vramplan.errors import InvalidModelSpec
+from vramplan.sources.hf_config import parse_config
+
+
+def _shapes(spec, kind, mlp=None):
+    for g in layer_groups(spec):
+        if g.kind == kind and (mlp is None or g.mlp == mlp):
+            return {t.name: t.shape for t in g.tensors}
+    raise AssertionError(f"no {kind} layer")
+
+
+def test_qwen3_next_counts_equal_the_safetensors():
+    """A model-inspector report of the Qwen3-Next-80B-A3B-Instruct snapshot (gogongxt/python@ec996269,
+    scripts/models/qwen3_next_80b_a3b_instruct.md) counts 81,324,862,720 parameters in its 41 safetensors files, of
+    which the mtp.* tensors are 1,650,471,424."""
+    spec = load_model("qwen3-next-80b-a3b-instruct").spec
+    pc = count_params(spec)
+    assert pc.total == 79_674_391_296
+    assert pc.mtp == 1_650_471_424
+    assert pc.total + pc.mtp == 81_324_862_720
+    assert spec.kinds.count(FULL) == 12 and spec.kinds.count(MAMBA) == 36
+    lin = _shapes(spec, MAMBA)  # shapes listed in the same report
+    assert lin["linear_attn.in_proj_qkvz.weight"] == (12288, 2048)
+    assert lin["linear_attn.in_proj_ba.weight"] == (64, 2048)
+    assert lin["linear_attn.conv1d.weight"] == (8192, 1, 4)
+    assert lin["linear_attn.out_proj.weight"] == (2048, 4096)
+    assert _shapes(spec, FULL)["self_attn.q_proj.weight"] == (8192, 2048)  # 2 x heads x head_dim: output gate
+
+
+def test_qwen3_next_cache_and_state():
+    spec = load_model("qwen3-next-80b-a3b-instruct").spec
+    assert kv_bytes_per_token(spec) == 12 * 2 * 2 * 256 * 2  # 12 attention layers, 2 KV heads, K and V, bf16
+    # per DeltaNet layer and sequence: conv state (2 x 16 x 128 + 32 x 128 channels x 4) + recurrent 32 x 128 x 128
+    state = 36 * ((2 * 16 * 128 + 32 * 128) * 4 * 2 + 32 * 128 * 128 * 2)
+    kv = kv_cache(spec, context=100_000, batch=3)
+    assert kv.state_bytes_per_seq == state
+    assert kv.total_bytes == 3 * state + 3 * 100_000 * 12 * 2 * 2 * 256 * 2
+
+
+def test_qwen3_vl_8b_equals_the_hub_count():
+    """HF Hub API for Qwen/Qwen3-VL-8B-Instruct@0c351dd0: safetensors parameters BF16 8,767,123,696 (quoted in the
+    Cosmos-Reason2-8B model card, which shares the architecture, and in several public inventories)."""
+    assert count_params(load_model("qwen3-vl-8b-instruct").spec).total == 8_767_123_696
+
+
+def test_qwen3_5_reads_text_and_vision_and_fp32_state():
+    spec = load_model("qwen3.5-27b").spec
+    assert spec.ssm_variant == "gated_deltanet" and spec.ssm_state_bytes == 4  # mamba_ssm_dtype float32
+    assert dict(spec.extra_params)["vision_tower"] > 0 and spec.mtp_layers == 1
+    moe = load_model("qwen3.5-35b-a3b").spec
+    assert moe.is_moe and moe.intermediate_size == 0 and all(m == "moe" for m in moe.mlps)
+
+
+def test_nemotron_h_blocks_cache_and_counts():
+    spec = load_model("nemotron-3-nano-30b-a3b").spec
+    pattern = "MEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEMEM*EMEMEMEME"
+    assert spec.kinds == tuple({"M": MAMBA, "*": FULL, "E": NOMIX}[c] for c in pattern)
+    attn = pattern.count("*")
+    assert kv_bytes_per_token(spec) == attn * 2 * 2 * 128 * 2
+    m = _shapes(spec, MAMBA)
+    di, g, n, h, heads = 64 * 64, 8, 128, 2688, 64
+    assert m["mixer.in_proj.weight"] == (2 * di + 2 * g * n + heads, h)
+    assert m["mixer.conv1d.weight"] == (di + 2 * g * n, 1, 4)
+    assert m["mixer.norm.weight"] == (di,) and m["mixer.out_proj.weight"] == (h, di)
+    e = _shapes(spec, NOMIX, "moe")
+    assert "mlp.experts.gate_proj" not in e and e["mlp.experts.up_proj"] == (128, 1856, h)  # relu^2: no gate
+    assert _shapes(spec, FULL).keys().isdisjoint({"mlp.up_proj.weight", "mlp.fc1.weight"})  # attention-only block
+    pc = count_params(spec)
+    assert round(pc.total / 1e8) == 316  # NVIDIA: 31.6B total parameters
+    assert round(pc.active / 1e8) == 36  # ~3.6B active (embeddings included)
+    state = kv_cache(spec, context=1024).state_bytes_per_seq
+    assert state == pattern.count("M") * ((di + 2 * g * n) * 4 * 2 + di * n * 4)  # SSM cache fp32
+
+
+def test_bamba_mamba2_shapes_and_published_size():
+    spec = load_model("bamba-9b").spec
+    m = _shapes(spec, MAMBA)
+    h, di, heads, n = 4096, 8192, 128, 128
+    assert m["mixer.in_proj.weight"] == (2 * di + 2 * n + heads, h)
+    assert m["mixer.dt_bias"] == (heads,) and m["mixer.A_log"] == (heads,) and m["mixer.D"] == (heads,)
+    assert [i for i, k in enumerate(spec.kinds) if k == FULL] == [9, 18, 27]
+    assert round(count_params(spec).total / 1e7) == 978  # "9.78B" (transformers Bamba docs)
+
+
+GRANITE_H = {  # the shape of a Granite 4.0-H config (granitemoehybrid), small sizes
+    "model_type": "granitemoehybrid", "hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
+    "num_key_value_heads": 2, "intermediate_size": 64, "shared_intermediate_size": 512, "num_local_experts": 8,
+    "num_experts_per_tok": 2, "vocab_size": 1000, "layer_types": ["mamba", "mamba", "attention", "mamba"],
+    "mamba_n_heads": 8, "mamba_d_head": 64, "mamba_n_groups": 1, "mamba_d_state": 16, "mamba_d_conv": 4,
+    "mamba_expand": 2, "tie_word_embeddings": True,
+}
+
+
+def test_granite_4_h_layers():
+    spec = parse_config(GRANITE_H)
+    assert spec.kinds == (MAMBA, MAMBA, FULL, MAMBA) and spec.num_experts == 8
+    m = _shapes(spec, MAMBA)
+    assert m["mlp.experts.gate_proj"] == (8, 64, 256)  # intermediate_size is the per-expert width
+    assert m["mlp.shared_experts.gate_proj.weight"] == (512, 256)
+    assert m["mixer.in_proj.weight"] == (2 * 512 + 2 * 16 + 8, 256)
+    dense = parse_config({**GRANITE_H, "num_local_experts": 0})
+    assert dense.intermediate_size == 512 and not dense.is_moe  # micro: the shared MLP is the MLP
+
+
+def test_jamba_pattern_and_mixer_norms():
+    cfg = {"model_type": "jamba", "hidden_size": 256, "num_hidden_layers": 16, "num_attention_heads": 8,
+           "num_key_value_heads": 2, "intermediate_size": 512, "vocab_size": 1000, "num_experts": 4,
+           "num_experts_per_tok": 2, "mamba_d_state": 16, "mamba_d_conv": 4, "mamba_expand": 2, "mamba_dt_rank": 16}
+    spec = parse_config(cfg)
+    assert [i for i, k in enumerate(spec.kinds) if k == FULL] == [4, 12]  # i % 8 == 4
+    assert spec.moe_mask == tuple(i % 2 == 1 for i in range(16))
+    m = _shapes(spec, MAMBA)
+    assert m["mixer.dt_layernorm.weight"] == (16,) and m["mixer.b_layernorm.weight"] == (16,)
+    assert m["mixer.x_proj.weight"] == (16 + 2 * 16, 512)
+
+
+def test_plain_mamba2():
+    cfg = {"model_type": "mamba2", "hidden_size": 256, "num_hidden_layers": 2, "num_heads": 8, "head_dim": 64,
+           "n_groups": 2, "state_size": 32, "conv_kernel": 4, "expand": 2, "vocab_size": 1000}
+    spec = parse_config(cfg)
+    per_layer = ((2 * 512 + 2 * 2 * 32 + 8) * 256 + (512 + 2 * 2 * 32) * 4 + (512 + 2 * 2 * 32) + 3 * 8 + 512
+                 + 256 * 512 + 256)  # in_proj, conv w+b, dt_bias/A_log/D, gated norm, out_proj, block norm
+    assert count_params(spec).total == 2 * per_layer + 1000 * 256 * 2 + 256
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"hybrid_override_pattern": "M*X"}, "hybrid_override_pattern"),
+    ({"hybrid_override_pattern": "M*"}, "hybrid_override_pattern"),
+    ({"n_groups": 3}, "n_groups"),
+])
+def test_bad_nemotron_h_configs_name_the_field(change, field):
+    cfg = {"model_type": "nemotron_h", "hidden_size": 256, "num_hidden_layers": 3, "num_attention_heads": 4,
+           "num_key_value_heads": 2, "head_dim": 64, "intermediate_size": 512, "vocab_size": 1000,
+           "hybrid_override_pattern": "M*-", "mamba_num_heads": 8, "mamba_head_dim": 64, "n_groups": 1,
+           "ssm_state_size": 16}
+    parse_config(cfg)
+    with pytest.raises(InvalidModelSpec) as err:
+        parse_config({**cfg, **change})
+    assert field in str(err.value)
+
+
+def test_hybrids_run_through_every_command(run_json):
+    for model in ("qwen3-next-80b-a3b-instruct", "nemotron-3-nano-30b-a3b", "bamba-9b", "qwen3.5-35b-a3b"):
+        inf = run_json("inference", model, "--max-model-len", "32k")
+        assert inf["memory"]["kv_cache"] > 0
+        tr = run_json("train", model, "--method", "lora", "--seq-len", "1k")
+        assert tr["memory"]["activations"] > 0 and tr["trainable_params"] > 0
+
+
+def test_kimi_and_minimax_parse():
+    kimi = load_model("kimi-k2-instruct").spec
+    assert kimi.is_mla and kimi.num_experts == 384
+    assert round(count_params(kimi).total / 1e12, 2) == 1.03  # "1T total"
+    mm = load_model("minimax-m2.5").spec
+    assert mm.qk_norm_full and mm.score_correction_bias
+    assert _shapes(mm, FULL)["self_attn.q_norm.weight"] == (48 * 128,)
+    assert round(count_params(mm).total / 1e9) == 229
