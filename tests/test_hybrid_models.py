@@ -171,3 +171,17 @@ def test_kimi_and_minimax_parse():
     assert mm.qk_norm_full and mm.score_correction_bias
     assert _shapes(mm, FULL)["self_attn.q_norm.weight"] == (48 * 128,)
     assert round(count_params(mm).total / 1e9) == 229
+
+
+def test_jamba_1_5_mini_size():
+    """AI21-Jamba-1.5-Mini's architecture fields (as transcribed in sdpython/experimental-experiment
+    llm_model_helper.py get_ai21_jamba_15_mini, citing the HF config.json); Jamba is published as 52B total / 12B
+    active, and the open-llm-leaderboard request file for Jamba-v0.1 (same architecture) says 51.57 (billions)."""
+    cfg = {"model_type": "jamba", "attn_layer_offset": 4, "attn_layer_period": 8, "expert_layer_offset": 1,
+           "expert_layer_period": 2, "hidden_size": 4096, "intermediate_size": 14336, "mamba_conv_bias": True,
+           "mamba_d_conv": 4, "mamba_d_state": 16, "mamba_dt_rank": 256, "mamba_expand": 2, "mamba_proj_bias": False,
+           "num_attention_heads": 32, "num_experts": 16, "num_experts_per_tok": 2, "num_hidden_layers": 32,
+           "num_key_value_heads": 8, "tie_word_embeddings": False, "vocab_size": 65536}
+    pc = count_params(parse_config(cfg))
+    assert round(pc.total / 1e7) == 5157
+    assert round(pc.active / 1e9) == 12
