@@ -94,7 +94,7 @@ def render(r: dict, args) -> str:
     header = ["configuration", "need/GPU", "limit/GPU", "cost", "decode tok/s (low/exp/high)"
               if wl.get("kind") == "inference" else "time"]
     if r["fits"]:
-        lines += [title("Cheapest (fewest GPUs of each kind, by price; unknown prices last)"),
+        lines += [title("Cheapest (fewest GPUs of each kind, by price; unknown prices last; host-RAM offload plans after the rest)"),
                   table(rows(r["cheapest"]), header, align="lrrrr"),
                   title("Fastest"), table(rows(r["fastest"]), header, align="lrrrr")]
     lines.append(title("Every GPU kind: the fewest that fit (or the closest miss)"))

@@ -402,8 +402,10 @@ class SearchResult:
 
 
 def rank_cheapest(cands: Iterable[Candidate]) -> tuple[Candidate, ...]:
-    """By cost per hour (unknown prices last), then faster first, then fewer GPUs."""
-    return tuple(sorted(cands, key=lambda c: (c.cost_per_hour_usd is None, c.cost_per_hour_usd or 0.0,
+    """Plans that keep every layer on the GPUs first, host-RAM offload plans after them (cheaper by the hour, but they
+    decode at host-RAM speed); within each, by cost per hour (unknown prices last), then faster, then fewer GPUs."""
+    return tuple(sorted(cands, key=lambda c: (c.offload_layers > 0, c.cost_per_hour_usd is None,
+                                              c.cost_per_hour_usd or 0.0,
                                               -(c.speed or 0.0), c.count)))
 
 
