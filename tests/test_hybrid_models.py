@@ -185,3 +185,40 @@ def test_jamba_1_5_mini_size():
     pc = count_params(parse_config(cfg))
     assert round(pc.total / 1e7) == 5157
     assert round(pc.active / 1e9) == 12
+
+
+def test_vllm_hybrid_block_size_and_state_page():
+    """vLLM pads a recurrent layer's state page to the attention page of a block of 16k tokens (mamba_utils.py,
+    HybridAttentionMambaModelConfig). Qwen3-Next at TP=2: conv (2 x 16 x 128 + 32 x 128) / 2 channels x 3 columns + recurrent 16 x 128 x 128, bf16
+    = 548,864 B (4,096 conv channels per rank); one token of one attention layer on a rank = 2 x 1 x 256 x 2 = 1,024 B -> 544-token blocks."""
+    from vramplan.engines.vllm import hybrid_block_size, mamba_state_page_bytes
+
+    spec = load_model("qwen3-next-80b-a3b-instruct").spec
+    assert mamba_state_page_bytes(spec, 2, 2, (0, 10, 2)) == (4096 * 3 + 16 * 128 * 128) * 2 == 548_864
+    assert [hybrid_block_size(spec, "auto", 2, tp, None, (0, 21, 0))[0] for tp in (1, 2, 4, 8)] == [544, 544, 272, 144]
+    nano = load_model("nemotron-3-nano-30b-a3b").spec  # config: mamba_ssm_cache_dtype float32
+    di, g, n = 64 * 64, 8, 128
+    assert mamba_state_page_bytes(nano, 1, 2, (0, 21, 0)) == (di + 2 * g * n) * 3 * 2 + di * n * 4
+
+
+def test_vllm_hybrid_against_a_startup_log(run_json):
+    """vLLM 0.10.2, Qwen3-Next-80B-A3B-Instruct, TP=2 on H200, max_model_len 262,144, default utilization 0.9 (a
+    public startup log): 'Setting attention block size to 544 tokens', 'Padding mamba page size by 1.49%', 'Model
+    loading took 74.2812 GiB', 'Available KV cache memory: 44.59 GiB', 'GPU KV cache size: 973,760 tokens',
+    'Maximum concurrency for 262,144 tokens per request: 14.77x'."""
+    out = run_json("inference", "qwen3-next-80b-a3b-instruct", "--engine", "vllm", "--engine-version", "0.10.2",
+                   "-tp", "2", "--gpu", "h200", "--max-model-len", "262144")
+    cap = out["capacity"]
+    assert cap["block_size"] == 544
+    assert abs(out["memory"]["weights"] / (74.2812 * 2**30) - 1) < 0.005
+    assert abs(cap["kv_cache_available_bytes"] / (44.59 * 2**30) - 1) < 0.02
+    assert abs(cap["kv_cache_tokens"] / 973_760 - 1) < 0.02
+    assert abs(cap["max_concurrency"] / 14.77 - 1) < 0.02
+    # the token count divides the pool by all four groups (1 attention + 3 recurrent), as vLLM <= 0.23 logs it
+    assert cap["kv_cache_tokens"] == cap["kv_cache_blocks"] // 4 * 544
+
+
+def test_vllm_refuses_what_it_does_not_model(run_cli):
+    code, _, err = run_cli("inference", "qwen3-next-80b-a3b-instruct", "--engine", "vllm", "--engine-version",
+                           "0.6.5", "-tp", "4", "--gpu", "h100")
+    assert code == 1 and "V0" in err

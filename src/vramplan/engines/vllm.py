@@ -35,7 +35,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from math import ceil
 
-from ..core.model import FULL, MAMBA, MLA, SLIDING, ModelSpec, global_tensors, layer_groups
+from ..core.model import (FULL, GATED_DELTANET, MAMBA, MAMBA2, MLA, NO_MLP, NOMIX, SLIDING, ModelSpec, global_tensors,
+                          layer_groups)
 from ..core.precision import WeightBytes
 from ..errors import InvalidRequest, UnknownName, suggest
 
@@ -293,33 +294,82 @@ def kv_bytes_per_token_layer(spec: ModelSpec, kind: str, kv_dtype: str, act_byte
 
 @dataclass(frozen=True, slots=True)
 class KVGroup:
-    kind: str  # full | sliding | mla
+    kind: str  # full | sliding | mla | mamba (a recurrent state: one block per request)
     layers: int  # layers in the group (the group size, padded groups count as full)
     page_bytes: int  # one block of one layer
     window: int = 0
 
 
+def mamba_state_page_bytes(spec: ModelSpec, tp: int, act_bytes: int, version: tuple[int, int, int]) -> int:
+    """One recurrent layer's state for one request on one rank (``MambaSpec.page_size_bytes``, from
+    ``mamba_utils.py`` MambaStateShapeCalculator / MambaStateDtypeCalculator): the conv state keeps conv_kernel - 1
+    columns of the rank's conv channels in the model dtype; the SSM state (Mamba-2: heads/TP x head_dim x N; gated
+    DeltaNet: value heads/TP x k_dim x v_dim; Mamba-1: d_inner/TP x N) in mamba_ssm_cache_dtype. Its default
+    ("auto") is the model dtype, except Nemotron-H, which takes the config's mamba_ssm_cache_dtype (float16 in
+    0.13-0.19, float32 from 0.20 when the config has none) and Qwen3.5 (the config's mamba_ssm_dtype)."""
+    k = spec.ssm_conv_kernel - 1
+    if spec.ssm_variant == GATED_DELTANET:
+        conv = (2 * spec.lin_k_heads * spec.lin_k_dim + spec.lin_v_heads * spec.lin_v_dim) // tp
+        ssm = (spec.lin_v_heads // tp) * spec.lin_k_dim * spec.lin_v_dim
+    elif spec.ssm_variant == MAMBA2:
+        g = spec.ssm_groups
+        if g % tp:
+            g = tp  # n_groups is replicated up to the TP size
+        conv = (spec.d_inner + 2 * g * spec.ssm_state_size) // tp
+        ssm = (spec.ssm_heads // tp) * (spec.d_inner // spec.ssm_heads) * spec.ssm_state_size
+    else:
+        conv = spec.d_inner // tp
+        ssm = (spec.d_inner // tp) * spec.ssm_state_size
+    ssm_bytes = act_bytes
+    if spec.model_type == "nemotron_h" and version >= (0, 13, 0):
+        ssm_bytes = spec.ssm_state_bytes if spec.ssm_state_bytes == 4 else (4 if version >= (0, 20, 0) else 2)
+    elif spec.model_type.startswith("qwen3_5") and version >= (0, 17, 0):
+        ssm_bytes = spec.ssm_state_bytes
+    return conv * k * act_bytes + ssm * ssm_bytes
+
+
+HYBRID_BLOCK_ALIGN = 16
+"""Attention block sizes of attention + recurrent hybrids are multiples of this (the FlashAttention kernel block;
+``HybridAttentionMambaModelConfig`` / ``Platform._align_hybrid_block_size``)."""
+
+
+def hybrid_block_size(spec: ModelSpec, kv_dtype: str, act_bytes: int, tp: int, user_block: int | None,
+                      version: tuple[int, int, int]) -> tuple[int, int]:
+    """(attention block size, mamba state page) for a hybrid: the smallest multiple of 16 tokens whose attention
+    page (block x one token of one layer) holds a recurrent state page; the state page is then padded to it."""
+    attn_1tok = kv_bytes_per_token_layer(spec, FULL, kv_dtype, act_bytes, tp)
+    state = mamba_state_page_bytes(spec, tp, act_bytes, version)
+    a = HYBRID_BLOCK_ALIGN
+    block = a * ceil(state / (a * attn_1tok))
+    if user_block and user_block >= block:
+        block = user_block
+    return block, state
+
+
 def kv_groups(spec: ModelSpec, layers: tuple[int, ...], kv_dtype: str, act_bytes: int, tp: int, block: int,
-              hybrid: bool = True) -> list[KVGroup]:
+              hybrid: bool = True, version: tuple[int, int, int] = (0, 21, 0)) -> list[KVGroup]:
     """vLLM's KV cache groups for the layers of one stage (``vllm/v1/core/kv_cache_utils.py``): one group when every
     layer has the same spec; otherwise (hybrid allocator) each spec's layers are cut into groups of
-    ``group_size`` layers (the smallest type's count, or the largest when within 25% of it) sharing one block pool."""
-    kinds = [spec.kinds[i] for i in layers]
-    if MAMBA in kinds:
-        raise InvalidRequest("vLLM plans for models with recurrent (Mamba) layers are not modelled yet",
-                             field="engine")
+    ``group_size`` layers (the smallest type's count, or the largest when within 25% of it, 50% from 0.18) sharing
+    one block pool. Recurrent layers form their own groups, their state page padded to the attention page; blocks
+    with no token mixer (Nemotron-H MLP / MoE blocks) hold nothing."""
+    kinds = [spec.kinds[i] for i in layers if spec.kinds[i] != NOMIX]
     if not hybrid:
+        if MAMBA in kinds:
+            raise InvalidRequest("vLLM needs its hybrid KV cache manager for models with recurrent layers",
+                                 field="disable_hybrid_kv_cache_manager")
         kinds = [FULL if k == SLIDING else k for k in kinds]
     by: dict[str, int] = {}
     for k in kinds:
         by[k] = by.get(k, 0) + 1
-    pages = {k: block * kv_bytes_per_token_layer(spec, k, kv_dtype, act_bytes, tp) for k in by}
+    pages = {k: block * kv_bytes_per_token_layer(spec, FULL if k == MAMBA else k, kv_dtype, act_bytes, tp)
+             for k in by}
     window = spec.sliding_window
     if len(by) == 1:
         k = next(iter(by))
         return [KVGroup(k, by[k], pages[k], window if k == SLIDING else 0)]
     lo, hi = min(by.values()), max(by.values())
-    size = hi if hi < lo * 1.25 else lo
+    size = hi if hi < lo * (1.5 if version >= (0, 18, 0) else 1.25) else lo
     groups = []
     for k, n in by.items():
         for _ in range(ceil(n / size)):
@@ -330,7 +380,10 @@ def kv_groups(spec: ModelSpec, layers: tuple[int, ...], kv_dtype: str, act_bytes
 def request_blocks(g: KVGroup, max_model_len: int, block: int, mnbt: int) -> int:
     """Blocks one max_model_len request needs in one layer of this group (``kv_cache_interface.py``
     max_memory_usage_bytes): full attention cdiv(len, block); sliding window
-    cdiv(min(window - 1 + max_num_batched_tokens, len), block) + 1."""
+    cdiv(min(window - 1 + max_num_batched_tokens, len), block) + 1; a recurrent state one block (prefix caching
+    is off for hybrid models by default up to 0.25)."""
+    if g.kind == MAMBA:
+        return 1
     if g.kind == SLIDING and g.window:
         return ceil(min(g.window - 1 + mnbt, max_model_len) / block) + 1
     return ceil(max_model_len / block)
@@ -356,7 +409,8 @@ def forward_peak_bytes(spec: ModelSpec, tokens: int, tp: int, act_bytes: int,
     widths = []
     for g in layer_groups(spec):
         if g.kind == MAMBA:
-            widths.append(3 * spec.ssm_expand * spec.hidden_size)
+            widths.append(3 * spec.d_inner // tp)
+        if g.mlp == NO_MLP:
             continue
         if g.moe:
             w = spec.shared_expert_intermediate_size
@@ -451,13 +505,28 @@ def vllm_memory(spec: ModelSpec, wb: WeightBytes, fmt, *, gpu_total_bytes: int, 
     d_mnbt, d_seqs = default_batch_limits(gpu_total_bytes, gpu_name, usage, rules, max_model_len)
     mnbt = max_num_batched_tokens or d_mnbt
     seqs = max_num_seqs or d_seqs
+    ver = rules.since
+    if version not in (None, "", "latest"):
+        ver = parse_version(version)
     if spec.is_mla:
         block = block_size or mla_block_size
     else:
         block = block_size or 16
+    notes: list[str] = []
+    if MAMBA in spec.kinds:
+        if not any(k in (FULL, SLIDING, MLA) for k in spec.kinds):
+            raise InvalidRequest("vLLM accounting for purely recurrent models (no attention layer) is not modelled; "
+                                 "use --engine transformers or llama.cpp", field="engine")
+        if rules.engine != "V1":
+            raise InvalidRequest(f"vLLM {rules.label} (V0) accounting for hybrid recurrent models is not modelled; "
+                                 "use --engine-version 0.10 or newer", field="engine_version")
+        block, state = hybrid_block_size(spec, kv_dtype, act_bytes, tp, block_size, ver)
+        attn_page = block * kv_bytes_per_token_layer(spec, FULL, kv_dtype, act_bytes, tp)
+        notes.append(f"hybrid model: attention block size set to {block} tokens so that one block holds a recurrent "
+                     f"state ({state:,} B per layer per request, padded by {100 * (attn_page - state) / state:.2f}%); "
+                     "each request holds one state block per recurrent layer (prefix caching off)")
     requested = int(gpu_total_bytes * util)
     ctx = cuda_context_bytes(tp, pp, spec)
-    notes: list[str] = []
     factor = mxfp4_expert_factor(spec, tp, rules.mxfp4_pad) if mxfp4_experts and spec.is_moe else 1.0
     stages_w = stage_weights(spec, wb, fmt, tp, pp, act_bytes, factor)
     rows = min(seqs, mnbt)
@@ -483,7 +552,7 @@ def vllm_memory(spec: ModelSpec, wb: WeightBytes, fmt, *, gpu_total_bytes: int, 
                 fwd += pp_buffers  # the preallocated receive buffers
         act = max(fwd, samp) + ws
         avail = requested - sw.weights_bytes - act - nt - (cg if rules.cudagraph_in_budget else 0)
-        groups = tuple(kv_groups(spec, sw.layers, kv_dtype, act_bytes, tp, block, hybrid_kv))
+        groups = tuple(kv_groups(spec, sw.layers, kv_dtype, act_bytes, tp, block, hybrid_kv, ver))
         group_size = max(g.layers for g in groups)
         page = groups[0].page_bytes
         block_bytes = page * group_size
