@@ -222,3 +222,16 @@ def test_vllm_refuses_what_it_does_not_model(run_cli):
     code, _, err = run_cli("inference", "qwen3-next-80b-a3b-instruct", "--engine", "vllm", "--engine-version",
                            "0.6.5", "-tp", "4", "--gpu", "h100")
     assert code == 1 and "V0" in err
+
+
+def test_llamacpp_recurrent_state_buffer(run_json):
+    """llama.cpp log for Qwen3.6-27B (Qwen3.5-27B's architecture), -c 32768 -np 1: 'llama_memory_recurrent: size =
+    149.62 MiB (1 cells, 64 layers, 1 seqs), R (f32): 5.62 MiB, S (f32): 144.00 MiB' (48 recurrent layers)."""
+    out = run_json("inference", "qwen3.5-27b", "--quantization", "Q4_K_M", "--engine", "llama.cpp",
+                   "--max-model-len", "32768")
+    r = 48 * 3 * (2 * 16 * 128 + 48 * 128) * 4
+    s = 48 * 48 * 128 * 128 * 4
+    assert round(r / 2**20, 2) == 5.62 and s == 144 * 2**20
+    attention = 16 * 32768 * 2 * 4 * 256 * 2  # 16 attention layers, K and V, 4 KV heads x 256, f16
+    assert out["memory"]["kv_cache"] == attention + r + s
+    assert any("149.62 MiB" in n for n in out["explain"])

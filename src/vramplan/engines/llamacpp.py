@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..core.gguf_mix import GGUF_MIXES, ggml_nbytes, gguf_tensor_types
-from ..core.model import FULL, MLA, SLIDING, ModelSpec, iter_tensors
+from ..core.model import FULL, MAMBA, MLA, SLIDING, ModelSpec, iter_tensors
 from ..errors import InvalidRequest, UnknownName, suggest
 
 MiB = 1 << 20
@@ -241,6 +241,13 @@ def swa_cells(spec: ModelSpec, n_ctx_cells: int, n_seq: int, n_ubatch: int, rule
     return min(n_ctx_cells, pad(spec.sliding_window * (n_seq if unified else 1) + n_ubatch, p))
 
 
+def recurrent_state_bytes_per_cell(spec: ModelSpec) -> int:
+    """One recurrent layer's state for one sequence (``llama-hparams.cpp`` n_embd_r / n_embd_s, f32 always):
+    R = (d_conv - 1) x (d_inner + 2 x n_group x d_state) conv values, S = d_state x d_inner (gated DeltaNet maps
+    these onto its key / value heads: S = value heads x d_k x d_v)."""
+    return 4 * ((spec.ssm_conv_kernel - 1) * spec.ssm_conv_channels() + spec.ssm_recurrent_elements())
+
+
 # ----- compute buffers ------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -384,9 +391,15 @@ def llamacpp_memory(spec: ModelSpec, tensors: list[PlacedTensor], *, n_ctx: int,
     kv_layers = [0] * n_dev
     host_kv = 0
     per_cell_total = 0
+    rs_cells = max(1, n_seq)
+    rs_layer = recurrent_state_bytes_per_cell(spec) if MAMBA in spec.kinds else 0
+    rs_total = 0
     for il, kind in enumerate(spec.kinds):
         c = sw_cells if kind == SLIDING else cells
         b = c * kv_layer_bytes_per_cell(spec, kind, tk, tv, rules.mla_latent)
+        if kind == MAMBA:
+            b = rs_cells * rs_layer
+            rs_total += b
         per_cell_total += kv_layer_bytes_per_cell(spec, kind, tk, tv, rules.mla_latent)
         d = -1 if no_kv_offload else devs[il]
         if d < 0:
@@ -409,6 +422,9 @@ def llamacpp_memory(spec: ModelSpec, tensors: list[PlacedTensor], *, n_ctx: int,
     gpus = tuple(DeviceMemory(f"{gname}{i}", model[i], kv[i], cb.gpu_bytes if any_gpu and (i == 0 or kv_layers[i])
                               else 0, 0, kv_layers[i]) for i in range(n_dev)) if any_gpu else ()
     host = DeviceMemory("host", host_model, host_kv, cb.host_bytes, out_buf)
+    if rs_total:
+        notes.append(f"recurrent layers: llama_memory_recurrent keeps R (conv) and S (SSM) states in f32 for "
+                     f"{rs_cells} sequence(s): {rs_total / 2**20:.2f} MiB (RS buffer), counted with the KV cache")
     if n_gpus > 1:
         notes.append("compute buffers on GPUs after the first are taken equal to the first (an upper bound)")
     if spec.is_moe:
