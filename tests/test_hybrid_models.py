@@ -235,3 +235,31 @@ def test_llamacpp_recurrent_state_buffer(run_json):
     attention = 16 * 32768 * 2 * 4 * 256 * 2  # 16 attention layers, K and V, 4 KV heads x 256, f16
     assert out["memory"]["kv_cache"] == attention + r + s
     assert any("149.62 MiB" in n for n in out["explain"])
+
+
+@pytest.mark.parametrize("model, trunk, mtp", [
+    ("deepseek-v3.2", 671_877_944_064, 13_477_385_728),  # HF safetensors total 685,355,329,792
+    ("glm-5", None, None),  # HF safetensors total 753,864,139,008
+    ("glm-5.2", None, None),  # HF safetensors total 753,329,940,480 (no indexer in the 57 IndexCache-shared layers)
+])
+def test_dsa_models_equal_the_hub_counts(model, trunk, mtp):
+    """Totals from the Hugging Face API's safetensors counts (an HF-API-derived table, public; DeepSeek-V3.2 counts
+    no FP8 scale tensors, the BF16 GLM-5 repos have none)."""
+    published = {"deepseek-v3.2": 685_355_329_792, "glm-5": 753_864_139_008, "glm-5.2": 753_329_940_480}[model]
+    pc = count_params(load_model(model).spec)
+    assert pc.total + pc.mtp == published
+    if trunk:
+        assert (pc.total, pc.mtp) == (trunk, mtp)
+
+
+def test_dsa_indexer_shapes_and_caches(run_json):
+    spec = load_model("deepseek-v3.2").spec
+    a = _shapes(spec, "mla")
+    assert a["self_attn.indexer.wq_b.weight"] == (64 * 128, 1536) and a["self_attn.indexer.wk.weight"] == (128, 7168)
+    assert a["self_attn.indexer.weights_proj.weight"] == (64, 7168) and a["self_attn.indexer.k_norm.bias"] == (128,)
+    assert spec.kv_elements_per_token("mla") == 512 + 64 + 128  # latent + rope key + indexer key
+    out = run_json("inference", "deepseek-v3.2", "--engine", "vllm", "-tp", "8", "--gpu", "h200",
+                   "--kv-cache-dtype", "fp8", "--max-model-len", "32k")
+    assert out["kv_bytes_per_token"] == 61 * (656 + 132)  # fp8 becomes fp8_ds_mla on the sparse backend
+    glm52 = load_model("glm-5.2").spec
+    assert sum(glm52.indexer_mask) == 21

@@ -35,6 +35,7 @@ LINEAR_ROLES = frozenset({
     "attn_q", "attn_k", "attn_v", "attn_output", "attn_q_a", "attn_q_b", "attn_kv_a_mqa", "attn_kv_b",
     "ffn_gate", "ffn_up", "ffn_down", "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps",
     "ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp", "ssm_in", "ssm_out", "ssm_x", "ssm_dt", "ssm_ba",
+    "attn_idx_q", "attn_idx_k",
 })
 EXPERT_ROLES = frozenset({"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"})
 
@@ -110,6 +111,10 @@ class ModelSpec:
     kv_lora_rank: int = 0
     qk_nope_head_dim: int = 0
     qk_rope_head_dim: int = 0
+    # DeepSeek Sparse Attention (DeepSeek-V3.2, GLM-5): a lightning indexer in the MLA layers
+    indexer_heads: int = 0
+    indexer_head_dim: int = 0
+    indexer_layer_mask: tuple[bool, ...] = ()  # one per layer; empty with an indexer means every layer
     # Recurrent (MAMBA-kind) layers: Mamba-1, Mamba-2 or gated DeltaNet mixers
     ssm_state_size: int = 0  # N (Mamba-1/2)
     ssm_conv_kernel: int = 0  # K
@@ -175,10 +180,18 @@ class ModelSpec:
 
         return json.loads(self.quantization)
 
+    @property
+    def indexer_mask(self) -> tuple[bool, ...]:
+        if not self.indexer_heads:
+            return (False,) * self.num_layers
+        return self.indexer_layer_mask or (True,) * self.num_layers
+
     def kv_elements_per_token(self, layer_kind: str) -> int:
-        """Cache elements one token adds to one layer of this kind (K and V together)."""
+        """Cache elements one token adds to one layer of this kind (K and V together; an MLA layer's latent, plus
+        the DSA indexer's key where every layer has an indexer)."""
         if layer_kind == MLA:
-            return self.kv_lora_rank + self.qk_rope_head_dim
+            idx = self.indexer_head_dim if self.indexer_heads and not self.indexer_layer_mask else 0
+            return self.kv_lora_rank + self.qk_rope_head_dim + idx
         if layer_kind in (FULL, SLIDING):
             return self.num_kv_heads * (self.head_dim + self.value_head_dim)
         return 0
@@ -224,7 +237,7 @@ class ModelSpec:
 
 # ----- the tensor inventory ----------------------------------------------------------------------------------
 
-def _attention_tensors(s: ModelSpec) -> list[Tensor]:
+def _attention_tensors(s: ModelSpec, indexer: bool = False) -> list[Tensor]:
     h, d, vd = s.hidden_size, s.head_dim, s.value_head_dim
     t: list[Tensor] = []
     if s.is_mla:
@@ -241,6 +254,13 @@ def _attention_tensors(s: ModelSpec) -> list[Tensor]:
         t.append(Tensor("self_attn.kv_b_proj.weight", "attn_kv_b",
                         (s.num_heads * (s.qk_nope_head_dim + s.v_head_dim), s.kv_lora_rank), "attention"))
         t.append(Tensor("self_attn.o_proj.weight", "attn_output", (h, s.num_heads * s.v_head_dim), "attention"))
+        if indexer:
+            ni, di = s.indexer_heads, s.indexer_head_dim
+            t += [Tensor("self_attn.indexer.wq_b.weight", "attn_idx_q", (ni * di, s.q_lora_rank or h), "attention"),
+                  Tensor("self_attn.indexer.wk.weight", "attn_idx_k", (di, h), "attention"),
+                  Tensor("self_attn.indexer.k_norm.weight", "norm", (di,), "norms"),
+                  Tensor("self_attn.indexer.k_norm.bias", "norm", (di,), "norms"),
+                  Tensor("self_attn.indexer.weights_proj.weight", "attn_idx_w", (ni, h), "attention")]
         return t
     q_out, kv_out, v_out = s.num_heads * d, s.num_kv_heads * d, s.num_kv_heads * vd
     t.append(Tensor("self_attn.q_proj.weight", "attn_q", ((2 if s.attn_output_gate else 1) * q_out, h),
@@ -376,10 +396,10 @@ def _norm_tensors(s: ModelSpec) -> list[Tensor]:
     return t
 
 
-def _layer_tensors(s: ModelSpec, kind: str, mlp: str | bool) -> tuple[Tensor, ...]:
+def _layer_tensors(s: ModelSpec, kind: str, mlp: str | bool, indexer: bool = False) -> tuple[Tensor, ...]:
     if isinstance(mlp, bool):
         mlp = MOE if mlp else DENSE
-    t = _mamba_tensors(s) if kind == MAMBA else [] if kind == NOMIX else _attention_tensors(s)
+    t = _mamba_tensors(s) if kind == MAMBA else [] if kind == NOMIX else _attention_tensors(s, indexer)
     if mlp == MOE:
         t += _moe_tensors(s)
     elif mlp == DENSE:
@@ -391,11 +411,11 @@ def _layer_tensors(s: ModelSpec, kind: str, mlp: str | bool) -> tuple[Tensor, ..
 @lru_cache(maxsize=256)
 def layer_groups(spec: ModelSpec) -> tuple[LayerGroup, ...]:
     """Decoder layers grouped by (kind, dense/MoE/no MLP), each group with its per-layer tensors."""
-    buckets: dict[tuple[str, str], list[int]] = {}
-    for i, (kind, mlp) in enumerate(zip(spec.kinds, spec.mlps)):
-        buckets.setdefault((kind, mlp), []).append(i)
-    return tuple(LayerGroup(kind, tuple(idx), _layer_tensors(spec, kind, mlp), mlp == MOE, mlp)
-                 for (kind, mlp), idx in buckets.items())
+    buckets: dict[tuple[str, str, bool], list[int]] = {}
+    for i, (kind, mlp, idx) in enumerate(zip(spec.kinds, spec.mlps, spec.indexer_mask)):
+        buckets.setdefault((kind, mlp, idx), []).append(i)
+    return tuple(LayerGroup(kind, tuple(idx), _layer_tensors(spec, kind, mlp, has_idx), mlp == MOE, mlp)
+                 for (kind, mlp, has_idx), idx in buckets.items())
 
 
 @lru_cache(maxsize=256)
@@ -434,7 +454,8 @@ def mtp_tensors(spec: ModelSpec) -> tuple[Tensor, ...]:
         one += [Tensor("embed_tokens.weight", "mtp_embd", (v, h), "mtp"),
                 Tensor("shared_head.head.weight", "mtp_head", (v, h), "mtp")]
     last = FULL if spec.kinds[-1] == MAMBA else spec.kinds[-1]  # hybrids: the MTP layer is full attention
-    layer = [Tensor(x.name, x.role, x.shape, "mtp") for x in _layer_tensors(spec, last, spec.is_moe)]
+    layer = [Tensor(x.name, x.role, x.shape, "mtp")
+             for x in _layer_tensors(spec, last, spec.is_moe, bool(spec.indexer_heads))]
     return tuple(one + layer) * spec.mtp_layers
 
 

@@ -214,10 +214,12 @@ def row_bytes(typ: str, n: int) -> int:
 
 def kv_layer_bytes_per_cell(spec: ModelSpec, kind: str, type_k: str, type_v: str, mla_latent: bool) -> int:
     if kind == MLA:
+        # DSA models (DeepSeek-V3.2, GLM-5) keep a second, K-only cache of indexer keys in type_k
+        idx = row_bytes(type_k, spec.indexer_head_dim) if spec.indexer_heads and not spec.indexer_layer_mask else 0
         if mla_latent:
-            return row_bytes(type_k, spec.kv_lora_rank + spec.qk_rope_head_dim)
+            return row_bytes(type_k, spec.kv_lora_rank + spec.qk_rope_head_dim) + idx
         k = spec.num_heads * (spec.qk_nope_head_dim + spec.qk_rope_head_dim)
-        return row_bytes(type_k, k) + row_bytes(type_v, spec.num_heads * spec.value_head_dim)
+        return row_bytes(type_k, k) + row_bytes(type_v, spec.num_heads * spec.value_head_dim) + idx
     if kind in (FULL, SLIDING):
         return (row_bytes(type_k, spec.num_kv_heads * spec.head_dim)
                 + row_bytes(type_v, spec.num_kv_heads * spec.value_head_dim))

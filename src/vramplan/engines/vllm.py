@@ -285,9 +285,18 @@ def kv_bytes_per_token_layer(spec: ModelSpec, kind: str, kv_dtype: str, act_byte
     """One token of one layer on one rank: K and V of the rank's KV heads (replicated when n_kv < TP), or the MLA
     latent (kv_lora_rank + rope dims; 656 B in the fp8_ds_mla layout). formulas.md 3.1-3.2."""
     if kind == MLA:
+        # DeepSeek Sparse Attention (V3.2, GLM-5): the sparse MLA backend stores any fp8 cache as fp8_ds_mla, and
+        # each indexer layer adds its key cache: 128 fp8 values + one fp32 scale = 132 B per token (every layer's
+        # share, where only some layers have an indexer)
+        idx = 0
+        if spec.indexer_heads:
+            mask = spec.indexer_mask
+            idx = ceil((spec.indexer_head_dim + spec.indexer_head_dim // 128 * 4) * sum(mask) / len(mask))
+            if (kv_dtype or "").lower().startswith("fp8"):
+                kv_dtype = "fp8_ds_mla"
         if (kv_dtype or "").lower() == "fp8_ds_mla":
-            return 656
-        return int((spec.kv_lora_rank + spec.qk_rope_head_dim) * kv_dtype_bytes(kv_dtype, act_bytes, True))
+            return 656 + idx
+        return int((spec.kv_lora_rank + spec.qk_rope_head_dim) * kv_dtype_bytes(kv_dtype, act_bytes, True)) + idx
     heads = max(1, spec.num_kv_heads // tp)
     return int(heads * (spec.head_dim + spec.value_head_dim) * kv_dtype_bytes(kv_dtype, act_bytes))
 

@@ -49,7 +49,7 @@ _LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qw
                "mamba", "falcon_mamba", "starcoder2", "olmo", "yi", "internlm2", "cohere", "exaone", "minicpm",
                "helium", "smollm3", "ernie4_5", "glm", "seed_oss", "llama4_text", "hunyuan_v1_dense", "arcee",
                "nemotron", "solar", "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba",
-               "jamba", "nemotron_h", "mamba2", "kimi_k2", "minimax_m2"}
+               "jamba", "nemotron_h", "mamba2", "kimi_k2", "minimax_m2", "deepseek_v32", "glm_moe_dsa"}
 _HYBRID = {"qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba", "jamba", "nemotron_h"}
 SUPPORTED_MODEL_TYPES = tuple(sorted(_LLAMA_LIKE | {"gemma3", "llama4", "mistral3", "llava", "qwen3_5", "qwen3_5_moe",
                                                     "qwen3_vl", "qwen3_vl_moe"}))
@@ -64,7 +64,7 @@ _ARCH_TO_TYPE = {
     "GraniteMoeForCausalLM": "granitemoe", "MambaForCausalLM": "mamba", "Starcoder2ForCausalLM": "starcoder2",
     "Qwen3NextForCausalLM": "qwen3_next", "GraniteMoeHybridForCausalLM": "granitemoehybrid",
     "BambaForCausalLM": "bamba", "JambaForCausalLM": "jamba", "NemotronHForCausalLM": "nemotron_h",
-    "Mamba2ForCausalLM": "mamba2",
+    "Mamba2ForCausalLM": "mamba2", "DeepseekV32ForCausalLM": "deepseek_v32", "GlmMoeDsaForCausalLM": "glm_moe_dsa",
 }
 
 MAX_DIM = 1 << 22  # 4M: no real hidden size, vocabulary or width is larger
@@ -192,6 +192,10 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
         return _parse_mamba(r, name, arch, mt, dtype, quant_json)
     if mt == "mamba2":
         return _parse_mamba2(r, name, arch, dtype, quant_json)
+    dsa = None
+    if mt in ("deepseek_v32", "glm_moe_dsa"):  # DeepSeek-V3's layout + a DSA lightning indexer in the MLA layers
+        dsa = mt
+        mt = "deepseek_v3"
     if mt == "kimi_k2":  # Kimi K2 is DeepSeek-V3's architecture under another model_type (its architectures say so)
         mt = "deepseek_v3"
 
@@ -257,6 +261,8 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
     if mt in ("deepseek_v2", "deepseek_v3") and r.int("kv_lora_rank"):
         _mla(r, kw)
         kw["layer_kinds"] = (MLA,) * layers
+        if dsa:
+            _dsa(r, dsa, layers, kw)
     spec = ModelSpec(**kw)
     return spec
 
@@ -478,6 +484,18 @@ def _parse_mamba2(r: _Reader, name: str, arch: str, dtype: str, quant: str) -> M
         vocab_size=r.int("vocab_size", required=True), architecture=arch, model_type="mamba2",
         tie_embeddings=r.bool("tie_word_embeddings", False), layer_kinds=(MAMBA,) * layers,
         layer_mlp=(NO_MLP,) * layers, norms_per_layer=1, torch_dtype=dtype or "bfloat16", quantization=quant, **f)
+
+
+def _dsa(r: _Reader, mt: str, layers: int, kw: dict) -> None:
+    """DeepSeek Sparse Attention: an indexer (wq_b from the q latent, wk, a LayerNorm with bias, weights_proj) in
+    every layer, or, with GLM-5.2's index_topk_freq, only in the layers that compute their own top-k."""
+    kw.update(indexer_heads=r.int("index_n_heads", required=True), indexer_head_dim=r.int("index_head_dim", 128))
+    freq = r.int("index_topk_freq", 1)
+    if freq > 1:
+        offset = r.int("index_skip_topk_offset", 0, lo=0, hi=MAX_LAYERS) or 0
+        kw["indexer_layer_mask"] = tuple(max(i - offset + 1, 0) % freq == 0 for i in range(layers))
+    if mt == "glm_moe_dsa":
+        kw["mtp_shares_embeddings"] = True  # GLM's NextN layer stores no copy of the embedding and head
 
 
 def _mla(r: _Reader, kw: dict) -> None:
