@@ -129,3 +129,24 @@ def test_safetensors_index_still_refuses_constants(tmp_path, blob):
 
     with pytest.raises(SourceError):
         load_json_object(blob, name="x.index.json", what="safetensors index")
+
+
+def test_ignore_lists_with_regex_and_vendor_prefixes():
+    kimi = ["lm_head", "re:.*self_attn.*", "re:.*shared_experts.*", r"re:.*mlp\.(gate|up|gate_up|down)_proj.*"]
+    everywhere, layers = ignored_roles(kimi, LINEAR_ROLES)
+    assert {"attn_q_a", "attn_kv_b", "ffn_gate", "ffn_down", "ffn_up_shexp"} <= everywhere and not layers
+    assert not everywhere & {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"}  # the routed experts stay int4
+    qwen35 = ["model.language_model.layers.3.mlp.shared_expert*", "model.language_model.layers.3.linear_attn*",
+              "mtp.layers.0*", "model.visual*", "lm_head"]
+    everywhere, layers = ignored_roles(qwen35, LINEAR_ROLES)
+    assert not everywhere and set(layers) == {"ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp", "ssm_in",
+                                              "ssm_ba", "ssm_out"}
+    assert all(v == {3} for v in layers.values())
+
+
+def test_kimi_k2_5_int4_checkpoint_bytes():
+    """A public audit of Kimi-K2.5's safetensors headers sums the payload to 595,148,192,736 bytes (INT4 routed
+    experts with group-32 scales; attention, shared experts, dense MLP, embeddings, head and vision tower 16-bit)."""
+    spec = load_model("kimi-k2.5").spec
+    wb = model_weight_bytes(spec, format_from_quant_config(spec.quant_config))
+    assert abs(wb.total_bytes / 595_148_192_736 - 1) < 1e-5

@@ -263,3 +263,23 @@ def test_dsa_indexer_shapes_and_caches(run_json):
     assert out["kv_bytes_per_token"] == 61 * (656 + 132)  # fp8 becomes fp8_ds_mla on the sparse backend
     glm52 = load_model("glm-5.2").spec
     assert sum(glm52.indexer_mask) == 21
+
+
+@pytest.mark.parametrize("model, published", [
+    # llama.cpp's model_n_params of the models' GGUF conversions (llama-bench output in public notes)
+    ("nemotron-3-nano-30b-a3b", 31_577_940_288),
+    ("nemotron-3-super-120b-a12b-fp8", 120_668_707_840),
+    # a public audit that summed the logical elements of every safetensors header of the checkpoints
+    ("kimi-k2-instruct", 1_026_408_232_448),
+    ("kimi-k2.5", 1_026_879_376_368),  # text + MoonViT vision tower + projector
+])
+def test_more_exact_counts(model, published):
+    assert count_params(load_model(model).spec).total == published
+
+
+def test_nemotron_latent_moe_and_list_pattern():
+    spec = load_model("nemotron-3-super-120b-a12b-fp8").spec
+    e = _shapes(spec, NOMIX, "moe")
+    assert e["mlp.experts.up_proj"] == (512, 2688, 1024) and e["mlp.fc1_latent_proj.weight"] == (1024, 4096)
+    ultra = load_model("nemotron-3-ultra-550b-a55b").spec  # no num_hidden_layers: from layers_block_type
+    assert ultra.num_layers == len(ultra.kinds) > 0 and round(count_params(ultra).total / 1e10) == 55

@@ -85,59 +85,77 @@ def format_from_quant_config(qc: dict, base_bytes: int = 2) -> WeightFormat | No
                                                  if r not in everywhere)))
 
 
-# Module names in ignore lists -> the tensor roles they hold (substring match on the name, most specific first).
-_ATTN_ROLES = ("attn_q", "attn_k", "attn_v", "attn_output", "attn_q_a", "attn_q_b", "attn_kv_a_mqa", "attn_kv_b")
-_NOT_LINEAR = ("shared_expert_gate", "mlp.gate.", "router")  # routers / gates: never quantized anyway
-_ATTN_MODULES = (("q_a_proj", ("attn_q_a",)), ("q_b_proj", ("attn_q_b",)), ("kv_a_proj", ("attn_kv_a_mqa",)),
-                 ("kv_b_proj", ("attn_kv_b",)), ("q_proj", ("attn_q",)), ("k_proj", ("attn_k",)),
-                 ("v_proj", ("attn_v",)), ("o_proj", ("attn_output",)), ("self_attn", _ATTN_ROLES),
-                 ("attention", _ATTN_ROLES))
-_FFN_SCOPES = (("shared_expert", "_shexp"), ("experts", "_exps"), ("", ""))
-_FFN_PROJ = (("gate_proj", ("ffn_gate",)), ("up_proj", ("ffn_up",)), ("down_proj", ("ffn_down",)))
-_SSM_ROLES = ("ssm_in", "ssm_out", "ssm_x", "ssm_dt")
-
-
-def _module_roles(name: str) -> tuple[str, ...]:
-    if any(k in name for k in _NOT_LINEAR):
-        return ()
-    for key, roles in _ATTN_MODULES:
-        if key in name:
-            return roles
-    if "mixer" in name:
-        return _SSM_ROLES
-    projs = [r for key, rs in _FFN_PROJ if key in name for r in rs] or ["ffn_gate", "ffn_up", "ffn_down"]
-    if not (any(key in name for key, _ in _FFN_PROJ) or "mlp" in name or "expert" in name):
-        return ()
-    for key, suffix in _FFN_SCOPES:
-        if key and key in name:
-            return tuple(p + suffix for p in projs)
-    if "mlp" in name and not any(key in name for key, _ in _FFN_PROJ):  # the whole block, experts included
-        return tuple(p + suf for p in projs for _, suf in _FFN_SCOPES)
-    return tuple(projs)
+# Hugging Face module paths (after "layers.{i}.") of each quantizable tensor role, with the other codebases' names.
+_ROLE_MODULES: dict[str, tuple[str, ...]] = {
+    "attn_q": ("self_attn.q_proj", "mixer.q_proj"), "attn_k": ("self_attn.k_proj", "mixer.k_proj"),
+    "attn_v": ("self_attn.v_proj", "mixer.v_proj"), "attn_output": ("self_attn.o_proj", "mixer.o_proj"),
+    "attn_q_a": ("self_attn.q_a_proj",), "attn_q_b": ("self_attn.q_b_proj",),
+    "attn_kv_a_mqa": ("self_attn.kv_a_proj_with_mqa",), "attn_kv_b": ("self_attn.kv_b_proj",),
+    "attn_idx_q": ("self_attn.indexer.wq_b",), "attn_idx_k": ("self_attn.indexer.wk",),
+    "ffn_gate": ("mlp.gate_proj",), "ffn_up": ("mlp.up_proj", "mixer.up_proj"),
+    "ffn_down": ("mlp.down_proj", "mixer.down_proj"),
+    "ffn_gate_exps": ("mlp.experts.0.gate_proj", "block_sparse_moe.experts.0.w1"),
+    "ffn_up_exps": ("mlp.experts.0.up_proj", "block_sparse_moe.experts.0.w3", "mixer.experts.0.up_proj"),
+    "ffn_down_exps": ("mlp.experts.0.down_proj", "block_sparse_moe.experts.0.w2", "mixer.experts.0.down_proj"),
+    "ffn_gate_shexp": ("mlp.shared_experts.gate_proj", "mlp.shared_expert.gate_proj"),
+    "ffn_up_shexp": ("mlp.shared_experts.up_proj", "mlp.shared_expert.up_proj", "mixer.shared_experts.up_proj"),
+    "ffn_down_shexp": ("mlp.shared_experts.down_proj", "mlp.shared_expert.down_proj",
+                       "mixer.shared_experts.down_proj"),
+    "ffn_latent_in": ("mixer.fc1_latent_proj",), "ffn_latent_out": ("mixer.fc2_latent_proj",),
+    "ssm_in": ("mixer.in_proj", "mamba.in_proj", "linear_attn.in_proj_qkvz"), "ssm_ba": ("linear_attn.in_proj_ba",),
+    "ssm_out": ("mixer.out_proj", "mamba.out_proj", "linear_attn.out_proj"), "ssm_x": ("mixer.x_proj",),
+    "ssm_dt": ("mixer.dt_proj",),
+}
+_PREFIXES = ("model.", "model.language_model.", "language_model.model.", "backbone.", "")
+_SCAN_LAYERS = 512  # regex patterns that name only some layers are tried on layers 0..511
 
 
 def ignored_roles(patterns: list[str], quantized: frozenset[str]) -> tuple[frozenset[str], dict[str, set[int]]]:
-    """Roles an ignore list keeps in base precision: (in every layer, {role: layers}) for names such as
-    ``lm_head``, ``model.layers.3.self_attn*``, ``re:.*mlp.gate$`` or ``*.shared_experts.*``. Names outside the
-    decoder layers (lm_head, embeddings, vision towers) are already left alone by every format."""
+    """Roles an ignore list keeps in base precision: (in every layer, {role: layers}). Entries are module names
+    (``model.layers.3.self_attn``: the module and what it contains), globs (``*self_attn*``) or, with ``re:``,
+    regular expressions (``re:.*mlp\\.(gate|up|down)_proj.*``), matched against each role's Hugging Face module
+    path. Names outside the decoder layers (lm_head, embeddings, vision towers, MTP) are left alone by every format
+    anyway."""
     import re
+    from fnmatch import fnmatchcase
 
     everywhere: set[str] = set()
     in_layers: dict[str, set[int]] = {}
+    roles = [r for r in _ROLE_MODULES if r in quantized]
     for raw in patterns:
-        name = raw[3:] if raw.startswith("re:") else raw
-        name = name.replace("\\", "").replace("$", "").replace("*", "").replace(".+", ".") + "."
-        if "vision" in name or "visual" in name or "mm_projector" in name or "multi_modal" in name:
+        if raw.startswith("re:"):
+            try:
+                rx = re.compile(raw[3:])
+            except re.error:
+                continue
+
+            def hit(role: str, layer: int) -> bool:
+                return any(rx.search(f"{p}layers.{layer}.{m}") for m in _ROLE_MODULES[role] for p in _PREFIXES)
+
+            for role in roles:
+                if all(hit(role, i) for i in range(4)):
+                    everywhere.add(role)
+                elif any(hit(role, i) for i in range(4)) or "layers" in raw:
+                    found = {i for i in range(_SCAN_LAYERS) if hit(role, i)}
+                    if found:
+                        in_layers.setdefault(role, set()).update(found)
             continue
-        roles = tuple(r for r in _module_roles(name) if r in quantized)
-        if not roles:
-            continue
-        m = re.search(r"layers\.(\d+)\.", name)
-        for r in roles:
-            if m is None:
-                everywhere.add(r)
-            else:
-                in_layers.setdefault(r, set()).add(int(m.group(1)))
+        k = raw.find("layers.")
+        if k < 0 or any(x in raw[:k] for x in ("mtp", "vision", "visual", "audio", "encoder")):
+            continue  # lm_head, embeddings, vision tower, mtp: not decoder-layer roles
+        pat = raw[k:]
+        m = re.match(r"layers\.(\d+)(\.|\*|$)", pat)
+        layer = int(m.group(1)) if m else None
+        for role in roles:
+            for mod in _ROLE_MODULES[role]:
+                name = f"layers.{layer if layer is not None else 0}.{mod}"
+                if ("*" in pat or "?" in pat or "[" in pat) and (fnmatchcase(name, pat) or fnmatchcase(name, pat + ".*")) \
+                        or name == pat or name.startswith(pat + "."):
+                    if layer is None:
+                        everywhere.add(role)
+                    else:
+                        in_layers.setdefault(role, set()).add(layer)
+                    break
     return frozenset(everywhere), in_layers
 
 

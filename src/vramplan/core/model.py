@@ -35,7 +35,7 @@ LINEAR_ROLES = frozenset({
     "attn_q", "attn_k", "attn_v", "attn_output", "attn_q_a", "attn_q_b", "attn_kv_a_mqa", "attn_kv_b",
     "ffn_gate", "ffn_up", "ffn_down", "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps",
     "ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp", "ssm_in", "ssm_out", "ssm_x", "ssm_dt", "ssm_ba",
-    "attn_idx_q", "attn_idx_k",
+    "attn_idx_q", "attn_idx_k", "ffn_latent_in", "ffn_latent_out",
 })
 EXPERT_ROLES = frozenset({"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"})
 
@@ -138,6 +138,7 @@ class ModelSpec:
     attn_output_gate: bool = False  # Qwen3-Next: q_proj also emits a sigmoid gate for the attention output
     layer_mlp: tuple[str, ...] = ()  # one per layer (dense | moe | none); empty: from moe_layer_mask
     moe_gated: bool = True  # experts with gate/up/down (SwiGLU); False: up/down (Nemotron-H relu^2)
+    moe_latent_size: int = 0  # Nemotron 3 Super/Ultra: routed experts work in a smaller latent width
     # Extras outside the decoder stack, counted separately: ((name, params), ...)
     extra_params: tuple[tuple[str, int], ...] = ()
     mtp_layers: int = 0  # DeepSeek-V3 multi-token-prediction modules stored in the checkpoint
@@ -367,14 +368,18 @@ def _dense_mlp(s: ModelSpec, width: int, prefix: str, suffix: str, group: str, g
 def _moe_tensors(s: ModelSpec) -> list[Tensor]:
     h, e, w = s.hidden_size, s.num_experts, s.moe_intermediate_size
     t = [Tensor("mlp.gate.weight", "ffn_gate_inp", (e, h), "router")]
+    x = s.moe_latent_size or h  # the experts' input / output width
+    if s.moe_latent_size:
+        t += [Tensor("mlp.fc1_latent_proj.weight", "ffn_latent_in", (x, h), "moe_latent"),
+              Tensor("mlp.fc2_latent_proj.weight", "ffn_latent_out", (h, x), "moe_latent")]
     if s.router_bias:
         t.append(Tensor("mlp.gate.bias", "bias", (e,), "router"))
     if s.score_correction_bias:
         t.append(Tensor("mlp.gate.e_score_correction_bias", "bias", (e,), "router"))
     if s.moe_gated:
-        t.append(Tensor("mlp.experts.gate_proj", "ffn_gate_exps", (e, w, h), "experts"))
-    t.append(Tensor("mlp.experts.up_proj", "ffn_up_exps", (e, w, h), "experts"))
-    t.append(Tensor("mlp.experts.down_proj", "ffn_down_exps", (e, h, w), "experts"))
+        t.append(Tensor("mlp.experts.gate_proj", "ffn_gate_exps", (e, w, x), "experts"))
+    t.append(Tensor("mlp.experts.up_proj", "ffn_up_exps", (e, w, x), "experts"))
+    t.append(Tensor("mlp.experts.down_proj", "ffn_down_exps", (e, x, w), "experts"))
     if s.expert_bias:
         t.append(Tensor("mlp.experts.gate_up_proj_bias", "bias", (e, 2 * w), "experts"))
         t.append(Tensor("mlp.experts.down_proj_bias", "bias", (e, h), "experts"))

@@ -179,6 +179,9 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
                                f"{' (' + arch + ')' if arch else ''}; supported model types: "
                                + ", ".join(SUPPORTED_MODEL_TYPES), field=f"{prefix}model_type")
     r = _Reader(cfg, prefix, MODEL_TYPE_DEFAULTS.get(mt))
+    if mt == "nemotron_h" and "num_hidden_layers" not in cfg:  # transformers derives it from the block pattern
+        cfg = {**cfg, "num_hidden_layers": len(_nemotron_pattern(r)) or None}
+        r = _Reader(cfg, prefix, MODEL_TYPE_DEFAULTS.get(mt))
     dtype = r.str("torch_dtype") or r.str("dtype") or _Reader(top).str("torch_dtype") or _Reader(top).str("dtype")
     qcfg = top.get("quantization_config") if isinstance(top.get("quantization_config"), dict) else None
     if qcfg is None and isinstance(cfg.get("quantization_config"), dict):
@@ -275,7 +278,7 @@ def _layer_kinds(r: _Reader, mt: str, layers: int) -> tuple[tuple[str, ...], int
             raise InvalidModelSpec(f"has {len(types)} entries for {layers} layers", field=r.path("layer_types"))
         kinds = []
         for i, t in enumerate(types):
-            if t in ("full_attention", "attention", "global"):
+            if t in ("full_attention", "attention", "global", "deepseek_sparse_attention"):
                 kinds.append(FULL)
             elif t in ("sliding_attention", "chunked_attention", "local"):
                 kinds.append(SLIDING)
@@ -378,6 +381,27 @@ def _recurrent_kinds(r: _Reader, layers: int, attn: set[int], field: str) -> tup
     return tuple(FULL if i in attn else MAMBA for i in range(layers))
 
 
+_NEMOTRON_BLOCKS = {"mamba": "M", "attention": "*", "mlp": "-", "moe": "E"}
+
+
+def _nemotron_pattern(r: _Reader) -> str:
+    """Nemotron-H's block pattern: hybrid_override_pattern ("M*-E" characters) or, in newer configs,
+    layers_block_type as a list of mamba / attention / mlp / moe."""
+    pattern = r.str("hybrid_override_pattern")
+    if pattern:
+        return pattern
+    blocks = r.list("layers_block_type")
+    if blocks is None:
+        return ""
+    out = []
+    for i, b in enumerate(blocks):
+        if b not in _NEMOTRON_BLOCKS:
+            raise InvalidModelSpec(f"unknown block {_short(b)}; expected mamba, attention, mlp or moe",
+                                   field=f"{r.path('layers_block_type')}[{i}]")
+        out.append(_NEMOTRON_BLOCKS[b])
+    return "".join(out)
+
+
 def _hybrid(r: _Reader, mt: str, layers: int, kw: dict) -> None:
     """Attention + recurrent hybrids: which layers are which, their mixers and their feed-forward parts."""
     h = kw["hidden_size"]
@@ -447,7 +471,7 @@ def _hybrid(r: _Reader, mt: str, layers: int, kw: dict) -> None:
                       moe_layer_mask=tuple(i % e_period == e_offset for i in range(layers)))
         return
     if mt == "nemotron_h":
-        pattern = r.str("hybrid_override_pattern") or r.str("layers_block_type")
+        pattern = _nemotron_pattern(r)
         if not pattern:
             raise InvalidModelSpec("required field is missing", field=r.path("hybrid_override_pattern"))
         codes = {"M": (MAMBA, NO_MLP), "*": (FULL, NO_MLP), "-": (NOMIX, DENSE), "E": (NOMIX, MOE)}
@@ -470,7 +494,8 @@ def _hybrid(r: _Reader, mt: str, layers: int, kw: dict) -> None:
             kw.update(num_experts=experts, experts_per_token=r.int("num_experts_per_tok", required=True, hi=experts),
                       moe_intermediate_size=r.int("moe_intermediate_size", required=True),
                       shared_expert_intermediate_size=(r.int("moe_shared_expert_intermediate_size", 0, lo=0) or 0)
-                      * (r.int("n_shared_experts", 1, lo=0) or 0), score_correction_bias=True)
+                      * (r.int("n_shared_experts", 1, lo=0) or 0), score_correction_bias=True,
+                      moe_latent_size=r.int("moe_latent_size", 0, lo=0) or 0)
         return
 
 
@@ -543,12 +568,35 @@ def _qwen_vl_vision_params(v: dict) -> list[tuple[str, int]]:
     return [("vision_tower", tower), ("multi_modal_projector", merger(h) + len(deep) * merger(wide))]
 
 
+def _moonvit_params(v: dict) -> list[tuple[str, int]]:
+    """Kimi-K2.5's MoonViT (vt_* fields): a SigLIP-so400m-shaped ViT (biased qkv/proj/fc, LayerNorms) with a learned
+    init_pos_emb_height x width position table, and a patch-merger projector (LayerNorm, merge^2 x mm_hidden ->
+    same, -> text width). Counted with that layout: approximate, no published count checked."""
+    r = _Reader(v, "vision_config.")
+    h, inter = r.int("vt_hidden_size", required=True), r.int("vt_intermediate_size", required=True)
+    layers, patch = r.int("vt_num_hidden_layers", required=True, hi=MAX_LAYERS), r.int("patch_size", 14)
+    pos = r.int("init_pos_emb_height", 64) * r.int("init_pos_emb_width", 64)
+    tower = 3 * patch * patch * h + h + pos * h
+    tower += layers * (4 * (h * h + h) + 2 * 2 * h + (h * inter + inter) + (inter * h + h)) + 2 * h
+    merge = r.list("merge_kernel_size") or [2, 2]
+    mm = r.int("mm_hidden_size", h)
+    wide = mm * int(merge[0]) * int(merge[1])
+    out = r.int("text_hidden_size", required=True)
+    projector = 2 * mm + (wide * wide + wide) + (wide * out + out)
+    return [("vision_tower", tower), ("multi_modal_projector", projector)]
+
+
 def _vision_params(cfg: dict, text: dict) -> list[tuple[str, int]]:
     """A SigLIP/CLIP-style vision tower plus the projector into the text model (Gemma 3 layout)."""
     v = cfg["vision_config"]
     if "depth" in v and "temporal_patch_size" in v:
         return _qwen_vl_vision_params(v)
+    if "vt_hidden_size" in v:
+        return _moonvit_params(v)
     vt = v.get("model_type") or "siglip_vision_model"
+    if vt not in MODEL_TYPE_DEFAULTS and not all(k in v for k in ("hidden_size", "intermediate_size",
+                                                                  "num_hidden_layers", "patch_size")):
+        raise InvalidModelSpec(f"vision tower layout {vt!r} is not modelled", field="vision_config.model_type")
     r = _Reader(v, "vision_config.", MODEL_TYPE_DEFAULTS.get(vt, MODEL_TYPE_DEFAULTS["siglip_vision_model"]))
     h = r.int("hidden_size", required=True)
     inter = r.int("intermediate_size", required=True)
