@@ -125,8 +125,18 @@ def describe_model(model) -> dict:
         arch.update(num_experts=s.num_experts, experts_per_token=s.experts_per_token,
                     moe_intermediate_size=s.moe_intermediate_size,
                     shared_expert_intermediate_size=s.shared_expert_intermediate_size)
+        if s.moe_latent_size:
+            arch["moe_latent_size"] = s.moe_latent_size
     if s.is_mla:
         arch.update(kv_lora_rank=s.kv_lora_rank, q_lora_rank=s.q_lora_rank, qk_rope_head_dim=s.qk_rope_head_dim)
+    if s.indexer_heads:
+        arch.update(indexer_heads=s.indexer_heads, indexer_head_dim=s.indexer_head_dim,
+                    indexer_layers=sum(s.indexer_mask))
+    if "mamba" in kinds:
+        arch.update(recurrent_mixer=s.ssm_variant, recurrent_inner_width=s.d_inner,
+                    recurrent_conv_channels=s.ssm_conv_channels(), conv_kernel=s.ssm_conv_kernel,
+                    recurrent_state_bytes_per_layer_per_sequence=s.ssm_state_bytes_per_seq(),
+                    ssm_state_dtype="float32" if s.ssm_state_bytes == 4 else "16-bit")
     return {"model": model_summary(lm), "source": lm.source, "provenance": lm.provenance,
             "messages": list(lm.messages), "architecture": arch,
             "params_breakdown": dict(pc.groups), "active_params_breakdown": dict(pc.active_groups),
