@@ -283,3 +283,36 @@ def test_nemotron_latent_moe_and_list_pattern():
     assert e["mlp.experts.up_proj"] == (512, 2688, 1024) and e["mlp.fc1_latent_proj.weight"] == (1024, 4096)
     ultra = load_model("nemotron-3-ultra-550b-a55b").spec  # no num_hidden_layers: from layers_block_type
     assert ultra.num_layers == len(ultra.kinds) > 0 and round(count_params(ultra).total / 1e10) == 55
+
+
+def test_qwen35_gguf_metadata_maps_to_the_hybrid(tmp_path, run_json):
+    """A Qwen3.5-shaped GGUF header (llama.cpp's converter keys): ssm.* hold the gated DeltaNet sizes, the recurrent
+    layers are those with 0 KV heads."""
+    gguf = pytest.importorskip("gguf")
+    np = pytest.importorskip("numpy")
+    path = tmp_path / "tiny-qwen35.gguf"
+    w = gguf.GGUFWriter(str(path), "qwen35")
+    w.add_block_count(4)
+    w.add_embedding_length(256)
+    w.add_head_count(4)
+    w.add_head_count_kv([0, 0, 0, 2])
+    w.add_key_length(64)
+    w.add_value_length(64)
+    w.add_feed_forward_length(512)
+    w.add_context_length(4096)
+    for key, value in (("ssm.conv_kernel", 4), ("ssm.state_size", 32), ("ssm.group_count", 2),
+                       ("ssm.time_step_rank", 4), ("ssm.inner_size", 4 * 32), ("full_attention_interval", 4)):
+        w.add_uint32(f"qwen35.{key}", value)
+    w.add_tensor("token_embd.weight", np.zeros((1000, 256), np.float16))
+    w.add_tensor("output.weight", np.zeros((1000, 256), np.float16))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    spec = load_model(str(path)).spec
+    assert spec.kinds == (MAMBA, MAMBA, MAMBA, FULL) and spec.ssm_variant == "gated_deltanet"
+    assert (spec.lin_k_heads, spec.lin_v_heads, spec.lin_k_dim, spec.lin_v_dim) == (2, 4, 32, 32)
+    out = run_json("inference", str(path), "--engine", "llama.cpp", "--max-model-len", "4096")
+    rs = 3 * 4 * (3 * (2 * 2 * 32 + 4 * 32) + 32 * 4 * 32)  # 3 layers, f32, R (d_conv-1)(inner+2*groups*state) + S
+    attention = 4096 * 2 * 2 * 64 * 2  # one attention layer, K and V, 2 KV heads x 64, f16
+    assert out["memory"]["kv_cache"] + out["host_memory"]["kv_cache"] == attention + rs

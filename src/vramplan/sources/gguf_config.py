@@ -10,7 +10,8 @@ transformers uses for the same models.
 Mapped architectures (``general.architecture`` -> ``model_type``): llama -> llama (mistral when it carries a sliding
 window, mixtral when it has experts), mistral3 -> as llama, qwen2, qwen2moe -> qwen2_moe, qwen3,
 qwen3moe -> qwen3_moe, gemma, gemma2, gemma3 -> gemma3_text, phi3, deepseek2 -> deepseek_v2 / deepseek_v3 (sigmoid
-gating or ``exp_probs_b``), gpt-oss -> gpt_oss. Other architectures get the generic keys and ``model_type`` = the
+gating or ``exp_probs_b``), gpt-oss -> gpt_oss, qwen3next / qwen35 / qwen35moe -> the gated-DeltaNet hybrids. Other
+architectures get the generic keys and ``model_type`` = the
 GGUF name (which the HF parser then accepts or refuses).
 """
 
@@ -35,6 +36,9 @@ ARCHITECTURES: dict[str, tuple[str, str]] = {
     "phi3": ("phi3", "Phi3ForCausalLM"),
     "deepseek2": ("deepseek_v2", "DeepseekV2ForCausalLM"),
     "gpt-oss": ("gpt_oss", "GptOssForCausalLM"),
+    "qwen3next": ("qwen3_next", "Qwen3NextForCausalLM"),
+    "qwen35": ("qwen3_5_text", "Qwen3_5ForCausalLM"),
+    "qwen35moe": ("qwen3_5_moe_text", "Qwen3_5MoeForCausalLM"),
 }
 
 # {arch}.<suffix> -> config key, copied when present (scalars only)
@@ -259,7 +263,44 @@ def _gemma2(cfg: dict, m: _Meta, tensors: dict, layers: int) -> None:
     pass  # hf_config applies gemma2's fixed alternation from sliding_window
 
 
+def _gated_deltanet(cfg: dict, m: _Meta, tensors: dict, layers: int) -> None:
+    """Qwen3-Next / Qwen3.5 (llama.cpp's converter, conversion/qwen.py): ssm.conv_kernel = linear_conv_kernel_dim,
+    ssm.state_size = linear_key_head_dim, ssm.group_count = linear_num_key_heads, ssm.time_step_rank =
+    linear_num_value_heads, ssm.inner_size = linear_value_head_dim x linear_num_value_heads. Recurrent layers: the
+    attention.recurrent_layers array, else layers with 0 KV heads, else every layer but each full_attention_interval-th.
+    The appended NextN (MTP) block, when the GGUF carries one, is not a decoder layer here."""
+    v_heads = m.int("ssm.time_step_rank", required=True)
+    inner = m.int("ssm.inner_size", required=True)
+    if v_heads <= 0 or inner % v_heads:
+        raise InvalidModelSpec(f"inner size {inner} is not a multiple of {v_heads} value heads",
+                               field=m.key("ssm.inner_size"))
+    nextn = m.int("nextn_predict_layers", 0) or 0
+    trunk = layers - nextn
+    recurrent = m.layers("attention.recurrent_layers")
+    kv_layers = m.layers("attention.head_count_kv")
+    if recurrent is not None and len(recurrent) >= trunk:
+        rec = [bool(x) for x in recurrent[:trunk]]
+    elif kv_layers is not None and len(kv_layers) >= trunk:
+        rec = [x == 0 for x in kv_layers[:trunk]]
+    else:
+        every = m.int("full_attention_interval", 4) or 4
+        rec = [(i + 1) % every != 0 for i in range(trunk)]
+    cfg.update(num_hidden_layers=trunk, layer_types=["linear_attention" if r else "full_attention" for r in rec],
+               linear_conv_kernel_dim=m.int("ssm.conv_kernel", 4), linear_key_head_dim=m.int("ssm.state_size", 128),
+               linear_num_key_heads=m.int("ssm.group_count", required=True), linear_num_value_heads=v_heads,
+               linear_value_head_dim=inner // v_heads, mtp_num_hidden_layers=nextn)
+    if cfg.get("num_local_experts"):
+        cfg["num_experts"] = cfg.pop("num_local_experts")
+        shared = m.int("expert_shared_feed_forward_length")
+        if shared:
+            cfg["shared_expert_intermediate_size"] = shared
+    value_len = m.int("attention.value_length")
+    if value_len is not None:
+        cfg.setdefault("head_dim", value_len)
+
+
 _ARCH_FIXUPS = {
     "llama": _llama, "mistral3": _llama, "qwen2moe": _qwen_moe, "qwen3moe": _qwen_moe, "gemma2": _gemma2,
-    "gemma3": _gemma3, "deepseek2": _deepseek2, "gpt-oss": _gpt_oss,
+    "gemma3": _gemma3, "deepseek2": _deepseek2, "gpt-oss": _gpt_oss, "qwen3next": _gated_deltanet,
+    "qwen35": _gated_deltanet, "qwen35moe": _gated_deltanet,
 }
