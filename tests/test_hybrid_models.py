@@ -316,3 +316,39 @@ def test_qwen35_gguf_metadata_maps_to_the_hybrid(tmp_path, run_json):
     rs = 3 * 4 * (3 * (2 * 2 * 32 + 4 * 32) + 32 * 4 * 32)  # 3 layers, f32, R (d_conv-1)(inner+2*groups*state) + S
     attention = 4096 * 2 * 2 * 64 * 2  # one attention layer, K and V, 2 KV heads x 64, f16
     assert out["memory"]["kv_cache"] + out["host_memory"]["kv_cache"] == attention + rs
+
+
+@pytest.mark.parametrize("model, published", [
+    ("gemma-4-26b-a4b", 25_805_936_206),  # HF safetensors headers (public audits; the index's total double-counts)
+    ("gemma-4-31b-it", 31_273_088_876),
+])
+def test_gemma4_counts(model, published):
+    assert count_params(load_model(model).spec).total == published
+
+
+def test_gemma4_layers_and_cache():
+    spec = load_model("gemma-4-26b-a4b").spec
+    full, sliding = _shapes(spec, FULL), _shapes(spec, "sliding")
+    assert "self_attn.v_proj.weight" not in full and full["self_attn.k_proj.weight"] == (2 * 512, 2816)
+    assert sliding["self_attn.v_proj.weight"] == (8 * 256, 2816)
+    assert sliding["experts.gate_proj"] == (128, 704, 2816) and sliding["mlp.gate_proj.weight"] == (2112, 2816)
+    pc = count_params(spec)
+    assert pc.active - sum(n for _, n in spec.extra_params) == 3_822_530_590  # text model, per token
+    kv = kv_cache(spec, context=32768)
+    assert kv.total_bytes == 5 * 32768 * 2 * 2 * 512 * 2 + 25 * 1024 * 2 * 8 * 256 * 2  # sliding capped at 1024
+
+
+def test_gemma4_e_models_are_refused_by_name():
+    from vramplan.catalog import models as cat
+
+    with open(cat.entry_file(cat.find_model("gemma-4-31b-it"), "config.json")) as fh:
+        raw = json.load(fh)
+    raw["text_config"]["hidden_size_per_layer_input"] = 256
+    with pytest.raises(InvalidModelSpec) as err:
+        parse_config(raw)
+    assert "hidden_size_per_layer_input" in str(err.value)
+
+
+def test_pool_smaller_than_one_request_says_so(run_cli):
+    code, _, err = run_cli("inference", "gemma-4-31b-it", "--engine", "sglang", "--gpu", "h200")
+    assert code == 1 and "less than one 262,144-token request" in err and "--max-model-len" in err

@@ -58,8 +58,15 @@ def run(args) -> dict:
         from ..units import format_bytes as fb
 
         where = result["request"].get("gpu") or "the GPU"
-        impossible(result, f"does not fit {where}: {fb(result['memory']['total'])} per GPU needed, "
-                           f"{fb(cap['gpu_memory_bytes'])} there; vramplan fit {args.model} shows what does")
+        conc = cap.get("max_concurrency")
+        if conc is not None and 0 < conc < 1:  # an engine pool that fills the GPU but holds less than one request
+            ctx = result["request"].get("max_model_len")
+            impossible(result, f"does not fit {where}: the KV cache pool holds {cap.get('kv_cache_tokens', 0):,} "
+                               f"tokens, less than one {ctx:,}-token request ({conc:.2f}x); lower --max-model-len, "
+                               f"use an fp8 KV cache or more GPUs (vramplan fit {args.model} shows what does)")
+        else:
+            impossible(result, f"does not fit {where}: {fb(result['memory']['total'])} per GPU needed, "
+                               f"{fb(cap['gpu_memory_bytes'])} there; vramplan fit {args.model} shows what does")
     return result
 
 

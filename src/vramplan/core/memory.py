@@ -65,6 +65,8 @@ def kv_elements_per_token_rank(spec: ModelSpec, kind: str, tp: int) -> int:
     if kind == MLA:
         return spec.kv_elements_per_token(MLA)  # the latent is not split by heads: every rank holds it
     if kind in (FULL, SLIDING):
+        if spec.global_head_dim:  # Gemma 4: per-kind head size and KV heads
+            return 2 * max(1, spec.kv_heads_for(kind) // tp) * spec.head_dim_for(kind)
         return kv_heads_per_rank(spec, tp) * (spec.head_dim + spec.value_head_dim)
     return 0
 

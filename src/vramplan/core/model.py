@@ -27,6 +27,7 @@ NOMIX = "mlp_only"  # a block with no token mixer at all (Nemotron-H's MLP and M
 LAYER_KINDS = (FULL, SLIDING, MLA, MAMBA, NOMIX)
 # Feed-forward part of a layer
 DENSE, MOE, NO_MLP = "dense", "moe", "none"
+DENSE_MOE = "dense+moe"  # Gemma 4 26B-A4B: a dense MLP and a MoE block side by side, outputs summed
 # Recurrent mixers (layer kind MAMBA)
 MAMBA1, MAMBA2, GATED_DELTANET = "mamba1", "mamba2", "gated_deltanet"
 
@@ -135,7 +136,12 @@ class ModelSpec:
     lin_v_dim: int = 0
     qk_norm_full: bool = False  # MiniMax-M2: one RMSNorm over all heads' q (and k) instead of one per head
     mtp_shares_embeddings: bool = False  # Qwen3-Next MTP: no copies of the embedding and head
-    attn_output_gate: bool = False  # Qwen3-Next: q_proj also emits a sigmoid gate for the attention output
+    attn_output_gate: bool = False
+    # Gemma 4: full-attention layers use their own head size and KV heads; with k_eq_v they have no v_proj
+    global_head_dim: int = 0
+    global_kv_heads: int = 0
+    global_k_eq_v: bool = False
+    layer_scalar: bool = False  # Gemma 4 stores one scalar per layer  # Qwen3-Next: q_proj also emits a sigmoid gate for the attention output
     layer_mlp: tuple[str, ...] = ()  # one per layer (dense | moe | none); empty: from moe_layer_mask
     moe_gated: bool = True  # experts with gate/up/down (SwiGLU); False: up/down (Nemotron-H relu^2)
     moe_latent_size: int = 0  # Nemotron 3 Super/Ultra: routed experts work in a smaller latent width
@@ -187,6 +193,12 @@ class ModelSpec:
             return (False,) * self.num_layers
         return self.indexer_layer_mask or (True,) * self.num_layers
 
+    def head_dim_for(self, layer_kind: str) -> int:
+        return self.global_head_dim if layer_kind == FULL and self.global_head_dim else self.head_dim
+
+    def kv_heads_for(self, layer_kind: str) -> int:
+        return self.global_kv_heads if layer_kind == FULL and self.global_kv_heads else self.num_kv_heads
+
     def kv_elements_per_token(self, layer_kind: str) -> int:
         """Cache elements one token adds to one layer of this kind (K and V together; an MLA layer's latent, plus
         the DSA indexer's key where every layer has an indexer)."""
@@ -194,6 +206,8 @@ class ModelSpec:
             idx = self.indexer_head_dim if self.indexer_heads and not self.indexer_layer_mask else 0
             return self.kv_lora_rank + self.qk_rope_head_dim + idx
         if layer_kind in (FULL, SLIDING):
+            if self.global_head_dim:  # Gemma 4: K and V are both cached, with the layer kind's head size
+                return 2 * self.kv_heads_for(layer_kind) * self.head_dim_for(layer_kind)
             return self.num_kv_heads * (self.head_dim + self.value_head_dim)
         return 0
 
@@ -238,8 +252,10 @@ class ModelSpec:
 
 # ----- the tensor inventory ----------------------------------------------------------------------------------
 
-def _attention_tensors(s: ModelSpec, indexer: bool = False) -> list[Tensor]:
+def _attention_tensors(s: ModelSpec, indexer: bool = False, kind: str = FULL) -> list[Tensor]:
     h, d, vd = s.hidden_size, s.head_dim, s.value_head_dim
+    if s.global_head_dim:
+        return _gemma4_attention(s, kind)
     t: list[Tensor] = []
     if s.is_mla:
         qk = s.qk_nope_head_dim + s.qk_rope_head_dim
@@ -346,6 +362,32 @@ def _deltanet_tensors(s: ModelSpec) -> list[Tensor]:
             Tensor("linear_attn.out_proj.weight", "ssm_out", (h, vd), "ssm")]
 
 
+def _gemma4_attention(s: ModelSpec, kind: str) -> list[Tensor]:
+    """Gemma 4: q/k/v/o with the layer kind's head size and KV heads, q/k RMSNorms over one head (v's norm has no
+    weight); a full layer with attention_k_eq_v takes V from the K projection (no v_proj)."""
+    h, d, g = s.hidden_size, s.head_dim_for(kind), s.kv_heads_for(kind)
+    t = [Tensor("self_attn.q_proj.weight", "attn_q", (s.num_heads * d, h), "attention"),
+         Tensor("self_attn.k_proj.weight", "attn_k", (g * d, h), "attention")]
+    if not (kind == FULL and s.global_k_eq_v):
+        t.append(Tensor("self_attn.v_proj.weight", "attn_v", (g * d, h), "attention"))
+    t += [Tensor("self_attn.o_proj.weight", "attn_output", (h, s.num_heads * d), "attention"),
+          Tensor("self_attn.q_norm.weight", "norm", (d,), "norms"), Tensor("self_attn.k_norm.weight", "norm", (d,), "norms")]
+    return t
+
+
+def _gemma4_moe(s: ModelSpec) -> list[Tensor]:
+    """Gemma 4's MoE block beside the dense MLP: router (proj, scale, per-expert scale), fused experts, 3 norms."""
+    h, e, w = s.hidden_size, s.num_experts, s.moe_intermediate_size
+    return [Tensor("router.proj.weight", "ffn_gate_inp", (e, h), "router"),
+            Tensor("router.scale", "norm", (h,), "router"), Tensor("router.per_expert_scale", "bias", (e,), "router"),
+            Tensor("experts.gate_proj", "ffn_gate_exps", (e, w, h), "experts"),
+            Tensor("experts.up_proj", "ffn_up_exps", (e, w, h), "experts"),
+            Tensor("experts.down_proj", "ffn_down_exps", (e, h, w), "experts"),
+            Tensor("pre_feedforward_layernorm_2.weight", "norm", (h,), "norms"),
+            Tensor("post_feedforward_layernorm_1.weight", "norm", (h,), "norms"),
+            Tensor("post_feedforward_layernorm_2.weight", "norm", (h,), "norms")]
+
+
 def _dense_mlp(s: ModelSpec, width: int, prefix: str, suffix: str, group: str, gated: bool | None = None
                ) -> list[Tensor]:
     h = s.hidden_size
@@ -404,12 +446,16 @@ def _norm_tensors(s: ModelSpec) -> list[Tensor]:
 def _layer_tensors(s: ModelSpec, kind: str, mlp: str | bool, indexer: bool = False) -> tuple[Tensor, ...]:
     if isinstance(mlp, bool):
         mlp = MOE if mlp else DENSE
-    t = _mamba_tensors(s) if kind == MAMBA else [] if kind == NOMIX else _attention_tensors(s, indexer)
+    t = _mamba_tensors(s) if kind == MAMBA else [] if kind == NOMIX else _attention_tensors(s, indexer, kind)
     if mlp == MOE:
         t += _moe_tensors(s)
-    elif mlp == DENSE:
+    elif mlp in (DENSE, DENSE_MOE):
         t += _dense_mlp(s, s.intermediate_size, "mlp", "", "mlp")
+        if mlp == DENSE_MOE:
+            t += _gemma4_moe(s)
     t += _norm_tensors(s)
+    if s.layer_scalar:
+        t.append(Tensor("layer_scalar", "norm", (1,), "norms"))
     return tuple(t)
 
 
@@ -419,7 +465,7 @@ def layer_groups(spec: ModelSpec) -> tuple[LayerGroup, ...]:
     buckets: dict[tuple[str, str, bool], list[int]] = {}
     for i, (kind, mlp, idx) in enumerate(zip(spec.kinds, spec.mlps, spec.indexer_mask)):
         buckets.setdefault((kind, mlp, idx), []).append(i)
-    return tuple(LayerGroup(kind, tuple(idx), _layer_tensors(spec, kind, mlp, has_idx), mlp == MOE, mlp)
+    return tuple(LayerGroup(kind, tuple(idx), _layer_tensors(spec, kind, mlp, has_idx), mlp in (MOE, DENSE_MOE), mlp)
                  for (kind, mlp, has_idx), idx in buckets.items())
 
 

@@ -16,6 +16,7 @@ falls with tensor parallelism: 0.88 (TP1), 0.87 (TP2), 0.85 (TP4), 0.81 (TP8), 0
 from __future__ import annotations
 
 from ..core.model import MAMBA, MLA, NOMIX, SLIDING, ModelSpec
+from ..core.memory import kv_elements_per_token_rank
 from ..errors import InvalidRequest
 from .vllm import DEFAULT_GPU_TOTAL_BYTES, act_bytes_for, kv_dtype_bytes, stage_weights
 
@@ -64,7 +65,7 @@ def cell_size_bytes(spec: ModelSpec, kv_dtype: str, act_bytes: int, tp: int) -> 
         elif k in (MAMBA, NOMIX):
             continue
         else:
-            total += max(1, spec.num_kv_heads // tp) * (spec.head_dim + spec.value_head_dim) * b
+            total += kv_elements_per_token_rank(spec, k, tp) * b
     return int(total)
 
 

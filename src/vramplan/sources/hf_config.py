@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 
-from ..core.model import (DENSE, FULL, GATED_DELTANET, MAMBA, MAMBA2, MLA, MOE, NO_MLP, NOMIX, SLIDING,
+from ..core.model import (DENSE, DENSE_MOE, FULL, GATED_DELTANET, MAMBA, MAMBA2, MLA, MOE, NO_MLP, NOMIX, SLIDING,
                           ModelSpec)
 from ..errors import InvalidModelSpec
 
@@ -49,10 +49,10 @@ _LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qw
                "mamba", "falcon_mamba", "starcoder2", "olmo", "yi", "internlm2", "cohere", "exaone", "minicpm",
                "helium", "smollm3", "ernie4_5", "glm", "seed_oss", "llama4_text", "hunyuan_v1_dense", "arcee",
                "nemotron", "solar", "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba",
-               "jamba", "nemotron_h", "mamba2", "kimi_k2", "minimax_m2", "deepseek_v32", "glm_moe_dsa"}
+               "jamba", "nemotron_h", "mamba2", "kimi_k2", "minimax_m2", "deepseek_v32", "glm_moe_dsa", "gemma4_text"}
 _HYBRID = {"qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba", "jamba", "nemotron_h"}
 SUPPORTED_MODEL_TYPES = tuple(sorted(_LLAMA_LIKE | {"gemma3", "llama4", "mistral3", "llava", "qwen3_5", "qwen3_5_moe",
-                                                    "qwen3_vl", "qwen3_vl_moe"}))
+                                                    "qwen3_vl", "qwen3_vl_moe", "gemma4"}))
 
 _ARCH_TO_TYPE = {
     "LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "MixtralForCausalLM": "mixtral",
@@ -163,7 +163,8 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
     if isinstance(cfg.get("text_config"), dict) and mt not in _LLAMA_LIKE:
         text = dict(cfg["text_config"])
         prefix = "text_config."
-        tmt = _model_type(text, prefix) or {"gemma3": "gemma3_text", "llama4": "llama4_text"}.get(mt, "")
+        tmt = _model_type(text, prefix) or {"gemma3": "gemma3_text", "llama4": "llama4_text",
+                                            "gemma4": "gemma4_text"}.get(mt, "")
         tmt = {"qwen3_vl_text": "qwen3", "qwen3_vl_moe_text": "qwen3_moe"}.get(tmt, tmt)  # same text towers
         text.setdefault("model_type", tmt)
         if isinstance(cfg.get("vision_config"), dict):
@@ -219,8 +220,8 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
     if inter is None:
         raise InvalidModelSpec("required field is missing", field=r.path("intermediate_size"))
     vocab = r.int("vocab_size", required=True)
-    tie = r.bool("tie_word_embeddings", mt in ("gemma", "gemma2", "gemma3_text"))
-    if mt == "gemma3_text" and "tie_word_embeddings" in top and top is not cfg:
+    tie = r.bool("tie_word_embeddings", mt in ("gemma", "gemma2", "gemma3_text", "gemma4_text"))
+    if mt in ("gemma3_text", "gemma4_text") and "tie_word_embeddings" in top and top is not cfg:
         tie = _Reader(top).bool("tie_word_embeddings", tie)
 
     kw: dict[str, Any] = dict(
@@ -240,7 +241,7 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
         kw.update(qkv_bias=True, o_bias=True)
     if mt in ("qwen3", "qwen3_moe", "gemma3_text"):
         kw["qk_norm"] = True  # (Llama 4's use_qk_norm is a parameter-free L2 norm)
-    if mt in ("gemma2", "gemma3_text"):
+    if mt in ("gemma2", "gemma3_text", "gemma4_text"):
         kw["norms_per_layer"] = 4
     if mt == "gpt_oss":
         kw.update(attention_sinks=True, router_bias=True, expert_bias=True)
@@ -254,7 +255,9 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
     if mt == "minimax_m2":
         kw.update(qk_norm=r.bool("use_qk_norm"), qk_norm_full=r.str("qk_norm_type", "per_layer") == "per_layer",
                   score_correction_bias=r.bool("use_routing_bias"))
-    if mt in _HYBRID:
+    if mt == "gemma4_text":
+        _gemma4(r, layers, kw)
+    elif mt in _HYBRID:
         _hybrid(r, mt, layers, kw)
         ssm_dtype = r.str("mamba_ssm_cache_dtype") or r.str("mamba_ssm_dtype")
         if ssm_dtype in ("float32", "fp32"):
@@ -511,6 +514,47 @@ def _parse_mamba2(r: _Reader, name: str, arch: str, dtype: str, quant: str) -> M
         layer_mlp=(NO_MLP,) * layers, norms_per_layer=1, torch_dtype=dtype or "bfloat16", quantization=quant, **f)
 
 
+def _gemma4(r: _Reader, layers: int, kw: dict) -> None:
+    """Gemma 4 (26B-A4B, 31B): sliding layers with head_dim and num_key_value_heads, full layers with global_head_dim
+    and, when attention_k_eq_v, num_global_key_value_heads and no v_proj; a layer scalar; with enable_moe_block a
+    MoE block beside every dense MLP. The E2B/E4B variants' per-layer input embeddings and cross-layer KV sharing
+    are refused rather than guessed."""
+    for field in ("hidden_size_per_layer_input", "num_kv_shared_layers"):
+        if r.int(field, 0, lo=0):
+            raise InvalidModelSpec("Gemma 4 E-models (per-layer input embeddings, KV shared across layers) are not "
+                                   "modelled yet", field=r.path(field))
+    k_eq_v = r.bool("attention_k_eq_v")
+    kw.update(global_head_dim=r.int("global_head_dim", kw["head_dim"]), global_k_eq_v=k_eq_v, layer_scalar=True,
+              global_kv_heads=r.int("num_global_key_value_heads", kw["num_kv_heads"]) if k_eq_v else kw["num_kv_heads"])
+    if r.bool("use_double_wide_mlp") and r.int("num_kv_shared_layers", 0, lo=0):
+        raise InvalidModelSpec("double-wide MLPs of KV-sharing layers are not modelled", field=r.path("use_double_wide_mlp"))
+    if r.bool("enable_moe_block"):
+        experts = r.int("num_experts", required=True, hi=MAX_EXPERTS)
+        width = r.int("moe_intermediate_size", 0, lo=0) or r.int("expert_intermediate_size", required=True)
+        kw.update(num_experts=experts, experts_per_token=r.int("top_k_experts", required=True, hi=experts),
+                  moe_intermediate_size=width, layer_mlp=(DENSE_MOE,) * layers)
+
+
+def _gemma4_vision_params(v: dict, text: dict) -> list[tuple[str, int]]:
+    """Gemma 4's vision tower: a linear patch embedder (3 x patch^2 -> h), two learned position tables (x and y),
+    pre/post-normed layers (q/k/v/o without biases, q/k norms over one head, a gated MLP, 4 norms), the input
+    standardisation (bias and scale over h); the projector embedding_projection maps h to the text width."""
+    r = _Reader(v, "vision_config.")
+    h, inter = r.int("hidden_size", required=True), r.int("intermediate_size", required=True)
+    layers, patch = r.int("num_hidden_layers", required=True, hi=MAX_LAYERS), r.int("patch_size", 16)
+    heads = r.int("num_attention_heads", required=True)
+    d = r.int("head_dim", h // heads)
+    if r.bool("use_clipped_linears"):
+        raise InvalidModelSpec("clipped-linear vision towers (Gemma 4 E-models) are not modelled",
+                               field="vision_config.use_clipped_linears")
+    tower = 3 * patch * patch * h + 2 * r.int("position_embedding_size", 10240) * h
+    tower += layers * (4 * h * heads * d + 2 * d + 3 * h * inter + 4 * h)
+    if r.bool("standardize"):
+        tower += 2 * h
+    text_h = _Reader(text, "text_config.").int("hidden_size", required=True)
+    return [("vision_tower", tower), ("multi_modal_projector", text_h * h)]
+
+
 def _dsa(r: _Reader, mt: str, layers: int, kw: dict) -> None:
     """DeepSeek Sparse Attention: an indexer (wq_b from the q latent, wk, a LayerNorm with bias, weights_proj) in
     every layer, or, with GLM-5.2's index_topk_freq, only in the layers that compute their own top-k."""
@@ -593,6 +637,8 @@ def _vision_params(cfg: dict, text: dict) -> list[tuple[str, int]]:
         return _qwen_vl_vision_params(v)
     if "vt_hidden_size" in v:
         return _moonvit_params(v)
+    if v.get("model_type") == "gemma4_vision":
+        return _gemma4_vision_params(v, text)
     vt = v.get("model_type") or "siglip_vision_model"
     if vt not in MODEL_TYPE_DEFAULTS and not all(k in v for k in ("hidden_size", "intermediate_size",
                                                                   "num_hidden_layers", "patch_size")):
