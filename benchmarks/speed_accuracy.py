@@ -17,8 +17,22 @@ from vramplan.catalog.formats import get_format
 from vramplan.catalog.gpus import get_gpu
 from vramplan.core import throughput as T
 
-# (case, model, format, gpu, context, measured tokens/s, source)
+# (case, model, format, gpu, context, measured tokens/s, source[, tensor-parallel size])
+# The rows marked "sets the band" are the ones LAYER_STEP_SECONDS was read from (in-sample); the others are held out.
 DECODE_CASES = [
+    ("vLLM (tt-inference-server GPU reference), Qwen3-0.6B, A100, batch 1, 128/128 [sets the band]", "qwen3-0.6b",
+     "bf16", "a100-sxm4-80gb", 192, 1 / 0.0042, "tenstorrent/tt-inference-server#340 (TPOT 4.2 ms)"),
+    ("vLLM (tt reference), Qwen3-14B, A100, batch 1 [sets the band]", "qwen3-14b", "bf16", "a100-sxm4-80gb", 192,
+     1 / 0.0243, "tenstorrent/tt-inference-server#340 (TPOT 24.3 ms)"),
+    ("vLLM (tt reference), Qwen3-30B-A3B, A100, batch 1 [sets the band]", "qwen3-30b-a3b", "bf16", "a100-sxm4-80gb",
+     192, 1 / 0.0096, "tenstorrent/tt-inference-server#340 (TPOT 9.6 ms)"),
+    ("vLLM 0.16, Nemotron 3 Nano 30B-A3B FP8, 2 x B200 TP2, concurrency 1 [sets the band]",
+     "nemotron-3-nano-30b-a3b", "fp8", "b200-hgx-180gb", 2304, 277.0,
+     "docs.vultr.com inference-cookbook concurrency-tuning (TPOT 2.91 ms)", 2),
+    ("vLLM 0.23, Llama-3.1-8B BF16, A100 40GB, concurrency 1 [bounds the band's low end]", "llama-3.1-8b", "bf16",
+     "a100-sxm4-40gb", 1088, 75.0, "johnmusgrave.com vLLM A100 sweep ('about 75 tokens/sec')"),
+    ("vLLM (tt reference), Qwen2.5-72B-Instruct, 2 x H100 TP2, batch 1 (held out)", "qwen2.5-72b", "bf16",
+     "h100-sxm-80gb", 192, 1 / 0.0309, "tenstorrent/tt-inference-server#143 (TPOT 30.9 ms)", 2),
     ("llama.cpp Metal, Llama-2-7B F16, tg64", "llama-2-7b", "F16", "apple-m2-ultra-192gb", 64, 41.35,
      "llama.cpp PR #2891 (device inferred: M2 Ultra, 800 GB/s), formulas.md 6"),
     ("llama.cpp Metal, Llama-2-7B Q8_0, tg64", "llama-2-7b", "Q8_0", "apple-m2-ultra-192gb", 64, 61.5,
@@ -52,13 +66,14 @@ def main() -> int:
     inside = total = 0
     print("Decode speed: measured vs the predicted band (tokens/s; low / expected / high)\n")
     header = ("case", "device", "GB read/token", "measured", "low", "expected", "high", "implied MBU", "in band")
-    for case, model, fmt_name, gpu_key, ctx, measured, source in DECODE_CASES:
+    for case, model, fmt_name, gpu_key, ctx, measured, source, *rest in DECODE_CASES:
         lm = load_model(model)
         gpu = get_gpu(gpu_key)
         wb = model_weight_bytes(lm.spec, get_format(fmt_name))
-        d = T.decode_speed(lm.spec, wb, gpu, context=ctx, batch=1, kv_dtype="f16")
+        tp = rest[0] if rest else 1
+        d = T.decode_speed(lm.spec, wb, gpu, context=ctx, batch=1, kv_dtype="f16", layout=T.Layout(tp=tp))
         band = d.tokens_per_s
-        read = d.step_bytes.total_bytes
+        read = d.step_bytes.total_bytes / tp
         implied = measured * read / gpu.hbm_bytes_per_s
         ok = band.contains(measured)
         inside += ok

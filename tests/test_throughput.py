@@ -216,3 +216,19 @@ def test_more_context_never_faster(model, c1, c2):
     a = T.decode_speed(spec, wb, gpu, context=lo, batch=4)
     b = T.decode_speed(spec, wb, gpu, context=hi, batch=4)
     assert b.tokens_per_s.expected <= a.tokens_per_s.expected
+
+
+def test_layer_step_floor_dominates_small_models():
+    """Each decoder layer adds a fixed time per step (LAYER_STEP_SECONDS), so a 0.6B model on an A100 is bounded by
+    its 28 layers, not by its 1.2 GB of weights."""
+    from vramplan.api import load_model, model_weight_bytes
+    from vramplan.catalog.formats import get_format
+    from vramplan.catalog.gpus import get_gpu
+    from vramplan.core import throughput as T
+
+    spec = load_model("qwen3-0.6b").spec
+    d = T.decode_speed(spec, model_weight_bytes(spec, get_format("bf16")), get_gpu("a100-sxm4-80gb"), context=256)
+    floor = T.LAYER_STEP_SECONDS
+    assert d.step_seconds.expected >= 28 * floor.expected + d.gpu_seconds_memory.expected - 1e-12
+    assert d.step_seconds.low >= 28 * floor.low and d.step_seconds.high >= 28 * floor.high
+    assert d.step_seconds.expected > 2 * d.gpu_seconds_memory.expected

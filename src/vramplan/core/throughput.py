@@ -67,6 +67,15 @@ MFU_TRAINING = Efficiency(
     "Llama 3 (arXiv:2407.21783, Table 4): 38-43% BF16 MFU on 8K-16K H100s; PaLM (arXiv:2204.02311): 46.2%; "
     "MegaScale (arXiv:2402.15627): 55.2% on 12,288 GPUs (high). Small jobs without tuning sit lower (low 0.30)")
 
+LAYER_STEP_SECONDS = Efficiency(
+    "fixed time per decoder layer per decode step (kernel launches and their gaps, synchronisation, MoE routing; "
+    "seconds, added to the bandwidth time)", 20e-6, 60e-6, 120e-6,
+    "batch-1 decode measurements minus their bandwidth time (weights / peak / MBU 0.7) per layer: vLLM on A100 80GB "
+    "(tenstorrent/tt-inference-server #340 GPU references: Qwen3-0.6B 4.2 ms -> ~120 us, Qwen3-14B 24.3 ms -> ~90 us, "
+    "Qwen3-30B-A3B 9.6 ms -> ~100 us); vLLM 0.16 on B200 (docs.vultr.com concurrency-tuning: Nemotron Super 49B FP8 "
+    "13.4 ms -> ~58 us, Nemotron Nano 30B FP8 TP2 2.91 ms -> ~48 us); vLLM 0.23 on A100 40GB, Llama-3.1-8B ~75 tok/s "
+    "-> <= ~35 us (CUDA graphs, a dense model). low 20 / expected 60 / high 120 us; MLA + MoE stacks at batch 1 "
+    "(DeepSeek-V3 on SGLang 0.4.1, ~33 ms at TP8) are slower still: above the band")
 COMM_EFFICIENCY = 0.7
 """Achieved fraction of a link's per-direction bandwidth in ring all-reduce [inferred; NCCL's bus bandwidth stays
 below the link's peak]. Stated, not measured here."""
@@ -351,7 +360,8 @@ class DecodeSpeed:
                 "compute_seconds_per_step": None if self.compute_seconds is None
                 else _round(self.compute_seconds, 4),
                 "bound": self.bound, "batch": self.step_bytes.batch, "context": self.step_bytes.context,
-                "efficiency": self.mbu.as_dict(), "notes": list(self.notes)}
+                "efficiency": self.mbu.as_dict(), "layer_step_seconds": LAYER_STEP_SECONDS.as_dict(),
+                "notes": list(self.notes)}
 
 
 def decode_speed(spec: ModelSpec, wb: WeightBytes, gpu: GPU, *, context: int, batch: int = 1,
@@ -360,7 +370,8 @@ def decode_speed(spec: ModelSpec, wb: WeightBytes, gpu: GPU, *, context: int, ba
     """Roofline decode speed of ``batch`` sequences at ``context`` tokens on ``layout`` of ``gpu``.
 
     Per step: the GPU part reads (weights + KV) / TP per rank, every PP stage in turn (so PP adds capacity, not
-    speed); an offloaded share is read from host RAM; TP adds 2 all-reduces per layer. Compute (2 P_active x B
+    speed); an offloaded share is read from host RAM; TP adds 2 all-reduces per layer; every layer adds a fixed
+    time (:data:`LAYER_STEP_SECONDS`: launches, synchronisation, routing), which dominates small and MoE models. Compute (2 P_active x B
     FLOPs) takes over when it is slower than the memory read (large batches).
     """
     if gpu.hbm_bytes_per_s <= 0:
@@ -405,11 +416,14 @@ def decode_speed(spec: ModelSpec, wb: WeightBytes, gpu: GPU, *, context: int, ba
                                    / (link / 2 * COMM_EFFICIENCY))
         notes.append(f"PP={layout.pp}: a token visits the stages in turn; pipelining adds memory, not decode speed")
 
+    floor = LAYER_STEP_SECONDS
+    layers = spec.num_layers
+
     def step(i: int) -> float:
         m = (mem.high, mem.expected, mem.low)[i]  # i = 0 pessimistic
         h = 0.0 if host is None else (host.high, host.expected, host.low)[i]
         c = 0.0 if compute is None else compute
-        return max(m, c) + h + comm
+        return max(m, c) + h + comm + layers * (floor.high, floor.expected, floor.low)[i]
 
     times = Band(step(2), step(1), step(0))
     bound = "memory"
