@@ -123,7 +123,7 @@ def _speed_explain(w: _Workload, dec: T.DecodeSpeed, pre, cand: F.Candidate) -> 
                 if w.lm.spec.is_moe else "")
              + f") + {format_bytes(sb.kv_bytes)} of KV cache ({sb.batch} x {sb.context:,} tokens)",
              f"time per token = bytes per GPU / (bandwidth x MBU {dec.mbu.low}-{dec.mbu.high}, expected "
-             f"{dec.mbu.expected}) + communication + {spec.num_layers} layers x "
+             f"{dec.mbu.expected}) + communication + {w.lm.spec.num_layers} layers x "
              f"{T.LAYER_STEP_SECONDS.low * 1e6:.0f}-{T.LAYER_STEP_SECONDS.high * 1e6:.0f} us fixed time (expected "
              f"{T.LAYER_STEP_SECONDS.expected * 1e6:.0f} us); {dec.bound}-bound at this batch"]
     lines += list(dec.notes)
