@@ -260,6 +260,14 @@ def test_quantize_config_and_remote_code_note(hub):
     assert all(e["file"] != "modeling_evil.py" for e in hub.log)
 
 
+def test_modelopt_hf_quant_config_from_the_hub(hub):
+    hq = {"producer": {"name": "modelopt"}, "quantization": {"quant_algo": "FP8", "exclude_modules": ["lm_head"]}}
+    hub.add("nvidia/tiny-fp8", {"config.json": json.dumps(CONFIG).encode(),
+                                "hf_quant_config.json": json.dumps(hq).encode()})
+    art = fetch_hub_files("nvidia/tiny-fp8", headers=False)
+    assert art.quantize_config == {"quant_algo": "FP8", "exclude_modules": ["lm_head"], "quant_method": "modelopt"}
+
+
 def test_revision(hub):
     add_single(hub)
     v1 = hub.add("org/tiny", {"config.json": json.dumps(dict(CONFIG, hidden_size=96)).encode()}, ref="v1")
