@@ -352,3 +352,14 @@ def test_gemma4_e_models_are_refused_by_name():
 def test_pool_smaller_than_one_request_says_so(run_cli):
     code, _, err = run_cli("inference", "gemma-4-31b-it", "--engine", "sglang", "--gpu", "h200")
     assert code == 1 and "less than one 262,144-token request" in err and "--max-model-len" in err
+
+
+@pytest.mark.parametrize("model, published", [
+    ("llama-4-scout-17b-16e-instruct", 108_641_793_536),  # HF safetensors count (public model tables)
+    ("llama-4-maverick-17b-128e-instruct", 401_583_781_376),  # Fireworks' model listing (billing export docs)
+])
+def test_llama4_with_its_vision_encoder(model, published):
+    spec = load_model(model).spec
+    assert count_params(spec).total == published
+    v = dict(spec.extra_params)
+    assert v["multi_modal_projector"] == 4096 * 5120  # linear_1, no bias

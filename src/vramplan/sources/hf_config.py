@@ -535,6 +535,27 @@ def _gemma4(r: _Reader, layers: int, kw: dict) -> None:
                   moe_intermediate_size=width, layer_mlp=(DENSE_MOE,) * layers)
 
 
+def _llama4_vision_params(v: dict, text: dict) -> list[tuple[str, int]]:
+    """Llama 4's vision encoder (transformers Llama4VisionModel): an unfold + linear patch embedding (no bias), a class
+    embedding and a position table of (image/patch)^2 + 1 rows, pre/post LayerNorms, layers with biased q/k/v/o and
+    fc1/fc2 and two LayerNorms; the pixel-shuffle adapter MLP (fc1: intermediate -> projector_input_dim, fc2:
+    projector_input_dim -> projector_output_dim, no biases); the projector linear_1 (vision_output_dim -> text
+    hidden, bias per multi_modal_projector_bias)."""
+    r = _Reader(v, "vision_config.")
+    h, inter = r.int("hidden_size", required=True), r.int("intermediate_size", required=True)
+    layers, patch = r.int("num_hidden_layers", required=True, hi=MAX_LAYERS), r.int("patch_size", required=True)
+    ch, img = r.int("num_channels", 3), r.int("image_size", required=True)
+    patches = (img // patch) ** 2 + 1
+    tower = ch * patch * patch * h + h + patches * h + 2 * 2 * h
+    tower += layers * (4 * (h * h + h) + (h * inter + inter) + (inter * h + h) + 2 * 2 * h)
+    p_in, p_out = r.int("projector_input_dim", required=True), r.int("projector_output_dim", required=True)
+    tower += inter * p_in + p_in * p_out
+    text_h = _Reader(text, "text_config.").int("hidden_size", required=True)
+    out = r.int("vision_output_dim", p_out)
+    projector = out * text_h + (text_h if r.bool("multi_modal_projector_bias") else 0)
+    return [("vision_tower", tower), ("multi_modal_projector", projector)]
+
+
 def _gemma4_vision_params(v: dict, text: dict) -> list[tuple[str, int]]:
     """Gemma 4's vision tower: a linear patch embedder (3 x patch^2 -> h), two learned position tables (x and y),
     pre/post-normed layers (q/k/v/o without biases, q/k norms over one head, a gated MLP, 4 norms), the input
@@ -639,6 +660,8 @@ def _vision_params(cfg: dict, text: dict) -> list[tuple[str, int]]:
         return _moonvit_params(v)
     if v.get("model_type") == "gemma4_vision":
         return _gemma4_vision_params(v, text)
+    if v.get("model_type") == "llama4_vision_model":
+        return _llama4_vision_params(v, text)
     vt = v.get("model_type") or "siglip_vision_model"
     if vt not in MODEL_TYPE_DEFAULTS and not all(k in v for k in ("hidden_size", "intermediate_size",
                                                                   "num_hidden_layers", "patch_size")):
