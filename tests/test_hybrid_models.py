@@ -363,3 +363,15 @@ def test_llama4_with_its_vision_encoder(model, published):
     assert count_params(spec).total == published
     v = dict(spec.extra_params)
     assert v["multi_modal_projector"] == 4096 * 5120  # linear_1, no bias
+
+
+def test_vllm_unifies_page_sizes_of_gemma4_layer_kinds():
+    """Gemma 4 31B: a sliding layer's token is 2 x 16 x 256 x 2 B, a full layer's 2 x 4 x 512 x 2 B; vLLM
+    (unify_kv_cache_spec_page_size) gives the smaller-page kind proportionally more tokens per block."""
+    from vramplan.engines.vllm import kv_groups
+
+    spec = load_model("gemma-4-31b-it").spec
+    groups = kv_groups(spec, tuple(range(spec.num_layers)), "auto", 2, 1, 16)
+    assert {g.page_bytes for g in groups} == {16 * 16384}
+    assert {(g.kind, g.block) for g in groups} == {("sliding", 0), ("full", 32)}
+    assert sum(1 for g in groups if g.kind == "full") == 1 and len(groups) == 6  # group size 10 = the full layers

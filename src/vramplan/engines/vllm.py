@@ -311,6 +311,7 @@ class KVGroup:
     layers: int  # layers in the group (the group size, padded groups count as full)
     page_bytes: int  # one block of one layer
     window: int = 0
+    block: int = 0  # tokens per block of this group when it differs from the engine's block size (0: the same)
 
 
 def mamba_state_page_bytes(spec: ModelSpec, tp: int, act_bytes: int, version: tuple[int, int, int]) -> int:
@@ -378,6 +379,17 @@ def kv_groups(spec: ModelSpec, layers: tuple[int, ...], kv_dtype: str, act_bytes
     pages = {k: block * kv_bytes_per_token_layer(spec, FULL if k == MAMBA else k, kv_dtype, act_bytes, tp)
              for k in by}
     window = spec.sliding_window
+    blocks = {k: 0 for k in by}
+    if len(set(pages.values())) > 1 and MAMBA not in by:
+        # unify_kv_cache_spec_page_size: kinds with a smaller page get proportionally more tokens per block
+        biggest = max(pages.values())
+        for k in by:
+            if biggest % pages[k]:
+                raise InvalidRequest("vLLM cannot unify this model's KV page sizes (layer kinds whose pages do not "
+                                     "divide each other)", field="engine")
+            if pages[k] != biggest:
+                blocks[k] = block * biggest // pages[k]
+                pages[k] = biggest
     if len(by) == 1:
         k = next(iter(by))
         return [KVGroup(k, by[k], pages[k], window if k == SLIDING else 0)]
@@ -386,7 +398,7 @@ def kv_groups(spec: ModelSpec, layers: tuple[int, ...], kv_dtype: str, act_bytes
     groups = []
     for k, n in by.items():
         for _ in range(ceil(n / size)):
-            groups.append(KVGroup(k, size, pages[k], window if k == SLIDING else 0))
+            groups.append(KVGroup(k, size, pages[k], window if k == SLIDING else 0, blocks[k]))
     return groups
 
 
@@ -397,6 +409,7 @@ def request_blocks(g: KVGroup, max_model_len: int, block: int, mnbt: int) -> int
     is off for hybrid models by default up to 0.25)."""
     if g.kind == MAMBA:
         return 1
+    block = g.block or block
     if g.kind == SLIDING and g.window:
         return ceil(min(g.window - 1 + mnbt, max_model_len) / block) + 1
     return ceil(max_model_len / block)
