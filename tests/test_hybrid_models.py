@@ -375,3 +375,22 @@ def test_vllm_unifies_page_sizes_of_gemma4_layer_kinds():
     assert {g.page_bytes for g in groups} == {16 * 16384}
     assert {(g.kind, g.block) for g in groups} == {("sliding", 0), ("full", 32)}
     assert sum(1 for g in groups if g.kind == "full") == 1 and len(groups) == 6  # group size 10 = the full layers
+
+
+def test_sglang_recurrent_state_pool(run_json):
+    """SGLang log (NVIDIA-Nemotron-3-Nano-30B-A3B, TP4, --disable-radix-cache --max-running-requests 8): 'Mamba Cache is
+    allocated. max_mamba_cache_size: 8, conv_state size: 0.00 GB, ssm_state size: 0.10 GB' and 'KV Cache is allocated.
+    #tokens: 1557504, K size: 2.23 GB' (K: 1,536 B per token, so 3,072 B per token with V)."""
+    from vramplan.engines.sglang import cell_size_bytes, mamba_state_bytes_per_request
+
+    spec = load_model("nemotron-3-nano-30b-a3b").spec
+    assert cell_size_bytes(spec, "auto", 2, 4) == 3072
+    ssm = 23 * 9 * (64 // 4) * 64 * 128 * 4  # 23 Mamba layers, 8 + 1 slots, fp32
+    conv = 23 * 9 * (64 * 64 + 2 * 8 * 128) // 4 * 3 * 2
+    assert round(ssm / 2**30, 2) == 0.10 and round(conv / 2**30, 2) == 0.00
+    assert 9 * mamba_state_bytes_per_request(spec, 4) == ssm + conv
+    out = run_json("inference", "nemotron-3-nano-30b-a3b", "--engine", "sglang", "-tp", "4", "--gpu", "h100",
+                   "--max-num-seqs", "8", "--max-model-len", "8192")
+    cap = out["capacity"]
+    assert cap["mamba_cache_size"] == 8 and cap["mamba_cache_bytes"] == ssm + conv
+    assert cap["kv_cache_tokens"] == (out["memory"]["kv_cache"] - ssm - conv) // 3072

@@ -11,11 +11,16 @@ CUDA graphs and everything else; the rest is the KV pool:
 so ``KV = free_at_start x mem_fraction_static - weights``. The default fraction (``server_args.py``, 2024-25 releases)
 falls with tensor parallelism: 0.88 (TP1), 0.87 (TP2), 0.85 (TP4), 0.81 (TP8), 0.79 (TP16). SGLang logs
 "KV Cache is allocated. #tokens: N, K size: X GB, V size: X GB" (GB printed, GiB computed).
+
+Hybrid models (Qwen3-Next, Nemotron-H, Granite 4.0-H; rules of 0.5.9+): the pool budget is first split with the
+recurrent-state pool, ``max_mamba_cache_size = budget x r / (1 + r) // state_per_request`` (r =
+``--mamba-full-memory-ratio``, 0.9) or ``--max-running-requests`` with the radix cache off; the state pool holds one
+slot more; the attention pool gets the rest and only attention layers count in its cell.
 """
 
 from __future__ import annotations
 
-from ..core.model import MAMBA, MLA, NOMIX, SLIDING, ModelSpec
+from ..core.model import GATED_DELTANET, MAMBA, MAMBA2, MLA, NOMIX, SLIDING, ModelSpec
 from ..core.memory import kv_elements_per_token_rank
 from ..errors import InvalidRequest
 from .vllm import DEFAULT_GPU_TOTAL_BYTES, act_bytes_for, kv_dtype_bytes, stage_weights
@@ -69,6 +74,31 @@ def cell_size_bytes(spec: ModelSpec, kv_dtype: str, act_bytes: int, tp: int) -> 
     return int(total)
 
 
+MAMBA_FULL_MEMORY_RATIO = 0.9
+"""server_args.py ``--mamba-full-memory-ratio`` default: the mamba state pool gets r / (1 + r) of the pool budget."""
+
+
+def mamba_state_bytes_per_request(spec: ModelSpec, tp: int) -> int:
+    """One request's recurrent state on one rank (``configs/mamba_utils.py`` Mamba2StateShape): per recurrent layer a
+    conv state of (conv_dim / TP) x (conv_kernel - 1) in bf16, conv_dim = inner + 2 x groups x d_state (groups padded
+    up to TP when TP does not divide them), and an SSM state of heads / TP x head_dim x d_state in mamba_ssm_dtype
+    (fp32 by default). Qwen3-Next's gated DeltaNet maps onto it with inner = value heads x v_dim, groups = key heads,
+    d_state = k_dim."""
+    if spec.ssm_variant == GATED_DELTANET:
+        inner, groups, state = spec.lin_v_heads * spec.lin_v_dim, spec.lin_k_heads, spec.lin_k_dim
+        heads, head_dim = spec.lin_v_heads, spec.lin_v_dim
+    elif spec.ssm_variant == MAMBA2:
+        inner, groups, state = spec.d_inner, spec.ssm_groups, spec.ssm_state_size
+        heads, head_dim = spec.ssm_heads, spec.d_inner // spec.ssm_heads
+    else:
+        raise InvalidRequest("SGLang plans for Mamba-1 hybrids (Jamba) are not modelled", field="engine")
+    if groups % tp:
+        groups = tp
+    conv = (inner + 2 * groups * state) // tp * (spec.ssm_conv_kernel - 1) * 2
+    ssm = (heads // tp) * head_dim * state * 4
+    return spec.kinds.count(MAMBA) * (conv + ssm)
+
+
 def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", tp: int = 1, pp: int = 1, gpu=None,
          engine_version=None, gpu_memory_utilization=None, max_num_batched_tokens=None, max_num_seqs=None,
          **options) -> dict:
@@ -86,7 +116,19 @@ def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", t
     free_start = total - ctx
     kv = int(free_start * mfs) - weights
     cell = cell_size_bytes(spec, kv_dtype, act, tp)
-    tokens = max(0, kv) // cell if cell else 0
+    mamba_slots = mamba_bytes = 0
+    if MAMBA in spec.kinds:
+        per_req = mamba_state_bytes_per_request(spec, tp)
+        if max_num_seqs:  # --max-running-requests with the radix cache off sizes the state pool directly
+            mamba_slots = int(max_num_seqs)
+        else:
+            r = MAMBA_FULL_MEMORY_RATIO
+            mamba_slots = int(max(kv, 0) * r / (1 + r) // per_req)
+        mamba_bytes = (mamba_slots + 1) * per_req  # the pool holds one padding slot more
+        if mamba_slots < 1 and options.get("check_fit", True):
+            raise InvalidRequest(f"SGLang has no room for even one request's recurrent state "
+                                 f"({per_req / GiB:.2f} GiB per request on each GPU)", field="mem_fraction_static")
+    tokens = max(0, kv - mamba_bytes) // cell if cell else 0
     reserved = free_start - int(free_start * mfs)
     if kv <= 0 and options.get("check_fit", True):
         raise InvalidRequest(
@@ -96,8 +138,13 @@ def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", t
             field="mem_fraction_static")
     memory = {"weights": weights, "kv_cache": max(kv, 0), "activations": reserved, "runtime": ctx}
     memory["total"] = sum(memory.values())
-    capacity = {"kv_cache_tokens": tokens, "max_concurrency": round(tokens / max(context, 1), 2),
+    conc = tokens / max(context, 1)
+    if mamba_slots:
+        conc = min(conc, mamba_slots)
+    capacity = {"kv_cache_tokens": tokens, "max_concurrency": round(conc, 2),
                 "token_size_bytes": cell, "gpu_memory_bytes": total, "fits": kv > 0 and tokens >= context}
+    if mamba_slots:
+        capacity.update(mamba_cache_size=mamba_slots, mamba_cache_bytes=mamba_bytes)
     notes = []
     if any(k == SLIDING for k in spec.kinds):
         notes.append("sliding-window layers are pooled at full length (SGLang's default pool)")
@@ -105,7 +152,11 @@ def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", t
     explain = (["no GPU given: assumed an H100-80GB (79.19 GiB)"] if assumed else []) + [
         f"SGLang: mem_fraction_static {mfs} of the {g(free_start)} free at start-up = {g(free_start * mfs)} for "
         f"weights and the KV pool; the other {g(reserved)} are left for activations and CUDA graphs",
-        f"weights {g(weights)} per GPU; KV pool {g(max(kv, 0))} = {tokens:,} tokens of {cell:,} B",
+        f"weights {g(weights)} per GPU; KV pool {g(max(kv, 0))} = {tokens:,} tokens of {cell:,} B"
+        + (f" after a recurrent-state pool of {mamba_slots:,} requests ({g(mamba_bytes)}; "
+           f"{mamba_bytes // (mamba_slots + 1):,} B each, SSM state fp32; "
+           f"{'--max-running-requests' if max_num_seqs else f'mamba_full_memory_ratio {MAMBA_FULL_MEMORY_RATIO}'})"
+           if mamba_slots else ""),
     ] + notes
     return {"memory": memory, "capacity": capacity,
             "engine": {"name": "sglang", "version": str(engine_version or DEFAULT_VERSION),
