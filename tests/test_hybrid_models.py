@@ -338,15 +338,36 @@ def test_gemma4_layers_and_cache():
     assert kv.total_bytes == 5 * 32768 * 2 * 2 * 512 * 2 + 25 * 1024 * 2 * 8 * 256 * 2  # sliding capped at 1024
 
 
-def test_gemma4_e_models_are_refused_by_name():
+@pytest.mark.parametrize("model, published", [("gemma-4-e2b-it", 5_123_178_051), ("gemma-4-e4b-it", 7_996_156_490)])
+def test_gemma4_e_models(model, published):
+    """HF API counts; text + per-layer embeddings + 768-wide vision tower + Conformer audio tower + projectors (the Hub
+    leaves out the 0-dim clip bounds of the clipped linears, and so does vramplan)."""
+    spec = load_model(model).spec
+    assert count_params(spec).total == published
+    own = spec.num_layers - spec.kv_shared_layers
+    assert spec.cache_kinds[own:] == ("mlp_only",) * spec.kv_shared_layers  # shared layers cache nothing
+    a = dict(spec.extra_params)
+    assert a["audio_tower"] == 304_824_608 and a["vision_tower"] == 167_364_608
+
+
+def test_gemma4_e2b_cache_and_double_wide_mlp(run_json):
+    spec = load_model("gemma-4-e2b-it").spec
+    kv = kv_cache(spec, context=32768)
+    assert kv.total_bytes == 12 * 512 * 2 * 1 * 256 * 2 + 3 * 32768 * 2 * 1 * 512 * 2  # 12 sliding + 3 full own caches
+    assert _shapes(spec, "sliding", "dense2x")["mlp.gate_proj.weight"] == (2 * 6144, 1536)
+    out = run_json("inference", "gemma-4-e2b-it", "--engine", "vllm", "--gpu", "rtx-4090", "--max-model-len", "8k")
+    assert out["capacity"]["kv_cache_tokens"] > 0
+
+
+def test_gemma4_kv_sharing_needs_a_layer_to_share_from():
     from vramplan.catalog import models as cat
 
-    with open(cat.entry_file(cat.find_model("gemma-4-31b-it"), "config.json")) as fh:
+    with open(cat.entry_file(cat.find_model("gemma-4-e2b-it"), "config.json")) as fh:
         raw = json.load(fh)
-    raw["text_config"]["hidden_size_per_layer_input"] = 256
+    raw["text_config"]["num_kv_shared_layers"] = 35
     with pytest.raises(InvalidModelSpec) as err:
         parse_config(raw)
-    assert "hidden_size_per_layer_input" in str(err.value)
+    assert "num_kv_shared_layers" in str(err.value)
 
 
 def test_pool_smaller_than_one_request_says_so(run_cli):

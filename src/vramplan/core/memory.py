@@ -79,7 +79,7 @@ def kv_cache(spec: ModelSpec, context: int, batch: int = 1, kv_dtype: str = "aut
     With pipeline parallelism the heaviest stage's share is reported (layers split as evenly as possible).
     """
     bits = kv_bits(kv_dtype)
-    counts = _count(spec.kinds)
+    counts = _count(spec.cache_kinds)
     if pp > 1:  # the heaviest stage holds at most ceil(n / pp) layers of each kind
         counts = {k: ceil(n / pp) for k, n in counts.items()}
     per_kind: dict[str, int] = {}
@@ -115,7 +115,7 @@ def _stage_layers(n_layers: int, pp: int) -> int:  # layers on the fullest pipel
 def kv_bytes_per_token(spec: ModelSpec, kv_dtype: str = "auto", tp: int = 1) -> int:
     """Bytes one token adds across every attention layer (sliding layers counted as if inside their window)."""
     bits = kv_bits(kv_dtype)
-    elems = sum(kv_elements_per_token_rank(spec, k, tp) for k in spec.kinds)
+    elems = sum(kv_elements_per_token_rank(spec, k, tp) for k in spec.cache_kinds)
     return ceil(elems * bits / 8)
 
 

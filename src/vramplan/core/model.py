@@ -28,6 +28,7 @@ LAYER_KINDS = (FULL, SLIDING, MLA, MAMBA, NOMIX)
 # Feed-forward part of a layer
 DENSE, MOE, NO_MLP = "dense", "moe", "none"
 DENSE_MOE = "dense+moe"  # Gemma 4 26B-A4B: a dense MLP and a MoE block side by side, outputs summed
+DENSE_WIDE = "dense2x"  # Gemma 4 E2B: KV-sharing layers with a double-wide MLP
 # Recurrent mixers (layer kind MAMBA)
 MAMBA1, MAMBA2, GATED_DELTANET = "mamba1", "mamba2", "gated_deltanet"
 
@@ -141,7 +142,10 @@ class ModelSpec:
     global_head_dim: int = 0
     global_kv_heads: int = 0
     global_k_eq_v: bool = False
-    layer_scalar: bool = False  # Gemma 4 stores one scalar per layer  # Qwen3-Next: q_proj also emits a sigmoid gate for the attention output
+    layer_scalar: bool = False  # Gemma 4 stores one scalar per layer
+    per_layer_input_dim: int = 0  # Gemma 4 E-models: per-layer input embeddings of this width (PLE)
+    per_layer_vocab: int = 0
+    kv_shared_layers: int = 0  # the last N layers reuse an earlier layer's K/V and cache nothing  # Qwen3-Next: q_proj also emits a sigmoid gate for the attention output
     layer_mlp: tuple[str, ...] = ()  # one per layer (dense | moe | none); empty: from moe_layer_mask
     moe_gated: bool = True  # experts with gate/up/down (SwiGLU); False: up/down (Nemotron-H relu^2)
     moe_latent_size: int = 0  # Nemotron 3 Super/Ultra: routed experts work in a smaller latent width
@@ -217,6 +221,15 @@ class ModelSpec:
         if self.layer_mlp:
             return self.layer_mlp
         return tuple(MOE if m else DENSE for m in self.moe_mask)
+
+    @property
+    def cache_kinds(self) -> tuple[str, ...]:
+        """Layer kinds as far as the KV cache goes: layers that reuse another layer's K/V hold nothing (NOMIX)."""
+        kinds = self.kinds
+        if not self.kv_shared_layers:
+            return kinds
+        first = self.num_layers - self.kv_shared_layers
+        return tuple(NOMIX if i >= first else k for i, k in enumerate(kinds))
 
     @property
     def d_inner(self) -> int:
@@ -449,13 +462,18 @@ def _layer_tensors(s: ModelSpec, kind: str, mlp: str | bool, indexer: bool = Fal
     t = _mamba_tensors(s) if kind == MAMBA else [] if kind == NOMIX else _attention_tensors(s, indexer, kind)
     if mlp == MOE:
         t += _moe_tensors(s)
-    elif mlp in (DENSE, DENSE_MOE):
-        t += _dense_mlp(s, s.intermediate_size, "mlp", "", "mlp")
+    elif mlp in (DENSE, DENSE_MOE, DENSE_WIDE):
+        t += _dense_mlp(s, s.intermediate_size * (2 if mlp == DENSE_WIDE else 1), "mlp", "", "mlp")
         if mlp == DENSE_MOE:
             t += _gemma4_moe(s)
     t += _norm_tensors(s)
     if s.layer_scalar:
         t.append(Tensor("layer_scalar", "norm", (1,), "norms"))
+    if s.per_layer_input_dim:
+        p, h = s.per_layer_input_dim, s.hidden_size
+        t += [Tensor("per_layer_input_gate.weight", "ple_gate", (p, h), "per_layer_embedding"),
+              Tensor("per_layer_projection.weight", "ple_proj", (h, p), "per_layer_embedding"),
+              Tensor("post_per_layer_input_norm.weight", "norm", (h,), "norms")]
     return tuple(t)
 
 
@@ -474,6 +492,12 @@ def global_tensors(spec: ModelSpec) -> tuple[Tensor, ...]:
     """Tensors outside the decoder layers: embeddings, final norm, lm_head, extras."""
     h, v = spec.hidden_size, spec.vocab_size
     t = [Tensor("embed_tokens.weight", "token_embd", (v, h), "embedding")]
+    if spec.per_layer_input_dim:  # Gemma 4 E-models: a second embedding table feeding every layer
+        lp = spec.num_layers * spec.per_layer_input_dim
+        t += [Tensor("embed_tokens_per_layer.weight", "token_embd_per_layer", (spec.per_layer_vocab or v, lp),
+                     "embedding"),
+              Tensor("per_layer_model_projection.weight", "ple_model_proj", (lp, h), "per_layer_embedding"),
+              Tensor("per_layer_projection_norm.weight", "norm", (spec.per_layer_input_dim,), "norms")]
     if spec.learned_pos_embeddings:
         t.append(Tensor("embed_positions.weight", "pos_embd", (spec.learned_pos_embeddings, h), "embedding"))
     t.append(Tensor("norm.weight", "output_norm", (h,), "norms"))

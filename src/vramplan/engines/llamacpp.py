@@ -399,7 +399,7 @@ def llamacpp_memory(spec: ModelSpec, tensors: list[PlacedTensor], *, n_ctx: int,
     rs_cells = max(1, n_seq)
     rs_layer = recurrent_state_bytes_per_cell(spec) if MAMBA in spec.kinds else 0
     rs_total = 0
-    for il, kind in enumerate(spec.kinds):
+    for il, kind in enumerate(spec.cache_kinds):
         c = sw_cells if kind == SLIDING else cells
         b = c * kv_layer_bytes_per_cell(spec, kind, tk, tv, rules.mla_latent)
         if kind == MAMBA:

@@ -64,7 +64,7 @@ def cell_size_bytes(spec: ModelSpec, kv_dtype: str, act_bytes: int, tp: int) -> 
     saving by default, so sliding layers count in full)."""
     b = kv_dtype_bytes(kv_dtype, act_bytes, spec.is_mla)
     total = 0.0
-    for k in spec.kinds:
+    for k in spec.cache_kinds:
         if k == MLA:
             total += (spec.kv_lora_rank + spec.qk_rope_head_dim) * b
         elif k in (MAMBA, NOMIX):

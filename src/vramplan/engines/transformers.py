@@ -44,7 +44,7 @@ def dynamic_cache_bytes(spec: ModelSpec, tokens: int, batch: int, kv_dtype: str,
     """(total cache bytes, bytes of the largest single layer) for ``batch`` sequences of ``tokens`` tokens."""
     bits = kv_bits(kv_dtype)
     total = biggest = 0
-    for kind in spec.kinds:
+    for kind in spec.cache_kinds:
         if kind == MAMBA:
             b = spec.ssm_state_bytes_per_seq(tp) * batch
         else:
@@ -84,7 +84,7 @@ def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", t
            "engine": {"name": "transformers", "version": str(engine_version or DEFAULT_VERSION),
                       "attn_implementation": attn, "max_new_tokens": new_tokens}}
     total_gpu = options.get("gpu_memory_bytes") or (gpu.memory_total_bytes if gpu is not None else None)
-    per_tok = sum(kv_elements_per_token_rank(spec, k, tp) for k in spec.kinds if k != MAMBA)
+    per_tok = sum(kv_elements_per_token_rank(spec, k, tp) for k in spec.cache_kinds if k != MAMBA)
     per_tok_b = ceil(per_tok * kv_bits(kv_dtype) / 8)
     if total_gpu:
         room = int(total_gpu) - (memory["total"] - kv)

@@ -367,7 +367,7 @@ def kv_groups(spec: ModelSpec, layers: tuple[int, ...], kv_dtype: str, act_bytes
     ``group_size`` layers (the smallest type's count, or the largest when within 25% of it, 50% from 0.18) sharing
     one block pool. Recurrent layers form their own groups, their state page padded to the attention page; blocks
     with no token mixer (Nemotron-H MLP / MoE blocks) hold nothing."""
-    kinds = [spec.kinds[i] for i in layers if spec.kinds[i] != NOMIX]
+    kinds = [spec.cache_kinds[i] for i in layers if spec.cache_kinds[i] != NOMIX]
     if not hybrid:
         if MAMBA in kinds:
             raise InvalidRequest("vLLM needs its hybrid KV cache manager for models with recurrent layers",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 
-from ..core.model import (DENSE, DENSE_MOE, FULL, GATED_DELTANET, MAMBA, MAMBA2, MLA, MOE, NO_MLP, NOMIX, SLIDING,
+from ..core.model import (DENSE, DENSE_MOE, DENSE_WIDE, FULL, GATED_DELTANET, MAMBA, MAMBA2, MLA, MOE, NO_MLP, NOMIX, SLIDING,
                           ModelSpec)
 from ..errors import InvalidModelSpec
 
@@ -169,6 +169,8 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
         text.setdefault("model_type", tmt)
         if isinstance(cfg.get("vision_config"), dict):
             extra += _vision_params(cfg, text)
+        if isinstance(cfg.get("audio_config"), dict) and cfg["audio_config"].get("model_type") == "gemma4_audio":
+            extra += _gemma4_audio_params(cfg["audio_config"], text)
         cfg, mt = text, tmt
     elif "text_config" in cfg and not isinstance(cfg["text_config"], dict) and cfg["text_config"] is not None:
         raise InvalidModelSpec("expected an object", field="text_config")
@@ -515,20 +517,28 @@ def _parse_mamba2(r: _Reader, name: str, arch: str, dtype: str, quant: str) -> M
 
 
 def _gemma4(r: _Reader, layers: int, kw: dict) -> None:
-    """Gemma 4 (26B-A4B, 31B): sliding layers with head_dim and num_key_value_heads, full layers with global_head_dim
-    and, when attention_k_eq_v, num_global_key_value_heads and no v_proj; a layer scalar; with enable_moe_block a
-    MoE block beside every dense MLP. The E2B/E4B variants' per-layer input embeddings and cross-layer KV sharing
-    are refused rather than guessed."""
-    for field in ("hidden_size_per_layer_input", "num_kv_shared_layers"):
-        if r.int(field, 0, lo=0):
-            raise InvalidModelSpec("Gemma 4 E-models (per-layer input embeddings, KV shared across layers) are not "
-                                   "modelled yet", field=r.path(field))
+    """Gemma 4: sliding layers with head_dim and num_key_value_heads, full layers with global_head_dim and, when
+    attention_k_eq_v, num_global_key_value_heads and no v_proj; a layer scalar; with enable_moe_block a MoE block
+    beside every dense MLP. E2B/E4B: per-layer input embeddings (hidden_size_per_layer_input), the last
+    num_kv_shared_layers layers reuse earlier layers' K/V (no cache of their own; their unused k/v weights stay in the
+    checkpoint and are counted), with use_double_wide_mlp those layers' MLP is twice as wide."""
+    ple = r.int("hidden_size_per_layer_input", 0, lo=0) or 0
+    shared = r.int("num_kv_shared_layers", 0, lo=0, hi=layers) or 0
+    if shared >= layers:
+        raise InvalidModelSpec(f"{shared} KV-sharing layers leave no layer to share from",
+                               field=r.path("num_kv_shared_layers"))
+    if ple:
+        kw.update(per_layer_input_dim=ple, per_layer_vocab=r.int("vocab_size_per_layer_input", kw["vocab_size"]))
+    if shared:
+        kw["kv_shared_layers"] = shared
+        if r.bool("use_double_wide_mlp"):
+            kw["layer_mlp"] = tuple(DENSE_WIDE if i >= layers - shared else DENSE for i in range(layers))
     k_eq_v = r.bool("attention_k_eq_v")
     kw.update(global_head_dim=r.int("global_head_dim", kw["head_dim"]), global_k_eq_v=k_eq_v, layer_scalar=True,
               global_kv_heads=r.int("num_global_key_value_heads", kw["num_kv_heads"]) if k_eq_v else kw["num_kv_heads"])
-    if r.bool("use_double_wide_mlp") and r.int("num_kv_shared_layers", 0, lo=0):
-        raise InvalidModelSpec("double-wide MLPs of KV-sharing layers are not modelled", field=r.path("use_double_wide_mlp"))
     if r.bool("enable_moe_block"):
+        if shared:
+            raise InvalidModelSpec("a MoE block together with KV sharing is not modelled", field=r.path("enable_moe_block"))
         experts = r.int("num_experts", required=True, hi=MAX_EXPERTS)
         width = r.int("moe_intermediate_size", 0, lo=0) or r.int("expert_intermediate_size", required=True)
         kw.update(num_experts=experts, experts_per_token=r.int("top_k_experts", required=True, hi=experts),
@@ -565,15 +575,36 @@ def _gemma4_vision_params(v: dict, text: dict) -> list[tuple[str, int]]:
     layers, patch = r.int("num_hidden_layers", required=True, hi=MAX_LAYERS), r.int("patch_size", 16)
     heads = r.int("num_attention_heads", required=True)
     d = r.int("head_dim", h // heads)
-    if r.bool("use_clipped_linears"):
-        raise InvalidModelSpec("clipped-linear vision towers (Gemma 4 E-models) are not modelled",
-                               field="vision_config.use_clipped_linears")
     tower = 3 * patch * patch * h + 2 * r.int("position_embedding_size", 10240) * h
     tower += layers * (4 * h * heads * d + 2 * d + 3 * h * inter + 4 * h)
     if r.bool("standardize"):
         tower += 2 * h
     text_h = _Reader(text, "text_config.").int("hidden_size", required=True)
+    # (use_clipped_linears adds four 0-dim clip bounds per linear; the Hub's counts leave them out, and so do we)
     return [("vision_tower", tower), ("multi_modal_projector", text_h * h)]
+
+
+def _gemma4_audio_params(a: dict, text: dict) -> list[tuple[str, int]]:
+    """Gemma 4 E-models' audio encoder (a Conformer; transformers Gemma4AudioModel, as read for this project): two
+    stride-2 3x3 subsampling convs (channels from subsampling_conv_channels, each followed by a bias-free norm) over
+    128 mel bins, an input projection to hidden, per layer two feed-forward blocks (hidden -> 4 hidden -> hidden, two
+    norms each), attention q/k/v/post + a relative-position key projection + a per-dim scale, a light conv (linear
+    start to 2 hidden, depthwise conv_kernel_size, linear end, two norms) and three norms; an output projection with
+    bias to output_proj_dims; embed_audio projects that to the text width."""
+    r = _Reader(a, "audio_config.")
+    h, layers = r.int("hidden_size", 1024), r.int("num_hidden_layers", 12, hi=MAX_LAYERS)
+    heads, k = r.int("num_attention_heads", 8), r.int("conv_kernel_size", 5)
+    ch = r.list("subsampling_conv_channels") or [128, 32]
+    if len(ch) != 2 or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in ch):
+        raise InvalidModelSpec("expected two positive integers", field="audio_config.subsampling_conv_channels")
+    mel = r.int("input_feat_size", 128)
+    out = r.int("output_proj_dims", 1536)
+    sub = 1 * ch[0] * 9 + ch[0] + ch[0] * ch[1] * 9 + ch[1] + h * (ch[1] * (mel // 4))
+    per_layer = (2 * (2 * h * 4 * h + 2 * h) + 5 * h * h + h // heads
+                 + (2 * h * h + h * k + h * h + 2 * h) + 3 * h)
+    tower = sub + layers * per_layer + out * h + out
+    text_h = _Reader(text, "text_config.").int("hidden_size", required=True)
+    return [("audio_tower", tower), ("audio_projector", text_h * out)]
 
 
 def _dsa(r: _Reader, mt: str, layers: int, kw: dict) -> None:
