@@ -415,3 +415,29 @@ def test_sglang_recurrent_state_pool(run_json):
     cap = out["capacity"]
     assert cap["mamba_cache_size"] == 8 and cap["mamba_cache_bytes"] == ssm + conv
     assert cap["kv_cache_tokens"] == (out["memory"]["kv_cache"] - ssm - conv) // 3072
+
+
+def test_nemotron_nas_blocks():
+    """Llama-3.3-Nemotron-Super-49B-v1: 49,867,145,216 bf16 parameters (a public note of the checkpoint)."""
+    spec = load_model("llama-3.3-nemotron-super-49b-v1").spec
+    assert count_params(spec).total == 49_867_145_216
+    assert spec.kinds.count(FULL) == 49 and spec.kinds.count(NOMIX) == 31
+    assert kv_bytes_per_token(spec) == 49 * 2 * 8 * 128 * 2
+    assert sorted(set(spec.layer_intermediate)) == [2816, 5632, 7168, 14336, 17920, 28672]
+
+
+@pytest.mark.parametrize("block, field", [
+    ({"attention": {"n_heads_in_group": 7, "no_op": False}, "ffn": {"ffn_mult": 1.0}}, "n_heads_in_group"),
+    ({"attention": {"no_op": True}, "ffn": {"ffn_mult": -1}}, "ffn_mult"),
+    ({"attention": {"replace_with_linear": True}, "ffn": {"ffn_mult": 1.0}}, "block_configs[0]"),
+    ("nope", "block_configs[0]"),
+])
+def test_bad_nemotron_nas_blocks_name_the_field(block, field):
+    from vramplan.catalog import models as cat
+
+    with open(cat.entry_file(cat.find_model("llama-3.3-nemotron-super-49b-v1"), "config.json")) as fh:
+        raw = json.load(fh)
+    raw["block_configs"][0] = block
+    with pytest.raises(InvalidModelSpec) as err:
+        parse_config(raw)
+    assert field in str(err.value)

@@ -145,7 +145,9 @@ class ModelSpec:
     layer_scalar: bool = False  # Gemma 4 stores one scalar per layer
     per_layer_input_dim: int = 0  # Gemma 4 E-models: per-layer input embeddings of this width (PLE)
     per_layer_vocab: int = 0
-    kv_shared_layers: int = 0  # the last N layers reuse an earlier layer's K/V and cache nothing  # Qwen3-Next: q_proj also emits a sigmoid gate for the attention output
+    kv_shared_layers: int = 0  # the last N layers reuse an earlier layer's K/V and cache nothing
+    layer_intermediate: tuple[int, ...] = ()  # one MLP width per layer where they differ (Nemotron-NAS); 0: default
+    norms_follow_blocks: bool = False  # Nemotron-NAS: one norm per present sub-block (no_op blocks have none)  # Qwen3-Next: q_proj also emits a sigmoid gate for the attention output
     layer_mlp: tuple[str, ...] = ()  # one per layer (dense | moe | none); empty: from moe_layer_mask
     moe_gated: bool = True  # experts with gate/up/down (SwiGLU); False: up/down (Nemotron-H relu^2)
     moe_latent_size: int = 0  # Nemotron 3 Super/Ultra: routed experts work in a smaller latent width
@@ -456,17 +458,22 @@ def _norm_tensors(s: ModelSpec) -> list[Tensor]:
     return t
 
 
-def _layer_tensors(s: ModelSpec, kind: str, mlp: str | bool, indexer: bool = False) -> tuple[Tensor, ...]:
+def _layer_tensors(s: ModelSpec, kind: str, mlp: str | bool, indexer: bool = False, width: int = 0
+                   ) -> tuple[Tensor, ...]:
     if isinstance(mlp, bool):
         mlp = MOE if mlp else DENSE
     t = _mamba_tensors(s) if kind == MAMBA else [] if kind == NOMIX else _attention_tensors(s, indexer, kind)
     if mlp == MOE:
         t += _moe_tensors(s)
     elif mlp in (DENSE, DENSE_MOE, DENSE_WIDE):
-        t += _dense_mlp(s, s.intermediate_size * (2 if mlp == DENSE_WIDE else 1), "mlp", "", "mlp")
+        t += _dense_mlp(s, (width or s.intermediate_size) * (2 if mlp == DENSE_WIDE else 1), "mlp", "", "mlp")
         if mlp == DENSE_MOE:
             t += _gemma4_moe(s)
-    t += _norm_tensors(s)
+    if s.norms_follow_blocks:
+        n = (kind != NOMIX) + (mlp != NO_MLP)
+        t += _norm_tensors(s._replace(norms_per_layer=n)) if n else []
+    else:
+        t += _norm_tensors(s)
     if s.layer_scalar:
         t.append(Tensor("layer_scalar", "norm", (1,), "norms"))
     if s.per_layer_input_dim:
@@ -480,11 +487,12 @@ def _layer_tensors(s: ModelSpec, kind: str, mlp: str | bool, indexer: bool = Fal
 @lru_cache(maxsize=256)
 def layer_groups(spec: ModelSpec) -> tuple[LayerGroup, ...]:
     """Decoder layers grouped by (kind, dense/MoE/no MLP), each group with its per-layer tensors."""
-    buckets: dict[tuple[str, str, bool], list[int]] = {}
-    for i, (kind, mlp, idx) in enumerate(zip(spec.kinds, spec.mlps, spec.indexer_mask)):
-        buckets.setdefault((kind, mlp, idx), []).append(i)
-    return tuple(LayerGroup(kind, tuple(idx), _layer_tensors(spec, kind, mlp, has_idx), mlp in (MOE, DENSE_MOE), mlp)
-                 for (kind, mlp, has_idx), idx in buckets.items())
+    buckets: dict[tuple[str, str, bool, int], list[int]] = {}
+    widths = spec.layer_intermediate or (0,) * spec.num_layers
+    for i, (kind, mlp, idx, w) in enumerate(zip(spec.kinds, spec.mlps, spec.indexer_mask, widths)):
+        buckets.setdefault((kind, mlp, idx, w), []).append(i)
+    return tuple(LayerGroup(kind, tuple(idx), _layer_tensors(spec, kind, mlp, has_idx, w), mlp in (MOE, DENSE_MOE), mlp)
+                 for (kind, mlp, has_idx, w), idx in buckets.items())
 
 
 @lru_cache(maxsize=256)

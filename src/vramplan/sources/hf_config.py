@@ -49,7 +49,7 @@ _LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qw
                "mamba", "falcon_mamba", "starcoder2", "olmo", "yi", "internlm2", "cohere", "exaone", "minicpm",
                "helium", "smollm3", "ernie4_5", "glm", "seed_oss", "llama4_text", "hunyuan_v1_dense", "arcee",
                "nemotron", "solar", "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba",
-               "jamba", "nemotron_h", "mamba2", "kimi_k2", "minimax_m2", "deepseek_v32", "glm_moe_dsa", "gemma4_text"}
+               "jamba", "nemotron_h", "mamba2", "kimi_k2", "minimax_m2", "deepseek_v32", "glm_moe_dsa", "gemma4_text", "nemotron-nas"}
 _HYBRID = {"qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba", "jamba", "nemotron_h"}
 SUPPORTED_MODEL_TYPES = tuple(sorted(_LLAMA_LIKE | {"gemma3", "llama4", "mistral3", "llava", "qwen3_5", "qwen3_5_moe",
                                                     "qwen3_vl", "qwen3_vl_moe", "gemma4"}))
@@ -64,7 +64,7 @@ _ARCH_TO_TYPE = {
     "GraniteMoeForCausalLM": "granitemoe", "MambaForCausalLM": "mamba", "Starcoder2ForCausalLM": "starcoder2",
     "Qwen3NextForCausalLM": "qwen3_next", "GraniteMoeHybridForCausalLM": "granitemoehybrid",
     "BambaForCausalLM": "bamba", "JambaForCausalLM": "jamba", "NemotronHForCausalLM": "nemotron_h",
-    "Mamba2ForCausalLM": "mamba2", "DeepseekV32ForCausalLM": "deepseek_v32", "GlmMoeDsaForCausalLM": "glm_moe_dsa",
+    "Mamba2ForCausalLM": "mamba2", "DeciLMForCausalLM": "nemotron-nas", "DeepseekV32ForCausalLM": "deepseek_v32", "GlmMoeDsaForCausalLM": "glm_moe_dsa",
 }
 
 MAX_DIM = 1 << 22  # 4M: no real hidden size, vocabulary or width is larger
@@ -182,6 +182,10 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
                                f"{' (' + arch + ')' if arch else ''}; supported model types: "
                                + ", ".join(SUPPORTED_MODEL_TYPES), field=f"{prefix}model_type")
     r = _Reader(cfg, prefix, MODEL_TYPE_DEFAULTS.get(mt))
+    nas = _nas_blocks(r, cfg) if mt == "nemotron-nas" else None
+    if nas is not None:  # per-layer blocks set the KV heads and MLP widths the top level leaves null
+        cfg = {**cfg, "num_key_value_heads": nas[0], "intermediate_size": max(nas[3] or [0]) or 1}
+        r = _Reader(cfg, prefix, MODEL_TYPE_DEFAULTS.get(mt))
     if mt == "nemotron_h" and "num_hidden_layers" not in cfg:  # transformers derives it from the block pattern
         cfg = {**cfg, "num_hidden_layers": len(_nemotron_pattern(r)) or None}
         r = _Reader(cfg, prefix, MODEL_TYPE_DEFAULTS.get(mt))
@@ -257,6 +261,8 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
     if mt == "minimax_m2":
         kw.update(qk_norm=r.bool("use_qk_norm"), qk_norm_full=r.str("qk_norm_type", "per_layer") == "per_layer",
                   score_correction_bias=r.bool("use_routing_bias"))
+    if nas is not None:
+        kw.update(layer_kinds=nas[1], layer_mlp=nas[2], layer_intermediate=tuple(nas[3]), norms_follow_blocks=True)
     if mt == "gemma4_text":
         _gemma4(r, layers, kw)
     elif mt in _HYBRID:
@@ -384,6 +390,51 @@ def _recurrent_kinds(r: _Reader, layers: int, attn: set[int], field: str) -> tup
     if bad:
         raise InvalidModelSpec(f"layer {bad[0]} is outside 0..{layers - 1}", field=r.path(field))
     return tuple(FULL if i in attn else MAMBA for i in range(layers))
+
+
+def _nas_blocks(r: _Reader, cfg: dict) -> tuple[int, tuple[str, ...], tuple[str, ...], list[int]]:
+    """Nemotron-NAS (DeciLM: Llama-3.3-Nemotron-Super-49B, Llama-3.1-Nemotron-Ultra-253B): block_configs give each
+    layer its own attention (kept with num_heads / n_heads_in_group KV heads, or no_op) and MLP (no_op, or
+    ffn_mult: width int(2 x ffn_mult x hidden / 3) rounded up to a multiple of 256, as modeling_decilm.py computes
+    it). -> (KV heads, layer kinds, feed-forward kinds, widths)."""
+    blocks = r.list("block_configs")
+    layers = r.int("num_hidden_layers", required=True, hi=MAX_LAYERS)
+    h = r.int("hidden_size", required=True)
+    heads = r.int("num_attention_heads", required=True)
+    if blocks is None or len(blocks) != layers:
+        raise InvalidModelSpec(f"expected one block per layer ({layers})", field=r.path("block_configs"))
+    kinds, mlps, widths, groups = [], [], [], set()
+    for i, b in enumerate(blocks):
+        where = f"{r.path('block_configs')}[{i}]"
+        a = b.get("attention") if isinstance(b, dict) else None
+        f = b.get("ffn") if isinstance(b, dict) else None
+        if not isinstance(a, dict) or not isinstance(f, dict):
+            raise InvalidModelSpec("expected an object with 'attention' and 'ffn'", field=where)
+        if a.get("replace_with_linear") or f.get("replace_with_linear"):
+            raise InvalidModelSpec("blocks replaced by a single linear layer are not modelled", field=where)
+        if a.get("no_op"):
+            kinds.append(NOMIX)
+        else:
+            n = a.get("n_heads_in_group")
+            if isinstance(n, bool) or not isinstance(n, int) or n <= 0 or heads % n:
+                raise InvalidModelSpec(f"n_heads_in_group must divide {heads} heads, got {_short(n)}",
+                                       field=f"{where}.attention.n_heads_in_group")
+            groups.add(heads // n)
+            kinds.append(FULL)
+        if f.get("no_op"):
+            mlps.append(NO_MLP)
+            widths.append(0)
+        else:
+            m = f.get("ffn_mult")
+            if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0 < m < 1e4:
+                raise InvalidModelSpec(f"expected a positive number, got {_short(m)}", field=f"{where}.ffn.ffn_mult")
+            w = int(2 * m * h / 3)
+            mlps.append(DENSE)
+            widths.append(-(-w // 256) * 256)
+    if len(groups) > 1:
+        raise InvalidModelSpec("attention layers with different KV head counts are not modelled",
+                               field=r.path("block_configs"))
+    return (groups.pop() if groups else heads), tuple(kinds), tuple(mlps), widths
 
 
 _NEMOTRON_BLOCKS = {"mamba": "M", "attention": "*", "mlp": "-", "moe": "E"}
