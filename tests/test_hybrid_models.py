@@ -441,3 +441,29 @@ def test_bad_nemotron_nas_blocks_name_the_field(block, field):
     with pytest.raises(InvalidModelSpec) as err:
         parse_config(raw)
     assert field in str(err.value)
+
+
+@pytest.mark.parametrize("model, main, mtp, active, kv_1m, checkpoint", [
+    # a public tensor-by-tensor inventory of each HF checkpoint (name, shape, dtype of every tensor) gives these
+    # logical counts (FP4 values counted once, scales and the hash-routing table left out) and byte totals
+    ("deepseek-v4-flash", 284_332_240_471, 6_610_048_891, 13_799_632_471, 6.724, 159_609_485_896),
+    ("deepseek-v4-pro", 1_572_997_201_763, 25_840_145_979, 49_779_081_059, 9.625, 864_704_792_696),
+])
+def test_deepseek_v4(model, main, mtp, active, kv_1m, checkpoint):
+    from vramplan.api import model_weight_bytes
+    from vramplan.catalog.formats import format_from_quant_config
+    from vramplan.core.model import mtp_tensors
+
+    spec = load_model(model).spec
+    pc = count_params(spec)
+    assert (pc.total, pc.mtp, pc.active) == (main, mtp, active)
+    # bf16 KV at 1M tokens: 128-token windows + compressed entries (+ indexer keys), as community calculations give
+    assert round(kv_cache(spec, context=2**20).total_bytes / 2**30, 3) == kv_1m
+    fmt = format_from_quant_config(spec.quant_config)  # FP8 128x128 e8m0 scales + MXFP4 routed experts
+    stored = model_weight_bytes(spec, fmt).total_bytes + sum(fmt.tensor_bytes(t) for t in mtp_tensors(spec))
+    assert abs(stored / checkpoint - 1) < 5e-4  # fp32 side tensors counted at 2 bytes, the int64 table left out
+
+
+def test_deepseek_v4_engines_say_not_modelled(run_cli):
+    code, _, err = run_cli("inference", "deepseek-v4-flash", "--engine", "vllm", "-tp", "4", "--gpu", "h200")
+    assert code == 1 and "DeepSeek-V4" in err and "not modelled" in err

@@ -188,8 +188,15 @@ def _format_from_quant_config(qc: dict, base_bytes: int = 2) -> WeightFormat | N
     if method == "fp8":
         if qc.get("weight_block_size"):
             bo, bi = qc["weight_block_size"]
-            return _build("fp8-block", _table()["fp8-block"], block2d=(int(bo), int(bi)), base_bytes=base_bytes)
-        return get_format("fp8", base_bytes)
+            extra = {"block2d_bits": 8} if str(qc.get("scale_fmt", "")).lower() == "ue8m0" else {}  # e8m0 scales
+            fmt = _build("fp8-block", _table()["fp8-block"], block2d=(int(bo), int(bi)), base_bytes=base_bytes,
+                         **extra)
+        else:
+            fmt = get_format("fp8", base_bytes)
+        if str(qc.get("expert_dtype", "")).lower() == "fp4":  # DeepSeek-V4: MXFP4 routed experts
+            fmt = fmt._replace(expert_format=get_format("mxfp4-experts", base_bytes),
+                               name=fmt.name + "+mxfp4-experts", label=fmt.label + "; routed experts MXFP4")
+        return fmt
     if method == "mxfp4":
         return get_format("mxfp4-experts", base_bytes)
     if method in ("compressed-tensors", "compressed_tensors"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from math import ceil
 
-from .model import FULL, MAMBA, MLA, SLIDING, ModelSpec, global_tensors, layer_groups
+from .model import COMPRESS_RATIO, FULL, MAMBA, MLA, SLIDING, ModelSpec, global_tensors, layer_groups
 from .precision import KV_DTYPE_BITS, WeightBytes
 from .records import record
 
@@ -62,6 +62,8 @@ class KVCache:
 
 
 def kv_elements_per_token_rank(spec: ModelSpec, kind: str, tp: int) -> int:
+    if kind in COMPRESS_RATIO or (kind == SLIDING and spec.o_groups):
+        return spec.kv_elements_per_token(kind)  # DeepSeek-V4: one K=V head, on every rank
     if kind == MLA:
         return spec.kv_elements_per_token(MLA)  # the latent is not split by heads: every rank holds it
     if kind in (FULL, SLIDING):
@@ -93,6 +95,13 @@ def kv_cache(spec: ModelSpec, context: int, batch: int = 1, kv_dtype: str = "aut
             continue
         e = kv_elements_per_token_rank(spec, kind, tp)
         if not e:  # blocks with no token mixer (Nemotron-H MLP / MoE blocks) cache nothing
+            continue
+        if kind in COMPRESS_RATIO:  # DeepSeek-V4: a sliding window of full entries + one compressed entry per r
+            r = COMPRESS_RATIO[kind]
+            entry = spec.head_dim + (spec.indexer_head_dim if r == 4 else 0)
+            per_layer = (context // r) * entry + min(context, spec.sliding_window or context) * spec.head_dim
+            per_kind[kind] = ceil(n * per_layer * batch * bits / 8)
+            per_token_elems += n * e
             continue
         tokens = min(context, spec.sliding_window) if kind == SLIDING and spec.sliding_window else context
         per_kind[kind] = ceil(n * e * tokens * batch * bits / 8)

@@ -24,7 +24,10 @@ SLIDING = "sliding"  # windowed attention: KV capped at the window
 MLA = "mla"  # multi-head latent attention: one compressed latent per token
 MAMBA = "mamba"  # recurrent state: constant per sequence (Mamba-1/2 mixers, gated DeltaNet linear attention)
 NOMIX = "mlp_only"  # a block with no token mixer at all (Nemotron-H's MLP and MoE blocks): no cache
-LAYER_KINDS = (FULL, SLIDING, MLA, MAMBA, NOMIX)
+CSA = "csa"  # DeepSeek-V4 compressed sparse attention: a 128-token window + one entry per 4 tokens (+ indexer keys)
+HCA = "hca"  # DeepSeek-V4 heavily compressed attention: a 128-token window + one entry per 128 tokens
+LAYER_KINDS = (FULL, SLIDING, MLA, MAMBA, NOMIX, CSA, HCA)
+COMPRESS_RATIO = {CSA: 4, HCA: 128}
 # Feed-forward part of a layer
 DENSE, MOE, NO_MLP = "dense", "moe", "none"
 DENSE_MOE = "dense+moe"  # Gemma 4 26B-A4B: a dense MLP and a MoE block side by side, outputs summed
@@ -37,7 +40,7 @@ LINEAR_ROLES = frozenset({
     "attn_q", "attn_k", "attn_v", "attn_output", "attn_q_a", "attn_q_b", "attn_kv_a_mqa", "attn_kv_b",
     "ffn_gate", "ffn_up", "ffn_down", "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps",
     "ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp", "ssm_in", "ssm_out", "ssm_x", "ssm_dt", "ssm_ba",
-    "attn_idx_q", "attn_idx_k", "ffn_latent_in", "ffn_latent_out",
+    "attn_idx_q", "attn_idx_k", "ffn_latent_in", "ffn_latent_out", "attn_output_a",
 })
 EXPERT_ROLES = frozenset({"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"})
 
@@ -147,7 +150,12 @@ class ModelSpec:
     per_layer_vocab: int = 0
     kv_shared_layers: int = 0  # the last N layers reuse an earlier layer's K/V and cache nothing
     layer_intermediate: tuple[int, ...] = ()  # one MLP width per layer where they differ (Nemotron-NAS); 0: default
-    norms_follow_blocks: bool = False  # Nemotron-NAS: one norm per present sub-block (no_op blocks have none)  # Qwen3-Next: q_proj also emits a sigmoid gate for the attention output
+    norms_follow_blocks: bool = False  # Nemotron-NAS: one norm per present sub-block (no_op blocks have none)
+    # DeepSeek-V4: one shared 512-d K=V head, a grouped low-rank output, hyper-connections, hash-routed first layers
+    o_groups: int = 0
+    o_lora_rank: int = 0
+    hc_mult: int = 0
+    hash_layers: int = 0  # Qwen3-Next: q_proj also emits a sigmoid gate for the attention output
     layer_mlp: tuple[str, ...] = ()  # one per layer (dense | moe | none); empty: from moe_layer_mask
     moe_gated: bool = True  # experts with gate/up/down (SwiGLU); False: up/down (Nemotron-H relu^2)
     moe_latent_size: int = 0  # Nemotron 3 Super/Ultra: routed experts work in a smaller latent width
@@ -207,7 +215,13 @@ class ModelSpec:
 
     def kv_elements_per_token(self, layer_kind: str) -> int:
         """Cache elements one token adds to one layer of this kind (K and V together; an MLA layer's latent, plus
-        the DSA indexer's key where every layer has an indexer)."""
+        the DSA indexer's key where every layer has an indexer; DeepSeek-V4's compressed layers: one shared K=V entry
+        (+ an indexer key at ratio 4) per ratio tokens, beside the window :meth:`kv_window_elements` keeps)."""
+        if layer_kind in COMPRESS_RATIO:
+            r = COMPRESS_RATIO[layer_kind]
+            return (self.head_dim + (self.indexer_head_dim if r == 4 else 0)) // r
+        if layer_kind == SLIDING and self.o_groups:
+            return self.head_dim  # one shared K=V vector
         if layer_kind == MLA:
             idx = self.indexer_head_dim if self.indexer_heads and not self.indexer_layer_mask else 0
             return self.kv_lora_rank + self.qk_rope_head_dim + idx
@@ -271,6 +285,8 @@ def _attention_tensors(s: ModelSpec, indexer: bool = False, kind: str = FULL) ->
     h, d, vd = s.hidden_size, s.head_dim, s.value_head_dim
     if s.global_head_dim:
         return _gemma4_attention(s, kind)
+    if s.o_groups:
+        return _dsv4_attention(s, kind)
     t: list[Tensor] = []
     if s.is_mla:
         qk = s.qk_nope_head_dim + s.qk_rope_head_dim
@@ -390,6 +406,51 @@ def _gemma4_attention(s: ModelSpec, kind: str) -> list[Tensor]:
     return t
 
 
+def _dsv4_attention(s: ModelSpec, kind: str) -> list[Tensor]:
+    """DeepSeek-V4 attention (modeling_deepseek_v4.py): q through a low-rank latent, one shared K=V vector of
+    head_dim per token, a grouped low-rank output (o_groups x o_lora_rank), per-head sink logits; compressed layers add
+    a compressor (kv and gate projections, learned position bias, norm; doubled width for the overlapping ratio-4
+    windows) and ratio-4 layers a lightning indexer with its own compressor."""
+    h, d, nh, qr = s.hidden_size, s.head_dim, s.num_heads, s.q_lora_rank
+    og, orank = s.o_groups, s.o_lora_rank
+    t = [Tensor("attn.wq_a.weight", "attn_q_a", (qr, h), "attention"),
+         Tensor("attn.q_norm.weight", "norm", (qr,), "norms"),
+         Tensor("attn.wq_b.weight", "attn_q_b", (nh * d, qr), "attention"),
+         Tensor("attn.wkv.weight", "attn_kv_a_mqa", (d, h), "attention"),
+         Tensor("attn.kv_norm.weight", "norm", (d,), "norms"),
+         Tensor("attn.wo_a.weight", "attn_output_a", (og * orank, nh * d // og), "attention"),
+         Tensor("attn.wo_b.weight", "attn_output", (h, og * orank), "attention"),
+         Tensor("attn.attn_sink", "bias", (nh,), "attention")]
+    r = COMPRESS_RATIO.get(kind, 0)
+    if r:
+        c = (2 if r == 4 else 1) * d
+        t += [Tensor("attn.compressor.wkv.weight", "attn_comp", (c, h), "attention"),
+              Tensor("attn.compressor.wgate.weight", "attn_comp", (c, h), "attention"),
+              Tensor("attn.compressor.ape", "bias", (r, c), "attention"),
+              Tensor("attn.compressor.norm.weight", "norm", (d,), "norms")]
+    if r == 4:
+        ni, di = s.indexer_heads, s.indexer_head_dim
+        t += [Tensor("attn.indexer.wq_b.weight", "attn_idx_q", (ni * di, qr), "attention"),
+              Tensor("attn.indexer.weights_proj.weight", "attn_idx_w", (ni, h), "attention"),
+              Tensor("attn.indexer.compressor.wkv.weight", "attn_comp", (2 * di, h), "attention"),
+              Tensor("attn.indexer.compressor.wgate.weight", "attn_comp", (2 * di, h), "attention"),
+              Tensor("attn.indexer.compressor.ape", "bias", (4, 2 * di), "attention"),
+              Tensor("attn.indexer.compressor.norm.weight", "norm", (di,), "norms")]
+    return t
+
+
+def _hyper_connection_tensors(s: ModelSpec, prefixes: tuple[str, ...]) -> list[Tensor]:
+    """Manifold-constrained hyper-connections: per mixing site a projection of the hc x h stream to (2 + hc) x hc
+    mixing weights, their base and 3 scales (fp32 in the checkpoint)."""
+    m, h = s.hc_mult, s.hidden_size
+    out = []
+    for p in prefixes:
+        out += [Tensor(f"hc_{p}_fn", "hc", ((2 + m) * m, m * h), "hyper_connections"),
+                Tensor(f"hc_{p}_base", "hc", ((2 + m) * m,), "hyper_connections"),
+                Tensor(f"hc_{p}_scale", "hc", (3,), "hyper_connections")]
+    return out
+
+
 def _gemma4_moe(s: ModelSpec) -> list[Tensor]:
     """Gemma 4's MoE block beside the dense MLP: router (proj, scale, per-expert scale), fused experts, 3 norms."""
     h, e, w = s.hidden_size, s.num_experts, s.moe_intermediate_size
@@ -422,7 +483,7 @@ def _dense_mlp(s: ModelSpec, width: int, prefix: str, suffix: str, group: str, g
     return t
 
 
-def _moe_tensors(s: ModelSpec) -> list[Tensor]:
+def _moe_tensors(s: ModelSpec, hashed: bool = False) -> list[Tensor]:
     h, e, w = s.hidden_size, s.num_experts, s.moe_intermediate_size
     t = [Tensor("mlp.gate.weight", "ffn_gate_inp", (e, h), "router")]
     x = s.moe_latent_size or h  # the experts' input / output width
@@ -431,7 +492,7 @@ def _moe_tensors(s: ModelSpec) -> list[Tensor]:
               Tensor("mlp.fc2_latent_proj.weight", "ffn_latent_out", (h, x), "moe_latent")]
     if s.router_bias:
         t.append(Tensor("mlp.gate.bias", "bias", (e,), "router"))
-    if s.score_correction_bias:
+    if s.score_correction_bias and not hashed:  # DeepSeek-V4's hash-routed layers have a token->expert table instead
         t.append(Tensor("mlp.gate.e_score_correction_bias", "bias", (e,), "router"))
     if s.moe_gated:
         t.append(Tensor("mlp.experts.gate_proj", "ffn_gate_exps", (e, w, x), "experts"))
@@ -458,13 +519,13 @@ def _norm_tensors(s: ModelSpec) -> list[Tensor]:
     return t
 
 
-def _layer_tensors(s: ModelSpec, kind: str, mlp: str | bool, indexer: bool = False, width: int = 0
-                   ) -> tuple[Tensor, ...]:
+def _layer_tensors(s: ModelSpec, kind: str, mlp: str | bool, indexer: bool = False, width: int = 0,
+                   hashed: bool = False) -> tuple[Tensor, ...]:
     if isinstance(mlp, bool):
         mlp = MOE if mlp else DENSE
     t = _mamba_tensors(s) if kind == MAMBA else [] if kind == NOMIX else _attention_tensors(s, indexer, kind)
     if mlp == MOE:
-        t += _moe_tensors(s)
+        t += _moe_tensors(s, hashed)
     elif mlp in (DENSE, DENSE_MOE, DENSE_WIDE):
         t += _dense_mlp(s, (width or s.intermediate_size) * (2 if mlp == DENSE_WIDE else 1), "mlp", "", "mlp")
         if mlp == DENSE_MOE:
@@ -476,6 +537,8 @@ def _layer_tensors(s: ModelSpec, kind: str, mlp: str | bool, indexer: bool = Fal
         t += _norm_tensors(s)
     if s.layer_scalar:
         t.append(Tensor("layer_scalar", "norm", (1,), "norms"))
+    if s.hc_mult:
+        t += _hyper_connection_tensors(s, ("attn", "ffn"))
     if s.per_layer_input_dim:
         p, h = s.per_layer_input_dim, s.hidden_size
         t += [Tensor("per_layer_input_gate.weight", "ple_gate", (p, h), "per_layer_embedding"),
@@ -487,12 +550,13 @@ def _layer_tensors(s: ModelSpec, kind: str, mlp: str | bool, indexer: bool = Fal
 @lru_cache(maxsize=256)
 def layer_groups(spec: ModelSpec) -> tuple[LayerGroup, ...]:
     """Decoder layers grouped by (kind, dense/MoE/no MLP), each group with its per-layer tensors."""
-    buckets: dict[tuple[str, str, bool, int], list[int]] = {}
+    buckets: dict[tuple[str, str, bool, int, bool], list[int]] = {}
     widths = spec.layer_intermediate or (0,) * spec.num_layers
     for i, (kind, mlp, idx, w) in enumerate(zip(spec.kinds, spec.mlps, spec.indexer_mask, widths)):
-        buckets.setdefault((kind, mlp, idx, w), []).append(i)
-    return tuple(LayerGroup(kind, tuple(idx), _layer_tensors(spec, kind, mlp, has_idx, w), mlp in (MOE, DENSE_MOE), mlp)
-                 for (kind, mlp, has_idx, w), idx in buckets.items())
+        buckets.setdefault((kind, mlp, idx, w, i < spec.hash_layers), []).append(i)
+    return tuple(LayerGroup(kind, tuple(idx), _layer_tensors(spec, kind, mlp, has_idx, w, hashed),
+                            mlp in (MOE, DENSE_MOE), mlp)
+                 for (kind, mlp, has_idx, w, hashed), idx in buckets.items())
 
 
 @lru_cache(maxsize=256)
@@ -515,6 +579,10 @@ def global_tensors(spec: ModelSpec) -> tuple[Tensor, ...]:
         t.append(Tensor("lm_head.weight", "output", (v, h), "lm_head"))
     if spec.lm_head_bias:
         t.append(Tensor("lm_head.bias", "bias", (v,), "lm_head"))
+    if spec.hc_mult:  # DeepSeek-V4: the hyper-connection streams are mixed down once more before the head
+        m = spec.hc_mult
+        t += [Tensor("hc_head_fn", "hc", (m, m * h), "hyper_connections"),
+              Tensor("hc_head_base", "hc", (m,), "hyper_connections"), Tensor("hc_head_scale", "hc", (1,), "hyper_connections")]
     for name, n in spec.extra_params:
         t.append(Tensor(name, "vision" if "vision" in name or "projector" in name else "extra", (n,), name))
     return tuple(t)
@@ -530,6 +598,14 @@ def mtp_tensors(spec: ModelSpec) -> tuple[Tensor, ...]:
     if not spec.mtp_layers:
         return ()
     h, v = spec.hidden_size, spec.vocab_size
+    if spec.hc_mult:  # DeepSeek-V4: separate e/h projections, its own hc head, a sliding-window layer
+        m = spec.hc_mult
+        one = [Tensor("e_proj.weight", "mtp_proj", (h, h), "mtp"), Tensor("h_proj.weight", "mtp_proj", (h, h), "mtp"),
+               Tensor("enorm.weight", "norm", (h,), "mtp"), Tensor("hnorm.weight", "norm", (h,), "mtp"),
+               Tensor("norm.weight", "norm", (h,), "mtp"), Tensor("hc_head_fn", "hc", (m, m * h), "mtp"),
+               Tensor("hc_head_base", "hc", (m,), "mtp"), Tensor("hc_head_scale", "hc", (1,), "mtp")]
+        layer = [Tensor(x.name, x.role, x.shape, "mtp") for x in _layer_tensors(spec, SLIDING, True)]
+        return tuple(one + layer) * spec.mtp_layers
     one = [Tensor("enorm.weight", "norm", (h,), "mtp"), Tensor("hnorm.weight", "norm", (h,), "mtp"),
            Tensor("eh_proj.weight", "mtp_proj", (h, 2 * h), "mtp"),
            Tensor("shared_head.norm.weight", "norm", (h,), "mtp")]

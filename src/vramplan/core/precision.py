@@ -40,12 +40,16 @@ class WeightFormat:
     source: str = ""
     # roles left in base precision in some layers only (a checkpoint's ignore / exclude_modules list): (role, layers)
     keep_layers: tuple[tuple[str, frozenset[int]], ...] = ()
+    # the routed experts in another format (DeepSeek-V4: MXFP4 experts beside FP8 block-scaled linears)
+    expert_format: object = None
 
     @property
     def is_quantized(self) -> bool:
         return self.roles != frozenset() and self.bits < 8 * self.base_bytes
 
     def quantizes(self, t: Tensor) -> bool:
+        if self.expert_format is not None and t.role in EXPERT_ROLES:
+            return self.expert_format.quantizes(t)
         return t.role in self.roles and t.role not in self.keep_roles and len(t.shape) >= 2
 
     def kept_layers(self, role: str) -> frozenset[int]:
@@ -70,6 +74,8 @@ class WeightFormat:
 
     def tensor_bytes(self, t: Tensor) -> int:
         """Bytes one tensor occupies in this format."""
+        if self.expert_format is not None and t.role in EXPERT_ROLES:
+            return self.expert_format.tensor_bytes(t)
         if not self.quantizes(t):
             return t.numel * self.base_bytes
         shape = t.shape

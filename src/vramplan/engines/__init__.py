@@ -109,6 +109,13 @@ def plan_with_engine(engine: str, **kw) -> dict:
     # except where they would silently change nothing the user asked for
     ignored = [k for k, v in kw.items() if k not in allowed and v is not None]
     kw = {k: v for k, v in kw.items() if k in allowed and v is not None}
+    lm = kw.get("lm")
+    if lm is not None and getattr(lm.spec, "o_groups", 0):
+        from ..errors import InvalidRequest
+
+        raise InvalidRequest(f"{info.name}'s accounting for DeepSeek-V4 (compressed sparse attention caches, "
+                             "hyper-connections) is not modelled yet; the plain plan (no --engine) counts its weights "
+                             "and KV cache", field="engine")
     result = module.plan(**kw)
     if ignored:  # visible in the explanation, so a setting that changed nothing is not mistaken for applied
         result.setdefault("explain", []).append(f"ignored by {info.name}: {', '.join(ignored)}")

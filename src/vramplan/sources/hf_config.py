@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 
-from ..core.model import (DENSE, DENSE_MOE, DENSE_WIDE, FULL, GATED_DELTANET, MAMBA, MAMBA2, MLA, MOE, NO_MLP, NOMIX, SLIDING,
+from ..core.model import (CSA, DENSE, DENSE_MOE, DENSE_WIDE, FULL, HCA, GATED_DELTANET, MAMBA, MAMBA2, MLA, MOE, NO_MLP, NOMIX, SLIDING,
                           ModelSpec)
 from ..errors import InvalidModelSpec
 
@@ -49,7 +49,7 @@ _LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qw
                "mamba", "falcon_mamba", "starcoder2", "olmo", "yi", "internlm2", "cohere", "exaone", "minicpm",
                "helium", "smollm3", "ernie4_5", "glm", "seed_oss", "llama4_text", "hunyuan_v1_dense", "arcee",
                "nemotron", "solar", "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba",
-               "jamba", "nemotron_h", "mamba2", "kimi_k2", "minimax_m2", "deepseek_v32", "glm_moe_dsa", "gemma4_text", "nemotron-nas"}
+               "jamba", "nemotron_h", "mamba2", "kimi_k2", "minimax_m2", "deepseek_v32", "glm_moe_dsa", "gemma4_text", "nemotron-nas", "deepseek_v4"}
 _HYBRID = {"qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba", "jamba", "nemotron_h"}
 SUPPORTED_MODEL_TYPES = tuple(sorted(_LLAMA_LIKE | {"gemma3", "llama4", "mistral3", "llava", "qwen3_5", "qwen3_5_moe",
                                                     "qwen3_vl", "qwen3_vl_moe", "gemma4"}))
@@ -64,7 +64,7 @@ _ARCH_TO_TYPE = {
     "GraniteMoeForCausalLM": "granitemoe", "MambaForCausalLM": "mamba", "Starcoder2ForCausalLM": "starcoder2",
     "Qwen3NextForCausalLM": "qwen3_next", "GraniteMoeHybridForCausalLM": "granitemoehybrid",
     "BambaForCausalLM": "bamba", "JambaForCausalLM": "jamba", "NemotronHForCausalLM": "nemotron_h",
-    "Mamba2ForCausalLM": "mamba2", "DeciLMForCausalLM": "nemotron-nas", "DeepseekV32ForCausalLM": "deepseek_v32", "GlmMoeDsaForCausalLM": "glm_moe_dsa",
+    "Mamba2ForCausalLM": "mamba2", "DeciLMForCausalLM": "nemotron-nas", "DeepseekV4ForCausalLM": "deepseek_v4", "DeepseekV32ForCausalLM": "deepseek_v32", "GlmMoeDsaForCausalLM": "glm_moe_dsa",
 }
 
 MAX_DIM = 1 << 22  # 4M: no real hidden size, vocabulary or width is larger
@@ -202,6 +202,11 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
         return _parse_mamba(r, name, arch, mt, dtype, quant_json)
     if mt == "mamba2":
         return _parse_mamba2(r, name, arch, dtype, quant_json)
+    if mt == "deepseek_v4":
+        if qcfg is not None and isinstance(cfg.get("expert_dtype"), str):
+            qcfg = {**qcfg, "expert_dtype": cfg["expert_dtype"]}
+            quant_json = json.dumps(qcfg, sort_keys=True, default=str)
+        return _parse_dsv4(r, name, arch, dtype, quant_json)
     dsa = None
     if mt in ("deepseek_v32", "glm_moe_dsa"):  # DeepSeek-V3's layout + a DSA lightning indexer in the MLA layers
         dsa = mt
@@ -553,6 +558,47 @@ def _hybrid(r: _Reader, mt: str, layers: int, kw: dict) -> None:
                       * (r.int("n_shared_experts", 1, lo=0) or 0), score_correction_bias=True,
                       moe_latent_size=r.int("moe_latent_size", 0, lo=0) or 0)
         return
+
+
+def _parse_dsv4(r: _Reader, name: str, arch: str, dtype: str, quant: str) -> ModelSpec:
+    """DeepSeek-V4 (Flash, Pro): per-layer compress_ratios pick sliding-window-only (0), compressed sparse (4, with a
+    lightning indexer) or heavily compressed (128) attention; MQA over one 512-d K=V head with q and output
+    low-rank projections; hyper-connections (hc_mult streams); every layer MoE, the first num_hash_layers routed by a
+    token table; one MTP layer (its compress ratio is the list's last entry)."""
+    h = r.int("hidden_size", required=True)
+    layers = r.int("num_hidden_layers", required=True, hi=MAX_LAYERS)
+    heads = r.int("num_attention_heads", required=True)
+    mtp = r.int("num_nextn_predict_layers", 0, lo=0, hi=16) or 0
+    ratios = r.list("compress_ratios")
+    if ratios is None or len(ratios) < layers:
+        raise InvalidModelSpec(f"expected one ratio per layer ({layers})", field=r.path("compress_ratios"))
+    kinds = []
+    for i, x in enumerate(ratios[:layers]):
+        kind = {0: SLIDING, 4: CSA, 128: HCA}.get(x) if isinstance(x, int) and not isinstance(x, bool) else None
+        if kind is None:
+            raise InvalidModelSpec(f"compress ratio {_short(x)} is not modelled (0, 4 or 128)",
+                                   field=f"{r.path('compress_ratios')}[{i}]")
+        kinds.append(kind)
+    d = r.int("head_dim", 512)
+    og = r.int("o_groups", required=True)
+    if heads * d % og:
+        raise InvalidModelSpec(f"{heads} x {d} is not a multiple of {og} output groups", field=r.path("o_groups"))
+    experts = r.int("n_routed_experts", required=True, hi=MAX_EXPERTS)
+    width = r.int("moe_intermediate_size", required=True)
+    return ModelSpec(
+        name=name, hidden_size=h, num_layers=layers, num_heads=heads, num_kv_heads=1, head_dim=d, intermediate_size=width,
+        vocab_size=r.int("vocab_size", required=True), architecture=arch, model_type="deepseek_v4",
+        tie_embeddings=r.bool("tie_word_embeddings", False), layer_kinds=tuple(kinds),
+        sliding_window=r.int("sliding_window", 128), q_lora_rank=r.int("q_lora_rank", required=True),
+        qk_rope_head_dim=r.int("qk_rope_head_dim", 64), o_groups=og, o_lora_rank=r.int("o_lora_rank", required=True),
+        hc_mult=r.int("hc_mult", 4), hash_layers=r.int("num_hash_layers", 0, lo=0, hi=layers) or 0,
+        indexer_heads=r.int("index_n_heads", 64), indexer_head_dim=r.int("index_head_dim", 128),
+        indexer_layer_mask=(False,) * layers,  # the indexer lives in the ratio-4 layers' attention (its own tensors)
+        num_experts=experts, experts_per_token=r.int("num_experts_per_tok", required=True, hi=experts),
+        moe_intermediate_size=width, shared_expert_intermediate_size=(r.int("n_shared_experts", 1, lo=0) or 0) * width,
+        score_correction_bias=True, mtp_layers=mtp, mtp_shares_embeddings=True,
+        max_position_embeddings=r.int("max_position_embeddings", 0, lo=0, hi=1 << 30) or 0,
+        torch_dtype=dtype or "bfloat16", quantization=quant)
 
 
 def _parse_mamba2(r: _Reader, name: str, arch: str, dtype: str, quant: str) -> ModelSpec:
