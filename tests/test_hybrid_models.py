@@ -467,3 +467,25 @@ def test_deepseek_v4(model, main, mtp, active, kv_1m, checkpoint):
 def test_deepseek_v4_engines_say_not_modelled(run_cli):
     code, _, err = run_cli("inference", "deepseek-v4-flash", "--engine", "vllm", "-tp", "4", "--gpu", "h200")
     assert code == 1 and "DeepSeek-V4" in err and "not modelled" in err
+
+
+@pytest.mark.parametrize("model, main, with_mtp", [
+    ("step-3.5-flash", 196_956_130_368, 199_384_301_376),  # = the HF total_params of Step-3.5-Flash (public audit)
+    ("mimo-v2-flash", 308_778_780_864, 309_766_601_088),  # card: 309B; "309.77 B" in public GGUF metadata examples
+    ("minimax-m3", 426_174_572_928, 426_174_572_928),  # text model; card ~428B with the vision tower; no MTP released
+])
+def test_2026_moe_models(model, main, with_mtp):
+    pc = count_params(load_model(model).spec)
+    assert (pc.total, pc.total + pc.mtp) == (main, with_mtp)
+
+
+def test_2026_moe_layer_details():
+    step = load_model("step-3.5-flash").spec
+    assert _shapes(step, "sliding", "moe")["self_attn.q_proj.weight"] == (96 * 128, 4096)
+    assert _shapes(step, FULL, "moe")["self_attn.g_proj.weight"] == (64, 4096)
+    mimo = load_model("mimo-v2-flash").spec
+    assert kv_bytes_per_token(mimo) == (9 * 4 + 39 * 8) * (192 + 128) * 2  # full 4 KV heads, sliding 8, v 128
+    assert "self_attn.sinks" in _shapes(mimo, "sliding", "moe") and "self_attn.sinks" not in _shapes(mimo, FULL, "moe")
+    m3 = load_model("minimax-m3").spec
+    assert kv_bytes_per_token(m3) == 60 * 1024 * 2 + 57 * 128 * 2  # K/V on every layer + index keys on sparse ones
+    assert sum(m3.indexer_mask) == 57

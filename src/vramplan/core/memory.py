@@ -67,8 +67,9 @@ def kv_elements_per_token_rank(spec: ModelSpec, kind: str, tp: int) -> int:
     if kind == MLA:
         return spec.kv_elements_per_token(MLA)  # the latent is not split by heads: every rank holds it
     if kind in (FULL, SLIDING):
-        if spec.global_head_dim:  # Gemma 4: per-kind head size and KV heads
-            return 2 * max(1, spec.kv_heads_for(kind) // tp) * spec.head_dim_for(kind)
+        if spec.global_head_dim:  # Gemma 4 / MiMo-V2: per-kind head size and KV heads
+            d = spec.head_dim_for(kind)
+            return max(1, spec.kv_heads_for(kind) // tp) * (d + (spec.v_head_dim or d))
         return kv_heads_per_rank(spec, tp) * (spec.head_dim + spec.value_head_dim)
     return 0
 
@@ -106,6 +107,11 @@ def kv_cache(spec: ModelSpec, context: int, batch: int = 1, kv_dtype: str = "aut
         tokens = min(context, spec.sliding_window) if kind == SLIDING and spec.sliding_window else context
         per_kind[kind] = ceil(n * e * tokens * batch * bits / 8)
         per_token_elems += n * e
+    if spec.indexer_heads and not spec.o_groups and not (spec.is_mla and not spec.indexer_layer_mask):
+        # a lightning indexer in some layers only (MiniMax-M3, GLM-5.2): one key of indexer_head_dim per token there
+        n_idx = sum(spec.indexer_mask) if pp == 1 else ceil(sum(spec.indexer_mask) / pp)
+        per_kind["indexer"] = ceil(n_idx * spec.indexer_head_dim * context * batch * bits / 8)
+        per_token_elems += n_idx * spec.indexer_head_dim
     return KVCache(sum(per_kind.values()), tuple(per_kind.items()), ceil(per_token_elems * bits / 8), state,
                    context, batch, kv_dtype)
 
@@ -125,6 +131,8 @@ def kv_bytes_per_token(spec: ModelSpec, kv_dtype: str = "auto", tp: int = 1) -> 
     """Bytes one token adds across every attention layer (sliding layers counted as if inside their window)."""
     bits = kv_bits(kv_dtype)
     elems = sum(kv_elements_per_token_rank(spec, k, tp) for k in spec.cache_kinds)
+    if spec.indexer_heads and not spec.o_groups and not (spec.is_mla and not spec.indexer_layer_mask):
+        elems += sum(spec.indexer_mask) * spec.indexer_head_dim
     return ceil(elems * bits / 8)
 
 

@@ -155,7 +155,11 @@ class ModelSpec:
     o_groups: int = 0
     o_lora_rank: int = 0
     hc_mult: int = 0
-    hash_layers: int = 0  # Qwen3-Next: q_proj also emits a sigmoid gate for the attention output
+    hash_layers: int = 0
+    sliding_num_heads: int = 0  # Step-3.5: sliding layers have more query heads than full ones
+    head_gate: bool = False  # Step-3.5: g_proj, one sigmoid gate per head on the attention output
+    sliding_sinks: bool = False  # MiMo-V2: sliding layers carry one attention-sink logit per head
+    mtp_style: str = ""  # "" (DeepSeek), "step" (own head, dense sliding layer), "mimo" (dense sliding layer)  # Qwen3-Next: q_proj also emits a sigmoid gate for the attention output
     layer_mlp: tuple[str, ...] = ()  # one per layer (dense | moe | none); empty: from moe_layer_mask
     moe_gated: bool = True  # experts with gate/up/down (SwiGLU); False: up/down (Nemotron-H relu^2)
     moe_latent_size: int = 0  # Nemotron 3 Super/Ultra: routed experts work in a smaller latent width
@@ -207,6 +211,9 @@ class ModelSpec:
             return (False,) * self.num_layers
         return self.indexer_layer_mask or (True,) * self.num_layers
 
+    def heads_for(self, layer_kind: str) -> int:
+        return self.sliding_num_heads if layer_kind == SLIDING and self.sliding_num_heads else self.num_heads
+
     def head_dim_for(self, layer_kind: str) -> int:
         return self.global_head_dim if layer_kind == FULL and self.global_head_dim else self.head_dim
 
@@ -226,8 +233,9 @@ class ModelSpec:
             idx = self.indexer_head_dim if self.indexer_heads and not self.indexer_layer_mask else 0
             return self.kv_lora_rank + self.qk_rope_head_dim + idx
         if layer_kind in (FULL, SLIDING):
-            if self.global_head_dim:  # Gemma 4: K and V are both cached, with the layer kind's head size
-                return 2 * self.kv_heads_for(layer_kind) * self.head_dim_for(layer_kind)
+            if self.global_head_dim:  # Gemma 4 / MiMo-V2: per-kind head size and KV heads
+                d = self.head_dim_for(layer_kind)
+                return self.kv_heads_for(layer_kind) * (d + (self.v_head_dim or d))
             return self.num_kv_heads * (self.head_dim + self.value_head_dim)
         return 0
 
@@ -283,7 +291,7 @@ class ModelSpec:
 
 def _attention_tensors(s: ModelSpec, indexer: bool = False, kind: str = FULL) -> list[Tensor]:
     h, d, vd = s.hidden_size, s.head_dim, s.value_head_dim
-    if s.global_head_dim:
+    if s.global_head_dim and s.model_type == "gemma4_text":
         return _gemma4_attention(s, kind)
     if s.o_groups:
         return _dsv4_attention(s, kind)
@@ -310,12 +318,16 @@ def _attention_tensors(s: ModelSpec, indexer: bool = False, kind: str = FULL) ->
                   Tensor("self_attn.indexer.k_norm.bias", "norm", (di,), "norms"),
                   Tensor("self_attn.indexer.weights_proj.weight", "attn_idx_w", (ni, h), "attention")]
         return t
-    q_out, kv_out, v_out = s.num_heads * d, s.num_kv_heads * d, s.num_kv_heads * vd
+    nh, kvh = s.heads_for(kind), s.kv_heads_for(kind)
+    if s.global_head_dim:  # per-kind head size (MiMo-V2: equal; values keep v_head_dim)
+        d = s.head_dim_for(kind)
+        vd = s.v_head_dim or d
+    q_out, kv_out, v_out = nh * d, kvh * d, kvh * vd
     t.append(Tensor("self_attn.q_proj.weight", "attn_q", ((2 if s.attn_output_gate else 1) * q_out, h),
                     "attention"))
     t.append(Tensor("self_attn.k_proj.weight", "attn_k", (kv_out, h), "attention"))
     t.append(Tensor("self_attn.v_proj.weight", "attn_v", (v_out, h), "attention"))
-    t.append(Tensor("self_attn.o_proj.weight", "attn_output", (h, s.num_heads * vd), "attention"))
+    t.append(Tensor("self_attn.o_proj.weight", "attn_output", (h, nh * vd), "attention"))
     if s.qkv_bias:
         t.append(Tensor("self_attn.q_proj.bias", "bias", (q_out,), "attention"))
         t.append(Tensor("self_attn.k_proj.bias", "bias", (kv_out,), "attention"))
@@ -326,8 +338,16 @@ def _attention_tensors(s: ModelSpec, indexer: bool = False, kind: str = FULL) ->
         qn, kn = (q_out, kv_out) if s.qk_norm_full else (d, d)
         t.append(Tensor("self_attn.q_norm.weight", "norm", (qn,), "norms"))
         t.append(Tensor("self_attn.k_norm.weight", "norm", (kn,), "norms"))
-    if s.attention_sinks:
-        t.append(Tensor("self_attn.sinks", "bias", (s.num_heads,), "attention"))
+    if s.attention_sinks or (s.sliding_sinks and kind == SLIDING):
+        t.append(Tensor("self_attn.sinks", "bias", (nh,), "attention"))
+    if s.head_gate:
+        t.append(Tensor("self_attn.g_proj.weight", "attn_gate", (nh, h), "attention"))
+    if s.indexer_heads and indexer and not s.is_mla:  # MiniMax-M3 lightning indexer (sparse-attention layers)
+        ni, di = s.indexer_heads, s.indexer_head_dim
+        t += [Tensor("self_attn.index_q_proj.weight", "attn_idx_q", (ni * di, h), "attention"),
+              Tensor("self_attn.index_k_proj.weight", "attn_idx_k", (di, h), "attention"),
+              Tensor("self_attn.index_q_norm.weight", "norm", (di,), "norms"),
+              Tensor("self_attn.index_k_norm.weight", "norm", (di,), "norms")]
     return t
 
 
@@ -609,6 +629,11 @@ def mtp_tensors(spec: ModelSpec) -> tuple[Tensor, ...]:
     one = [Tensor("enorm.weight", "norm", (h,), "mtp"), Tensor("hnorm.weight", "norm", (h,), "mtp"),
            Tensor("eh_proj.weight", "mtp_proj", (h, 2 * h), "mtp"),
            Tensor("shared_head.norm.weight", "norm", (h,), "mtp")]
+    if spec.mtp_style in ("step", "mimo"):  # a sliding-window layer with a dense MLP; Step also keeps its own head
+        if spec.mtp_style == "step":
+            one.append(Tensor("shared_head.output.weight", "mtp_head", (v, h), "mtp"))
+        layer = [Tensor(x.name, x.role, x.shape, "mtp") for x in _layer_tensors(spec, SLIDING, DENSE)]
+        return tuple(one + layer) * spec.mtp_layers
     if not spec.mtp_shares_embeddings:
         one += [Tensor("embed_tokens.weight", "mtp_embd", (v, h), "mtp"),
                 Tensor("shared_head.head.weight", "mtp_head", (v, h), "mtp")]

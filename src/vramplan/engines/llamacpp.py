@@ -221,9 +221,9 @@ def kv_layer_bytes_per_cell(spec: ModelSpec, kind: str, type_k: str, type_v: str
         k = spec.num_heads * (spec.qk_nope_head_dim + spec.qk_rope_head_dim)
         return row_bytes(type_k, k) + row_bytes(type_v, spec.num_heads * spec.value_head_dim) + idx
     if kind in (FULL, SLIDING):
-        if spec.global_head_dim:  # Gemma 4: per-kind head size and KV heads
-            n = spec.kv_heads_for(kind) * spec.head_dim_for(kind)
-            return row_bytes(type_k, n) + row_bytes(type_v, n)
+        if spec.global_head_dim:  # Gemma 4 / MiMo-V2: per-kind head size and KV heads
+            d, g = spec.head_dim_for(kind), spec.kv_heads_for(kind)
+            return row_bytes(type_k, g * d) + row_bytes(type_v, g * (spec.v_head_dim or d))
         return (row_bytes(type_k, spec.num_kv_heads * spec.head_dim)
                 + row_bytes(type_v, spec.num_kv_heads * spec.value_head_dim))
     return 0

@@ -297,9 +297,10 @@ def kv_bytes_per_token_layer(spec: ModelSpec, kind: str, kv_dtype: str, act_byte
         if (kv_dtype or "").lower() == "fp8_ds_mla":
             return 656 + idx
         return int((spec.kv_lora_rank + spec.qk_rope_head_dim) * kv_dtype_bytes(kv_dtype, act_bytes, True)) + idx
-    if spec.global_head_dim:  # Gemma 4: per-kind head size and KV heads
+    if spec.global_head_dim:  # Gemma 4 / MiMo-V2: per-kind head size and KV heads
         kind = FULL if kind == MAMBA else kind
-        return int(2 * max(1, spec.kv_heads_for(kind) // tp) * spec.head_dim_for(kind)
+        d = spec.head_dim_for(kind)
+        return int(max(1, spec.kv_heads_for(kind) // tp) * (d + (spec.v_head_dim or d))
                    * kv_dtype_bytes(kv_dtype, act_bytes))
     heads = max(1, spec.num_kv_heads // tp)
     return int(heads * (spec.head_dim + spec.value_head_dim) * kv_dtype_bytes(kv_dtype, act_bytes))

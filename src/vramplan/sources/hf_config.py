@@ -49,7 +49,8 @@ _LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qw
                "mamba", "falcon_mamba", "starcoder2", "olmo", "yi", "internlm2", "cohere", "exaone", "minicpm",
                "helium", "smollm3", "ernie4_5", "glm", "seed_oss", "llama4_text", "hunyuan_v1_dense", "arcee",
                "nemotron", "solar", "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba",
-               "jamba", "nemotron_h", "mamba2", "kimi_k2", "minimax_m2", "deepseek_v32", "glm_moe_dsa", "gemma4_text", "nemotron-nas", "deepseek_v4"}
+               "jamba", "nemotron_h", "mamba2", "kimi_k2", "minimax_m2", "deepseek_v32", "glm_moe_dsa", "gemma4_text", "nemotron-nas", "deepseek_v4", "step3p5",
+               "step3p7", "mimo_v2_flash", "minimax_m3"}
 _HYBRID = {"qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba", "jamba", "nemotron_h"}
 SUPPORTED_MODEL_TYPES = tuple(sorted(_LLAMA_LIKE | {"gemma3", "llama4", "mistral3", "llava", "qwen3_5", "qwen3_5_moe",
                                                     "qwen3_vl", "qwen3_vl_moe", "gemma4"}))
@@ -64,7 +65,8 @@ _ARCH_TO_TYPE = {
     "GraniteMoeForCausalLM": "granitemoe", "MambaForCausalLM": "mamba", "Starcoder2ForCausalLM": "starcoder2",
     "Qwen3NextForCausalLM": "qwen3_next", "GraniteMoeHybridForCausalLM": "granitemoehybrid",
     "BambaForCausalLM": "bamba", "JambaForCausalLM": "jamba", "NemotronHForCausalLM": "nemotron_h",
-    "Mamba2ForCausalLM": "mamba2", "DeciLMForCausalLM": "nemotron-nas", "DeepseekV4ForCausalLM": "deepseek_v4", "DeepseekV32ForCausalLM": "deepseek_v32", "GlmMoeDsaForCausalLM": "glm_moe_dsa",
+    "Mamba2ForCausalLM": "mamba2", "DeciLMForCausalLM": "nemotron-nas", "DeepseekV4ForCausalLM": "deepseek_v4",
+    "Step3p5ForCausalLM": "step3p5", "MiMoV2FlashForCausalLM": "mimo_v2_flash", "MiniMaxM3ForCausalLM": "minimax_m3", "DeepseekV32ForCausalLM": "deepseek_v32", "GlmMoeDsaForCausalLM": "glm_moe_dsa",
 }
 
 MAX_DIM = 1 << 22  # 4M: no real hidden size, vocabulary or width is larger
@@ -202,6 +204,8 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
         return _parse_mamba(r, name, arch, mt, dtype, quant_json)
     if mt == "mamba2":
         return _parse_mamba2(r, name, arch, dtype, quant_json)
+    if mt in ("step3p5", "step3p7", "mimo_v2_flash", "minimax_m3"):
+        return _parse_moe_2026(r, mt, name, arch, dtype, quant_json, extra)
     if mt == "deepseek_v4":
         if qcfg is not None and isinstance(cfg.get("expert_dtype"), str):
             qcfg = {**qcfg, "expert_dtype": cfg["expert_dtype"]}
@@ -558,6 +562,85 @@ def _hybrid(r: _Reader, mt: str, layers: int, kw: dict) -> None:
                       * (r.int("n_shared_experts", 1, lo=0) or 0), score_correction_bias=True,
                       moe_latent_size=r.int("moe_latent_size", 0, lo=0) or 0)
         return
+
+
+def _flags(r: _Reader, key: str, layers: int) -> list[bool] | None:
+    """A per-layer 0/1 list (MiMo hybrid_layer_pattern, moe_layer_freq, MiniMax sparse_attention_freq)."""
+    v = r.list(key)
+    if v is None:
+        return None
+    if len(v) < layers or not all(x in (0, 1) and not isinstance(x, float) for x in v[:layers]):
+        raise InvalidModelSpec(f"expected {layers} entries of 0 or 1", field=r.path(key))
+    return [bool(x) for x in v[:layers]]
+
+
+def _parse_moe_2026(r: _Reader, mt: str, name: str, arch: str, dtype: str, quant: str,
+                    extra: list[tuple[str, int]]) -> ModelSpec:
+    """Step-3.5 / 3.7 (Flash), MiMo-V2-Flash and MiniMax-M3: GQA MoE models with per-layer variations.
+
+    Step: full layers (64 q heads) and 512-token sliding layers (attention_other_setting: 96 q heads), a head-wise
+    output gate (g_proj), first_k_dense_replace dense layers, a shared expert of share_expert_dim, a router bias; 3
+    MTP layers each with its own head. MiMo: sliding (hybrid_layer_pattern 1: 8 KV heads, sinks) and full (4 KV heads)
+    layers, head_dim 192 / v_head_dim 128, moe_layer_freq, no shared expert; 3 MTP layers with a dense MLP. MiniMax-M3:
+    all global attention, per-head q/k norms, a lightning indexer (index_q/index_k) on the sparse layers, dense layers
+    of dense_intermediate_size, a shared expert; its MTP weights are not released (not counted)."""
+    h = r.int("hidden_size", required=True)
+    layers = r.int("num_hidden_layers", required=True, hi=MAX_LAYERS)
+    heads = r.int("num_attention_heads", required=True)
+    kv = r.int("num_key_value_heads", None) or r.int("num_attention_groups", heads)
+    d = r.int("head_dim", h // heads)
+    experts = r.int("num_local_experts", required=True, hi=MAX_EXPERTS)
+    width = r.int("moe_intermediate_size", required=True)
+    kw: dict[str, Any] = dict(
+        name=name, hidden_size=h, num_layers=layers, num_heads=heads, num_kv_heads=kv, head_dim=d, vocab_size=r.int(
+            "vocab_size", required=True), architecture=arch, model_type=mt, tie_embeddings=r.bool("tie_word_embeddings"),
+        num_experts=experts, experts_per_token=r.int("num_experts_per_tok", required=True, hi=experts),
+        moe_intermediate_size=width, max_position_embeddings=r.int("max_position_embeddings", 0, lo=0, hi=1 << 30) or 0,
+        torch_dtype=dtype or "bfloat16", quantization=quant, extra_params=tuple(extra),
+        sliding_window=r.int("sliding_window", 0, lo=0, hi=1 << 30) or 0)
+    if mt in ("step3p5", "step3p7"):
+        types = r.list("layer_types") or []
+        if len(types) < layers:
+            raise InvalidModelSpec(f"expected at least {layers} entries", field=r.path("layer_types"))
+        kinds = tuple(SLIDING if t == "sliding_attention" else FULL for t in types[:layers])
+        other = r.raw("attention_other_setting")[1]
+        sliding_heads = other.get("num_attention_heads", 0) if isinstance(other, dict) else 0
+        dense = r.int("first_k_dense_replace", 0, lo=0, hi=layers) or 0
+        kw.update(layer_kinds=kinds, qk_norm=True, head_gate=r.bool("use_head_wise_attn_gate"),
+                  sliding_num_heads=sliding_heads if isinstance(sliding_heads, int) else 0,
+                  intermediate_size=r.int("intermediate_size", required=True),
+                  moe_layer_mask=tuple(i >= dense for i in range(layers)),
+                  shared_expert_intermediate_size=(r.int("share_expert_dim", 0, lo=0) or 0)
+                  * (r.int("n_shared_experts", 1, lo=0) or 0), score_correction_bias=r.bool("use_moe_router_bias"),
+                  mtp_layers=r.int("num_nextn_predict_layers", 0, lo=0, hi=16) or 0, mtp_style="step")
+    elif mt == "mimo_v2_flash":
+        pattern = _flags(r, "hybrid_layer_pattern", layers) or [not (i == 0 or (i + 1) % 6 == 0) for i in range(layers)]
+        moe = _flags(r, "moe_layer_freq", layers) or [True] * layers
+        window = r.int("sliding_window_size", 0, lo=0) or kw["sliding_window"]
+        kw.update(layer_kinds=tuple(SLIDING if x else FULL for x in pattern), moe_layer_mask=tuple(moe),
+                  num_kv_heads=r.int("swa_num_key_value_heads", kv), global_kv_heads=kv, global_head_dim=d,
+                  v_head_dim=r.int("v_head_dim", d), intermediate_size=r.int("intermediate_size", required=True),
+                  sliding_window=window, sliding_sinks=r.bool("add_swa_attention_sink_bias"),
+                  score_correction_bias=True, mtp_layers=3, mtp_style="mimo", mtp_shares_embeddings=True)
+    else:  # minimax_m3
+        moe = _flags(r, "moe_layer_freq", layers)
+        if moe is None:
+            dense = r.int("first_k_dense_replace", 0, lo=0, hi=layers) or 0
+            moe = [i >= dense for i in range(layers)]
+        sparse_cfg = r.raw("sparse_attention_config")[1]
+        sparse = sparse_cfg.get("sparse_attention_freq") if isinstance(sparse_cfg, dict) else None
+        if sparse is not None and (not isinstance(sparse, list) or len(sparse) < layers):
+            raise InvalidModelSpec(f"expected {layers} entries", field="sparse_attention_config.sparse_attention_freq")
+        mask = tuple(bool(x) for x in sparse[:layers]) if sparse else (False,) * layers
+        idx_heads = sparse_cfg.get("sparse_num_index_heads", 4) if isinstance(sparse_cfg, dict) else 4
+        idx_dim = sparse_cfg.get("sparse_index_dim", 128) if isinstance(sparse_cfg, dict) else 128
+        kw.update(qk_norm=r.bool("use_qk_norm"), qk_norm_full=r.str("qk_norm_type", "per_head") == "per_layer",
+                  moe_layer_mask=tuple(moe), score_correction_bias=r.bool("use_routing_bias"),
+                  intermediate_size=r.int("dense_intermediate_size", None) or r.int("intermediate_size", required=True),
+                  shared_expert_intermediate_size=r.int("shared_intermediate_size", 0, lo=0) or 0,
+                  indexer_heads=idx_heads if any(mask) else 0, indexer_head_dim=idx_dim,
+                  indexer_layer_mask=mask if any(mask) else ())
+    return ModelSpec(**kw)
 
 
 def _parse_dsv4(r: _Reader, name: str, arch: str, dtype: str, quant: str) -> ModelSpec:
