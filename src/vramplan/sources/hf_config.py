@@ -460,7 +460,7 @@ def _nemotron_pattern(r: _Reader) -> str:
         return ""
     out = []
     for i, b in enumerate(blocks):
-        if b not in _NEMOTRON_BLOCKS:
+        if not isinstance(b, str) or b not in _NEMOTRON_BLOCKS:
             raise InvalidModelSpec(f"unknown block {_short(b)}; expected mamba, attention, mlp or moe",
                                    field=f"{r.path('layers_block_type')}[{i}]")
         out.append(_NEMOTRON_BLOCKS[b])
@@ -500,7 +500,10 @@ def _hybrid(r: _Reader, mt: str, layers: int, kw: dict) -> None:
     if mt in ("granitemoehybrid", "bamba"):
         if not kinds:
             if mt == "bamba":
-                attn = set(r.list("attn_layer_indices") or [])
+                raw_idx = r.list("attn_layer_indices") or []
+                if not all(isinstance(x, int) and not isinstance(x, bool) for x in raw_idx):
+                    raise InvalidModelSpec("expected a list of layer indices", field=r.path("attn_layer_indices"))
+                attn = set(raw_idx)
                 kinds = _recurrent_kinds(r, layers, attn, "attn_layer_indices")
             else:
                 kinds = (MAMBA,) * layers
@@ -855,6 +858,8 @@ def _moonvit_params(v: dict) -> list[tuple[str, int]]:
     tower = 3 * patch * patch * h + h + pos * h
     tower += layers * (4 * (h * h + h) + 2 * 2 * h + (h * inter + inter) + (inter * h + h)) + 2 * h
     merge = r.list("merge_kernel_size") or [2, 2]
+    if len(merge) != 2 or not all(isinstance(m, int) and not isinstance(m, bool) and 0 < m < 64 for m in merge):
+        raise InvalidModelSpec("expected two small positive integers", field="vision_config.merge_kernel_size")
     mm = r.int("mm_hidden_size", h)
     wide = mm * int(merge[0]) * int(merge[1])
     out = r.int("text_hidden_size", required=True)
@@ -865,6 +870,9 @@ def _moonvit_params(v: dict) -> list[tuple[str, int]]:
 def _vision_params(cfg: dict, text: dict) -> list[tuple[str, int]]:
     """A SigLIP/CLIP-style vision tower plus the projector into the text model (Gemma 3 layout)."""
     v = cfg["vision_config"]
+    if v.get("model_type") is not None and not isinstance(v.get("model_type"), str):
+        raise InvalidModelSpec(f"expected string, got {type(v.get('model_type')).__name__}",
+                               field="vision_config.model_type")
     if "depth" in v and "temporal_patch_size" in v:
         return _qwen_vl_vision_params(v)
     if "vt_hidden_size" in v:
