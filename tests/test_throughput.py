@@ -232,3 +232,13 @@ def test_layer_step_floor_dominates_small_models():
     assert d.step_seconds.expected >= 28 * floor.expected + d.gpu_seconds_memory.expected - 1e-12
     assert d.step_seconds.low >= 28 * floor.low and d.step_seconds.high >= 28 * floor.high
     assert d.step_seconds.expected > 2 * d.gpu_seconds_memory.expected
+
+
+def test_speed_reports_cost_per_million_tokens_where_a_price_is_known(run_json):
+    out = run_json("speed", "llama-3.1-8b", "--gpu", "h100")
+    price = out["cost"]["usd_per_hour"]
+    for row in out["concurrency"]["by_batch"]:
+        thr, cost = row["throughput_tokens_per_s"], row["usd_per_million_output_tokens"]
+        assert abs(cost["expected"] - price / (thr["expected"] * 3600) * 1e6) <= 0.01 * cost["expected"]
+        assert cost["low"] <= cost["expected"] <= cost["high"]
+    assert "cost" not in run_json("speed", "llama-3.1-8b", "--gpu", "h100-nvl")  # no sourced price

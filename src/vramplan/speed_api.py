@@ -72,6 +72,12 @@ def plan_speed(model, *, gpu="h100", tensor_parallel_size=None, pipeline_paralle
                           "decode_seconds": T.Band(out_tok * tpot.low, out_tok * tpot.expected,
                                                    out_tok * tpot.high).as_dict()}
     out["concurrency"] = _concurrency(w, g, cand, layout, cdt, headroom)
+    price = cand.cost_per_hour_usd
+    if price:
+        out["cost"] = {"usd_per_hour": round(price, 4), "source": "the GPU catalog's typical on-demand price x GPUs",
+                       "usd_per_million_output_tokens_at_batch": _cost_band(price, dec.throughput_tokens_per_s)}
+        for row in out["concurrency"]["by_batch"]:
+            row["usd_per_million_output_tokens"] = _cost_band(price, T.Band(**row["throughput_tokens_per_s"]))
     if training_tokens:
         tokens = tokens_arg(training_tokens, "training_tokens")
         if method not in T.TRAINING_METHODS:
@@ -112,6 +118,15 @@ def _concurrency(w: _Workload, g: GPU, cand: F.Candidate, layout: T.Layout, cdt:
                      "throughput_tokens_per_s": d.throughput_tokens_per_s.as_dict(3), "bound": d.bound,
                      "fits": b <= max_seq})
     return {"max_sequences": int(min(max_seq, 1 << 20)), "context": w.context, "by_batch": rows}
+
+
+def _cost_band(usd_per_hour: float, throughput: T.Band) -> dict:
+    """$ per million generated tokens at a decode throughput band (low cost = high throughput); decode only, the
+    prompt's prefill and idle time are not included."""
+    def per_m(tps: float) -> float:
+        return usd_per_hour / (tps * 3600) * 1e6 if tps > 0 else float("inf")
+
+    return T.Band(per_m(throughput.high), per_m(throughput.expected), per_m(throughput.low)).as_dict(3)
 
 
 def _speed_explain(w: _Workload, dec: T.DecodeSpeed, pre, cand: F.Candidate) -> list[str]:

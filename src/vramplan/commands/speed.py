@@ -80,9 +80,16 @@ def render(r: dict, args) -> str:
     conc = r["concurrency"]
     lines.append(title(f"Throughput by batch (memory holds {conc['max_sequences']:,} sequences of "
                        f"{conc['context']:,} tokens)"))
+    cost = r.get("cost")
     rows = [[str(b["batch"]), _band(b["tokens_per_s"]), _band(b["throughput_tokens_per_s"], ",.0f"), b["bound"],
-             "yes" if b["fits"] else "no"] for b in conc["by_batch"]]
-    lines.append(table(rows, ["batch", "tokens/s per sequence", "tokens/s total", "bound", "fits"], align="rrrll"))
+             "yes" if b["fits"] else "no"]
+            + ([_band(b["usd_per_million_output_tokens"], ",.2f")] if cost else []) for b in conc["by_batch"]]
+    head = ["batch", "tokens/s per sequence", "tokens/s total", "bound", "fits"] + (["$ per 1M output tokens"] if cost
+                                                                                    else [])
+    lines.append(table(rows, head, align="rrrll" + ("r" if cost else "")))
+    if cost:
+        lines.append(f"  at ${cost['usd_per_hour']:,.2f}/h for the GPUs ({cost['source']}); decode only: prefill and "
+                     "idle time not included")
     t = r.get("training")
     if t:
         lines.append(title(f"Training on {t['tokens']:,} tokens with {t['gpus']} GPU(s)"))
