@@ -287,3 +287,11 @@ def test_an_engine_error_marks_old_results_stale(page, server):
     page.select_option("#engine", "")
     page.wait_for_function("() => !document.body.classList.contains('stale')")
     assert page.is_hidden("#error")
+
+
+def test_speed_panel_shows_cost_for_a_priced_gpu(page, server):
+    open_page(page, server, "?model=llama-3.2-1b&gpu=h100-sxm-80gb")
+    page.wait_for_selector("#speed table")
+    assert "$ per 1M output tokens" in page.inner_text("#speed")
+    expected = api(server, "/api/speed", model="llama-3.2-1b", gpu="h100-sxm-80gb")
+    assert f"${expected['cost']['usd_per_hour']:.2f}/h" in page.inner_text("#speed")

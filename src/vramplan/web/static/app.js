@@ -864,13 +864,17 @@
     if (req.total_seconds) fact(`whole request (+${fmtInt(req.output_tokens)} tokens out)`, `${band(req.total_seconds, 1)} s`);
     if (dec.bound) fact("bound by", dec.bound);
     if (d.training) fact(`training on ${fmtInt(d.training.tokens)} tokens`, `${band(d.training.gpu_hours, 1)} GPU-hours`);
+    if (d.cost) fact("GPU price", `$${d.cost.usd_per_hour.toFixed(2)}/h (typical on-demand)`);
     out.push(facts);
     const conc = (d.concurrency || {}).by_batch || [];
     if (conc.length) {
+      const priced = Boolean(d.cost);
+      const head = ["concurrent sequences", "tok/s per sequence", "tok/s in total", "fits"].concat(priced ? ["$ per 1M output tokens"] : []);
       out.push(el("div", { class: "scroll" }, el("table", { class: "data" },
-        el("thead", {}, el("tr", {}, el("th", { text: "concurrent sequences" }), el("th", { text: "tok/s per sequence" }), el("th", { text: "tok/s in total" }), el("th", { text: "fits" }))),
+        el("thead", {}, el("tr", {}, ...head.map((h) => el("th", { text: h })))),
         el("tbody", {}, ...conc.map((c) => el("tr", { class: c.fits ? "" : "no" }, el("td", { text: fmtInt(c.batch) }),
-          el("td", { text: band(c.tokens_per_s, 1) }), el("td", { text: band(c.throughput_tokens_per_s) }), el("td", { text: c.fits ? "yes" : "no" })))))));
+          el("td", { text: band(c.tokens_per_s, 1) }), el("td", { text: band(c.throughput_tokens_per_s) }), el("td", { text: c.fits ? "yes" : "no" }),
+          ...(priced ? [el("td", { text: band(c.usd_per_million_output_tokens, 2) })] : [])))))));
     }
     out.push(el("div", { class: "what small", text: "expected (low–high) from stated bandwidth and FLOP efficiencies; see the JSON for sources" }));
     return out;
