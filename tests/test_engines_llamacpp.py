@@ -178,3 +178,24 @@ def test_cli_full_offload_text(run_cli):
     code, out, err = run_cli("inference", "llama-3.1-8b", "--engine", "llama.cpp", "-q", "Q4_0",
                              "--max-model-len", "2048", "--flash-attn", "off")
     assert code == 0 and "GiB" in out and "no flash attention" in out
+
+
+def test_cpu_moe_keeps_routed_experts_in_host_ram(run_json, run_cli):
+    """llama.cpp --n-cpu-moe N / --cpu-moe: the routed experts of the first N (all) layers stay in host RAM."""
+    base = run_json("inference", "qwen3-30b-a3b", "-q", "Q4_K_M", "--engine", "llama.cpp", "--max-model-len", "8k")
+    some = run_json("inference", "qwen3-30b-a3b", "-q", "Q4_K_M", "--engine", "llama.cpp", "--max-model-len", "8k",
+                    "--n-cpu-moe", "10")
+    every = run_json("inference", "qwen3-30b-a3b", "-q", "Q4_K_M", "--engine", "llama.cpp", "--max-model-len", "8k",
+                     "--cpu-moe")
+    from vramplan.api import load_model
+    from vramplan.engines.llamacpp import tensors_from_spec
+
+    placed = tensors_from_spec(load_model("qwen3-30b-a3b").spec, "Q4_K_M")
+    experts = [t for t in placed if ".experts." in t.name]
+    moved = base["memory"]["weights"] - some["memory"]["weights"]
+    assert moved == sum(t.nbytes for t in experts if t.layer < 10)
+    assert some["host_memory"]["weights"] - base["host_memory"]["weights"] == moved
+    assert base["memory"]["weights"] - every["memory"]["weights"] == sum(t.nbytes for t in experts)
+    assert every["memory"]["kv_cache"] == base["memory"]["kv_cache"]  # attention and the KV cache stay on the GPU
+    code, _, err = run_cli("inference", "llama-3.1-8b", "-q", "Q4_K_M", "--engine", "llama.cpp", "--n-cpu-moe", "4")
+    assert code == 1 and "no routed experts" in err

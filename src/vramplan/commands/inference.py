@@ -24,6 +24,9 @@ def add_arguments(p) -> None:
     p.add_argument("--max-num-seqs", type=positive_int, default=None)
     p.add_argument("--n-gpu-layers", "-ngl", type=int, default=None, help="llama.cpp: layers offloaded to the GPU")
     p.add_argument("--flash-attn", choices=["on", "off"], default=None, help="llama.cpp flash attention")
+    p.add_argument("--n-cpu-moe", type=int, default=None,
+                   help="llama.cpp: keep the routed experts of the first N layers in host RAM")
+    p.add_argument("--cpu-moe", action="store_true", help="llama.cpp: keep every layer's routed experts in host RAM")
     p.add_argument("--ubatch-size", type=positive_int, default=None, help="llama.cpp n_ubatch")
     p.add_argument("--gb", action="store_true", help="show decimal GB instead of GiB")
     p.add_argument("--plot", default=None, help="write charts to FILE (.png, .svg or .html)")
@@ -33,10 +36,12 @@ def run(args) -> dict:
     from ..api import plan_inference
 
     extra = {}
-    for k in ("n_gpu_layers", "flash_attn", "ubatch_size"):
+    for k in ("n_gpu_layers", "flash_attn", "ubatch_size", "n_cpu_moe"):
         v = getattr(args, k, None)
         if v is not None:
             extra[k] = v
+    if getattr(args, "cpu_moe", False):
+        extra["cpu_moe"] = True
     from ..api import load_model
 
     lm = load_model(args.model, revision=args.revision, source=args.source)

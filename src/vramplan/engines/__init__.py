@@ -62,7 +62,7 @@ def _infos() -> dict[str, EngineInfo]:
             "llama.cpp", "llamacpp", llamacpp.VERSIONS, llamacpp.DEFAULT_VERSION,
             ("llamacpp", "llama-cpp", "llama_cpp", "ggml", "llama-server"),
             ("n_gpu_layers", "flash_attn", "ubatch_size", "n_batch", "type_k", "type_v", "kv_unified", "swa_full",
-             "no_kv_offload", "embeddings", "gpu_memory_bytes"),
+             "no_kv_offload", "embeddings", "gpu_memory_bytes", "n_cpu_moe", "cpu_moe"),
             "context padded, KV per layer on its device, compute buffer reserved for one u-batch"),
         "transformers": EngineInfo(
             "transformers", "transformers", transformers.VERSIONS, transformers.DEFAULT_VERSION,

@@ -346,7 +346,7 @@ def llamacpp_memory(spec: ModelSpec, tensors: list[PlacedTensor], *, n_ctx: int,
                     version=None, n_gpus: int = 1, tensor_split: tuple[float, ...] = (),
                     no_kv_offload: bool = False, kv_unified: bool = True, swa_full: bool = False,
                     embeddings: bool = False, pooling_mean: bool = False, logits: bool = True,
-                    fused_qkv: bool | None = None, backend: str = "cuda",
+                    fused_qkv: bool | None = None, backend: str = "cuda", n_cpu_moe: int = 0,
                     rules: LlamaCppRules | None = None) -> LlamaCppPlan:
     """Pure accounting of one llama.cpp context on ``n_gpus`` devices plus the host. ``rules`` replaces the
     build's rules (the accuracy benchmark uses it to show the model without its log-read multipliers)."""
@@ -378,9 +378,14 @@ def llamacpp_memory(spec: ModelSpec, tensors: list[PlacedTensor], *, n_ctx: int,
     model = [0] * n_dev
     host_model = 0
     out_weight = 0
+    moe_host = 0
     for t in tensors:
         if t.layer == -2 and t.name.startswith(("output.weight", "lm_head")):
             out_weight += t.nbytes
+        if 0 <= t.layer < n_cpu_moe and ("_exps" in t.name or ".experts." in t.name):
+            host_model += t.nbytes  # --n-cpu-moe / --cpu-moe: the routed experts of these layers stay in host RAM
+            moe_host += t.nbytes
+            continue
         if t.layer >= 0:
             d = devs[t.layer] if t.layer < n_layer else -1
         elif t.layer == -2:
@@ -427,6 +432,10 @@ def llamacpp_memory(spec: ModelSpec, tensors: list[PlacedTensor], *, n_ctx: int,
     gpus = tuple(DeviceMemory(f"{gname}{i}", model[i], kv[i], cb.gpu_bytes if any_gpu and (i == 0 or kv_layers[i])
                               else 0, 0, kv_layers[i]) for i in range(n_dev)) if any_gpu else ()
     host = DeviceMemory("host", host_model, host_kv, cb.host_bytes, out_buf)
+    if moe_host:
+        notes.append(f"--n-cpu-moe {min(n_cpu_moe, n_layer)}: the routed experts of the first {min(n_cpu_moe, n_layer)} "
+                     f"layers ({moe_host / 2**20:,.2f} MiB) stay in host RAM and run on the CPU; attention, shared "
+                     "experts and the KV cache stay on the GPU")
     if rs_total:
         notes.append(f"recurrent layers: llama_memory_recurrent keeps R (conv) and S (SSM) states in f32 for "
                      f"{rs_cells} sequence(s): {rs_total / 2**20:.2f} MiB (RS buffer), counted with the KV cache")
@@ -436,6 +445,20 @@ def llamacpp_memory(spec: ModelSpec, tensors: list[PlacedTensor], *, n_ctx: int,
         notes.append("MoE compute buffer approximated with the active experts' width")
     return LlamaCppPlan(rules, n_ctx, cells, sw_cells, n_seq, ub, fa, tk, tv, ngl, gpus, host, cb, per_cell_total,
                         tuple(notes))
+
+
+def _cpu_moe_layers(options: dict, spec: ModelSpec) -> int:
+    """--cpu-moe (every layer) or --n-cpu-moe N (the first N layers)."""
+    if options.get("cpu_moe"):
+        return spec.num_layers
+    n = options.get("n_cpu_moe")
+    if n is None:
+        return 0
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise InvalidRequest(f"n_cpu_moe must be a whole number of layers >= 0, got {n!r}", field="n_cpu_moe")
+    if n and not spec.is_moe:
+        raise InvalidRequest(f"{spec.name} has no routed experts to keep in host RAM", field="n_cpu_moe")
+    return n
 
 
 def _gguf_of(lm):
@@ -470,7 +493,8 @@ def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", t
                         version=engine_version, n_gpus=n_gpus,
                         no_kv_offload=bool(options.get("no_kv_offload", False)),
                         kv_unified=bool(options.get("kv_unified", True)), swa_full=bool(options.get("swa_full", False)),
-                        embeddings=bool(options.get("embeddings", False)), backend=backend)
+                        embeddings=bool(options.get("embeddings", False)), backend=backend,
+                        n_cpu_moe=_cpu_moe_layers(options, spec))
     g0 = p.gpus[0] if p.gpus else DeviceMemory("none", 0, 0, 0)
     runtime = CUDA_CONTEXT_BYTES if p.gpus and backend == "cuda" else 0
     memory = {"weights": g0.model_bytes, "kv_cache": g0.kv_bytes, "activations": g0.compute_bytes,

@@ -62,6 +62,9 @@ class InferenceRequest(_Request):
     max_num_batched_tokens: int | None = Field(None, ge=1, le=1 << 24)
     max_num_seqs: int | None = Field(None, ge=1, le=1 << 20)
     n_gpu_layers: int | None = Field(None, ge=-1, le=100_000, description="llama.cpp: layers offloaded to the GPU")
+    n_cpu_moe: int | None = Field(None, ge=0, le=100_000,
+                                  description="llama.cpp: routed experts of the first N layers kept in host RAM")
+    cpu_moe: bool | None = Field(None, description="llama.cpp: every layer's routed experts kept in host RAM")
     flash_attn: _Short | None = Field(None, description="llama.cpp flash attention: on | off")
     ubatch_size: int | None = Field(None, ge=1, le=1 << 20, description="llama.cpp n_ubatch")
 
