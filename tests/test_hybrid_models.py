@@ -489,3 +489,28 @@ def test_2026_moe_layer_details():
     m3 = load_model("minimax-m3").spec
     assert kv_bytes_per_token(m3) == 60 * 1024 * 2 + 57 * 128 * 2  # K/V on every layer + index keys on sparse ones
     assert sum(m3.indexer_mask) == 57
+
+
+def test_pipeline_stages_follow_the_real_layers(run_json):
+    """Review findings: a vLLM stage made only of KV-sharing layers has no pool (was a crash); the KV of the heaviest
+    stage sums that stage's own layers (cache layers cluster in Gemma 4 E2B and Nemotron-NAS); encoders sit on the
+    first stage."""
+    out = run_json("inference", "gemma-4-e2b-it", "--engine", "vllm", "-pp", "2", "--gpu", "h100")
+    assert out["capacity"]["kv_cache_tokens"] > 0
+    spec = load_model("gemma-4-e2b-it").spec
+    kv1 = kv_cache(spec, context=32768).total_bytes
+    kv2 = kv_cache(spec, context=32768, pp=2).total_bytes
+    # layers 0-16 hold all 15 caches (12 sliding + 3 full): the first stage carries the whole cache
+    assert kv2 == kv1
+    nas = load_model("llama-3.3-nemotron-super-49b-v1").spec
+    first = sum(1 for k in nas.cache_kinds[:40] if k == FULL)
+    second = sum(1 for k in nas.cache_kinds[40:] if k == FULL)
+    assert kv_cache(nas, 4096, pp=2).total_bytes == max(first, second) * 4096 * 2 * 8 * 128 * 2
+    from vramplan.core.memory import weights_per_gpu_bytes
+    from vramplan.core.precision import per_layer_bytes, weight_bytes, dense_format
+
+    vl = load_model("qwen3-vl-8b-instruct").spec
+    fmt = dense_format("bf16", 2)
+    wb = weight_bytes(vl, fmt)
+    stage0 = weights_per_gpu_bytes(vl, wb, pp=2, layer_bytes=per_layer_bytes(vl, fmt))
+    assert stage0 >= 2 * sum(n for _, n in vl.extra_params)  # the vision tower is on a stage

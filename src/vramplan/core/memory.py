@@ -79,12 +79,24 @@ def kv_cache(spec: ModelSpec, context: int, batch: int = 1, kv_dtype: str = "aut
     """formulas.md 3: bytes = tokens x batch x sum over layers of per-token elements x bits / 8.
 
     Sliding layers hold min(context, window) tokens; MLA one latent (kv_lora + rope) per token; Mamba a constant state.
-    With pipeline parallelism the heaviest stage's share is reported (layers split as evenly as possible).
+    With pipeline parallelism the heaviest stage is reported, each stage holding its contiguous layers
+    [i*L//pp, (i+1)*L//pp) (the same split as the weights), so models whose cache layers cluster are right.
     """
+    n = spec.num_layers
+    ranges = [range(i * n // pp, (i + 1) * n // pp) for i in range(pp)] if pp > 1 else [range(n)]
+    kinds, mask = spec.cache_kinds, spec.indexer_mask
+    best = None
+    for rng in ranges:
+        kv = _kv_for(spec, [kinds[i] for i in rng], sum(mask[i] for i in rng), context, batch, kv_dtype, tp)
+        if best is None or kv.total_bytes > best.total_bytes:
+            best = kv
+    return best
+
+
+def _kv_for(spec: ModelSpec, kinds: list[str], indexer_layers: int, context: int, batch: int, kv_dtype: str,
+            tp: int) -> KVCache:
     bits = kv_bits(kv_dtype)
-    counts = _count(spec.cache_kinds)
-    if pp > 1:  # the heaviest stage holds at most ceil(n / pp) layers of each kind
-        counts = {k: ceil(n / pp) for k, n in counts.items()}
+    counts = _count(kinds)
     per_kind: dict[str, int] = {}
     per_token_elems = state = 0
     for kind, n in counts.items():
@@ -107,13 +119,18 @@ def kv_cache(spec: ModelSpec, context: int, batch: int = 1, kv_dtype: str = "aut
         tokens = min(context, spec.sliding_window) if kind == SLIDING and spec.sliding_window else context
         per_kind[kind] = ceil(n * e * tokens * batch * bits / 8)
         per_token_elems += n * e
-    if spec.indexer_heads and not spec.o_groups and not (spec.is_mla and not spec.indexer_layer_mask):
+    if partial_indexer(spec) and indexer_layers:
         # a lightning indexer in some layers only (MiniMax-M3, GLM-5.2): one key of indexer_head_dim per token there
-        n_idx = sum(spec.indexer_mask) if pp == 1 else ceil(sum(spec.indexer_mask) / pp)
-        per_kind["indexer"] = ceil(n_idx * spec.indexer_head_dim * context * batch * bits / 8)
-        per_token_elems += n_idx * spec.indexer_head_dim
+        per_kind["indexer"] = ceil(indexer_layers * spec.indexer_head_dim * context * batch * bits / 8)
+        per_token_elems += indexer_layers * spec.indexer_head_dim
     return KVCache(sum(per_kind.values()), tuple(per_kind.items()), ceil(per_token_elems * bits / 8), state,
                    context, batch, kv_dtype)
+
+
+def partial_indexer(spec: ModelSpec) -> bool:
+    """An indexer whose keys are cached apart from the layers' K/V (MiniMax-M3's sparse layers, GLM-5.2's
+    IndexCache layers); DSA models with an indexer in every MLA layer count it in the latent instead."""
+    return bool(spec.indexer_heads) and not spec.o_groups and not (spec.is_mla and not spec.indexer_layer_mask)
 
 
 def _count(kinds) -> dict[str, int]:
@@ -131,7 +148,7 @@ def kv_bytes_per_token(spec: ModelSpec, kv_dtype: str = "auto", tp: int = 1) -> 
     """Bytes one token adds across every attention layer (sliding layers counted as if inside their window)."""
     bits = kv_bits(kv_dtype)
     elems = sum(kv_elements_per_token_rank(spec, k, tp) for k in spec.cache_kinds)
-    if spec.indexer_heads and not spec.o_groups and not (spec.is_mla and not spec.indexer_layer_mask):
+    if partial_indexer(spec):
         elems += sum(spec.indexer_mask) * spec.indexer_head_dim
     return ceil(elems * bits / 8)
 
@@ -165,6 +182,9 @@ def weights_per_gpu_bytes(spec: ModelSpec, wb: WeightBytes, tp: int = 1, pp: int
         stages = [sum(layer_bytes[i * n // pp:(i + 1) * n // pp]) for i in range(pp)]
         stages[0] += groups.get("embedding", 0)
         stages[-1] += groups.get("lm_head", 0)
+        # vision / audio towers and projectors run before the first layer: on the first stage
+        stages[0] += sum(b for k, b in groups.items() if k in {t.group for t in global_tensors(spec)
+                                                                  if t.role in ("vision", "extra")})
         return max(ceil(b / tp) for b in stages)
     layer_part = per_tp - ceil(outer / tp)
     stage = ceil(layer_part * _stage_layers(spec.num_layers, pp) / spec.num_layers)

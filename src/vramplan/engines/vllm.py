@@ -215,13 +215,15 @@ def stage_weights(spec: ModelSpec, wb: WeightBytes, fmt, tp: int, pp: int, act_b
                 if t.role == "attn_kv_b":
                     mla_absorb[i] = _split(t.numel * act_bytes, tp)
             per_layer[i] = one
-    embed = head = other = 0
+    embed = head = other = front = 0
     base = getattr(fmt, "base_bytes", 2)
     vpad = (-spec.vocab_size) % VOCAB_PAD
     for t in global_tensors(spec):
         b = _tensor_bytes(fmt, t)
         if t.role == "token_embd":
             embed += _split(b + vpad * spec.hidden_size * base, tp)
+        elif t.role in ("vision", "extra", "token_embd_per_layer", "ple_model_proj"):
+            front += _split(b, tp)  # encoders and per-layer input embeddings run before the first layer
         elif t.role == "output" or (t.group == "lm_head"):
             head += _split(b + (vpad * spec.hidden_size * base if t.role == "output" else 0), tp)
         elif len(t.shape) == 1 and t.role != "vision":
@@ -244,6 +246,8 @@ def stage_weights(spec: ModelSpec, wb: WeightBytes, fmt, tp: int, pp: int, act_b
         part = sum(per_layer[i] for i in idx)
         if s == 0 or (spec.tie_embeddings and s == pp - 1):
             part += embed
+        if s == 0:
+            part += front
         if s == pp - 1:
             part += head + other
         part = round(part * ratio)
@@ -379,6 +383,8 @@ def kv_groups(spec: ModelSpec, layers: tuple[int, ...], kv_dtype: str, act_bytes
         by[k] = by.get(k, 0) + 1
     pages = {k: block * kv_bytes_per_token_layer(spec, FULL if k == MAMBA else k, kv_dtype, act_bytes, tp)
              for k in by}
+    if not by:
+        return []
     window = spec.sliding_window
     blocks = {k: 0 for k in by}
     if len(set(pages.values())) > 1 and MAMBA not in by:
@@ -580,6 +586,10 @@ def vllm_memory(spec: ModelSpec, wb: WeightBytes, fmt, *, gpu_total_bytes: int, 
         act = max(fwd, samp) + ws
         avail = requested - sw.weights_bytes - act - nt - (cg if rules.cudagraph_in_budget else 0)
         groups = tuple(kv_groups(spec, sw.layers, kv_dtype, act_bytes, tp, block, hybrid_kv, ver))
+        if not groups:  # a stage whose layers all reuse other layers' caches (Gemma 4 E-models) holds no KV pool
+            stages.append(StagePlan(s, len(sw.layers), sw.weights_bytes, act, nt, cg, avail, 0, groups, 1 << 62,
+                                    fwd, samp, ws))
+            continue
         group_size = max(g.layers for g in groups)
         page = groups[0].page_bytes
         block_bytes = page * group_size
@@ -587,12 +597,13 @@ def vllm_memory(spec: ModelSpec, wb: WeightBytes, fmt, *, gpu_total_bytes: int, 
         stages.append(StagePlan(s, len(sw.layers), sw.weights_bytes, act, nt, cg, avail, block_bytes, groups, own,
                                 fwd, samp, ws))
     num_blocks = min(st.num_blocks_own for st in stages)
-    n_groups = len(stages[0].groups)
+    pooled = [st for st in stages if st.groups] or stages
+    n_groups = len(pooled[0].groups)
     tokens = (num_blocks // n_groups) * block if n_groups else 0
     # max concurrency: blocks needed by one max_model_len request across the heaviest stage's groups
     conc = 0.0
     per_req = 0
-    for g in stages[0].groups:
+    for g in pooled[0].groups:
         per_req += request_blocks(g, max_model_len, block, mnbt)
     if per_req:
         conc = num_blocks / per_req
@@ -754,7 +765,9 @@ def explain(p: VllmPlan, spec: ModelSpec, assumed_gpu: bool) -> list[str]:
     if p.pp > 1:
         lines.append("pipeline stages: " + "; ".join(
             f"stage {s.stage}: {s.layers} layers, weights {g(s.weights_bytes)}, activations "
-            f"{g(s.activation_bytes)}, {s.num_blocks_own:,} blocks alone" for s in p.stages)
+            f"{g(s.activation_bytes)}, "
+            + (f"{s.num_blocks_own:,} blocks alone" if s.groups else "no KV cache (its layers reuse others' caches)")
+            for s in p.stages)
                      + " (every stage uses the smallest block count)")
     lines += list(p.notes)
     return lines
