@@ -150,3 +150,24 @@ def test_kimi_k2_5_int4_checkpoint_bytes():
     spec = load_model("kimi-k2.5").spec
     wb = model_weight_bytes(spec, format_from_quant_config(spec.quant_config))
     assert abs(wb.total_bytes / 595_148_192_736 - 1) < 1e-5
+
+
+def test_ignore_globs_without_layer_numbers_and_layer_globs():
+    everywhere, _ = ignored_roles(["*self_attn*"], LINEAR_ROLES)
+    assert {"attn_q", "attn_k", "attn_v", "attn_output"} <= everywhere
+    _, layers = ignored_roles(["model.layers.1*"], LINEAR_ROLES)
+    assert {1, 10, 19, 100}.issubset(layers["attn_q"]) and 2 not in layers["attn_q"]
+
+
+@pytest.mark.parametrize("qc", [
+    {"quant_method": "modelopt", "quant_algo": "W4A16_AWQ", "group_size": "x"},
+    {"quant_method": "modelopt", "quant_algo": "W4A16_AWQ", "group_size": -5},
+    {"quant_method": "fp8", "weight_block_size": [128]},
+    {"quant_method": "gptq", "bits": "four"},
+])
+def test_malformed_quantization_configs_name_the_field(qc):
+    from vramplan.errors import InvalidModelSpec
+
+    with pytest.raises(InvalidModelSpec) as err:
+        format_from_quant_config(qc)
+    assert "quantization_config" in str(err.value)

@@ -115,11 +115,18 @@ def _valid_tp(spec):
 def _layer_kv(spec, context: int, batch: int, kv_dtype: str, tp: int) -> tuple[int, ...]:
     """KV bytes of each layer for the workload at ``tp`` (per rank), from the core's per-kind totals."""
     kv = kv_cache(spec, context, batch, kv_dtype, tp)
+    kinds = spec.cache_kinds  # layers that reuse another layer's cache hold none
     counts: dict[str, int] = {}
-    for k in spec.kinds:
+    for k in kinds:
         counts[k] = counts.get(k, 0) + 1
     by_kind = dict(kv.by_kind)
-    return tuple(ceil(by_kind.get(k, 0) / counts[k]) for k in spec.kinds)
+    per = [ceil(by_kind.get(k, 0) / counts[k]) for k in kinds]
+    idx = by_kind.get("indexer", 0)  # a partial indexer's keys, on the layers that have one
+    if idx:
+        mask = spec.indexer_mask
+        share = ceil(idx / max(sum(mask), 1))
+        per = [b + (share if m else 0) for b, m in zip(per, mask)]
+    return tuple(per)
 
 
 def build_stack(lm, fmt, wb: WeightBytes, *, context: int, batch: int, kv_dtype: str,

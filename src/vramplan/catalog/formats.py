@@ -71,7 +71,15 @@ def get_format(name: str, base_bytes: int = 2) -> WeightFormat:
 def format_from_quant_config(qc: dict, base_bytes: int = 2) -> WeightFormat | None:
     """The storage format a checkpoint's quantization_config describes (None if not quantized or unknown),
     with the modules its ignore / exclude_modules list leaves unquantized."""
-    fmt = _format_from_quant_config(qc, base_bytes)
+    from ..errors import InvalidModelSpec, VramplanError
+
+    try:
+        fmt = _format_from_quant_config(qc, base_bytes)
+    except VramplanError:
+        raise
+    except (TypeError, ValueError, OverflowError, KeyError, AttributeError, IndexError) as exc:
+        raise InvalidModelSpec(f"malformed quantization_config ({type(exc).__name__}: {str(exc)[:80]})",
+                               field="quantization_config") from None
     if fmt is None or not fmt.roles:
         return fmt
     skipped = qc.get("ignore") or qc.get("exclude_modules") or qc.get("modules_to_not_convert") or ()
@@ -141,15 +149,32 @@ def ignored_roles(patterns: list[str], quantized: frozenset[str]) -> tuple[froze
                         in_layers.setdefault(role, set()).update(found)
             continue
         k = raw.find("layers.")
-        if k < 0 or any(x in raw[:k] for x in ("mtp", "vision", "visual", "audio", "encoder")):
+        if any(x in (raw[:k] if k >= 0 else raw) for x in ("mtp", "vision", "visual", "audio", "encoder", "lm_head",
+                                                             "embed")):
             continue  # lm_head, embeddings, vision tower, mtp: not decoder-layer roles
-        pat = raw[k:]
-        m = re.match(r"layers\.(\d+)(\.|\*|$)", pat)
-        layer = int(m.group(1)) if m else None
+        globbed = any(c in raw for c in "*?[")
+        if k < 0:
+            if not globbed:
+                continue
+            pat = raw if raw.startswith("*") else "*" + raw  # '*self_attn*': any layer
+            layer = None
+        else:
+            pat = raw[k:]
+            m = re.match(r"layers\.(\d+)(\.|$)", pat)
+            if m is None and re.match(r"layers\.[\d*?\[]", pat) and not pat.startswith("layers.*"):
+                # 'layers.1*' and the like: try each layer number
+                for role in roles:
+                    found = {i for i in range(_SCAN_LAYERS)
+                             if any(fnmatchcase(f"layers.{i}.{mod}", pat) or fnmatchcase(f"layers.{i}.{mod}", pat + ".*")
+                                    for mod in _ROLE_MODULES[role])}
+                    if found:
+                        in_layers.setdefault(role, set()).update(found)
+                continue
+            layer = int(m.group(1)) if m else None
         for role in roles:
             for mod in _ROLE_MODULES[role]:
                 name = f"layers.{layer if layer is not None else 0}.{mod}"
-                if ("*" in pat or "?" in pat or "[" in pat) and (fnmatchcase(name, pat) or fnmatchcase(name, pat + ".*")) \
+                if globbed and (fnmatchcase(name, pat) or fnmatchcase(name, pat + ".*")) \
                         or name == pat or name.startswith(pat + "."):
                     if layer is None:
                         everywhere.add(role)
@@ -187,7 +212,14 @@ def _format_from_quant_config(qc: dict, base_bytes: int = 2) -> WeightFormat | N
         return get_format(key, base_bytes)
     if method == "fp8":
         if qc.get("weight_block_size"):
-            bo, bi = qc["weight_block_size"]
+            wbs = qc["weight_block_size"]
+            if (not isinstance(wbs, (list, tuple)) or len(wbs) != 2
+                    or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in wbs)):
+                from ..errors import InvalidModelSpec
+
+                raise InvalidModelSpec(f"expected two positive whole numbers, got {wbs!r}",
+                                       field="quantization_config.weight_block_size")
+            bo, bi = wbs
             extra = {"block2d_bits": 8} if str(qc.get("scale_fmt", "")).lower() == "ue8m0" else {}  # e8m0 scales
             fmt = _build("fp8-block", _table()["fp8-block"], block2d=(int(bo), int(bi)), base_bytes=base_bytes,
                          **extra)
@@ -225,7 +257,12 @@ def _modelopt(qc: dict, base_bytes: int) -> WeightFormat | None:
                                                          label="NVFP4 (ModelOpt): E4M3 scale per 16 values, fp32 "
                                                                "global weight + input scales")
     if "AWQ" in algo and ("W4" in algo or "INT4" in algo):
-        group = int(qc.get("group_size") or 128)
+        group = qc.get("group_size") or 128
+        if isinstance(group, bool) or not isinstance(group, int) or not 0 < group <= 1 << 20:
+            from ..errors import InvalidModelSpec
+
+            raise InvalidModelSpec(f"expected a positive whole number, got {group!r}",
+                                   field="quantization_config.group_size")
         return get_format("awq", base_bytes)._replace(group_size=group, name=f"modelopt-int4-awq-g{group}")
     return None
 
