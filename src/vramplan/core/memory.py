@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from math import ceil
 
-from .model import COMPRESS_RATIO, FULL, MAMBA, MLA, SLIDING, ModelSpec, global_tensors, layer_groups
+from .model import (COMPRESS_RATIO, FULL, MAMBA, MLA, SLIDING, ModelSpec, global_tensors, group_mlp_width,
+                    layer_groups)
 from .precision import KV_DTYPE_BITS, WeightBytes
 from .records import record
 
@@ -202,12 +203,10 @@ def prefill_activation_bytes(spec: ModelSpec, tokens: int, batch: int = 1, tp: i
     """
     n = tokens * batch
     h = spec.hidden_size
-    if spec.is_moe:
-        width = max(spec.moe_intermediate_size * spec.experts_per_token + spec.shared_expert_intermediate_size,
-                    spec.intermediate_size if not all(spec.moe_mask) else 0)
-    else:
-        width = spec.intermediate_size
-    attn = (2 * spec.num_heads * spec.head_dim + 2 * spec.num_kv_heads * spec.value_head_dim) // tp
+    width = max((sum(group_mlp_width(spec, g)) for g in layer_groups(spec)), default=0)
+    attn = max((2 * spec.heads_for(k) * spec.head_dim_for(k)
+                + 2 * spec.kv_heads_for(k) * (spec.v_head_dim or spec.head_dim_for(k)) for k in set(spec.kinds)
+                if k in (FULL, SLIDING)), default=0) // tp
     if spec.is_mla:
         attn = (spec.num_heads * (spec.head_dim + spec.qk_nope_head_dim + 2 * spec.value_head_dim)) // tp
     mlp = 3 * width // tp

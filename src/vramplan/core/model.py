@@ -643,6 +643,14 @@ def mtp_tensors(spec: ModelSpec) -> tuple[Tensor, ...]:
     return tuple(one + layer) * spec.mtp_layers
 
 
+def group_mlp_width(spec: ModelSpec, g: LayerGroup) -> tuple[int, int]:
+    """(dense + shared-expert width, routed width one token runs through) of one layer group's feed-forward part, from
+    its tensors (per-layer widths, double-wide MLPs and a dense MLP beside the experts included)."""
+    dense = sum(t.shape[0] for t in g.tensors if t.role in ("ffn_up", "ffn_up_shexp") and len(t.shape) == 2)
+    routed = spec.experts_per_token * spec.moe_intermediate_size if g.moe else 0
+    return dense, routed
+
+
 # ----- counts ------------------------------------------------------------------------------------------------
 
 @record

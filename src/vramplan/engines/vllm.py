@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from math import ceil
 
 from ..core.model import (FULL, GATED_DELTANET, MAMBA, MAMBA2, MLA, NO_MLP, NOMIX, SLIDING, ModelSpec, global_tensors,
-                          layer_groups)
+                          group_mlp_width, layer_groups)
 from ..core.precision import WeightBytes
 from ..errors import InvalidRequest, UnknownName, suggest
 
@@ -445,10 +445,7 @@ def forward_peak_bytes(spec: ModelSpec, tokens: int, tp: int, act_bytes: int,
             widths.append(3 * spec.d_inner // tp)
         if g.mlp == NO_MLP:
             continue
-        if g.moe:
-            w = spec.shared_expert_intermediate_size
-        else:
-            w = spec.intermediate_size
+        w = group_mlp_width(spec, g)[0]  # dense / shared-expert width (routed experts: the fused-MoE workspace)
         widths.append((3 if spec.mlp_gated else 2) * w // tp)
     return tokens * (2 * spec.hidden_size + max(widths or [0])) * act_bytes + overhead_bytes
 
