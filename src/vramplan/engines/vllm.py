@@ -377,7 +377,8 @@ def kv_groups(spec: ModelSpec, layers: tuple[int, ...], kv_dtype: str, act_bytes
         if MAMBA in kinds:
             raise InvalidRequest("vLLM needs its hybrid KV cache manager for models with recurrent layers",
                                  field="disable_hybrid_kv_cache_manager")
-        kinds = [FULL if k == SLIDING else k for k in kinds]
+        if not spec.global_head_dim:  # same page either way: one full-attention group
+            kinds = [FULL if k == SLIDING else k for k in kinds]
     by: dict[str, int] = {}
     for k in kinds:
         by[k] = by.get(k, 0) + 1
@@ -385,7 +386,7 @@ def kv_groups(spec: ModelSpec, layers: tuple[int, ...], kv_dtype: str, act_bytes
              for k in by}
     if not by:
         return []
-    window = spec.sliding_window
+    window = spec.sliding_window if hybrid else 0  # without the hybrid manager sliding layers keep every token
     blocks = {k: 0 for k in by}
     if len(set(pages.values())) > 1 and MAMBA not in by:
         # unify_kv_cache_spec_page_size: kinds with a smaller page get proportionally more tokens per block
