@@ -32,6 +32,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..core.gguf_mix import GGUF_MIXES, ggml_nbytes, gguf_tensor_types
+from ..core.memory import partial_indexer
 from ..core.model import FULL, MAMBA, MLA, SLIDING, ModelSpec, iter_tensors
 from ..errors import InvalidRequest, UnknownName, suggest
 
@@ -410,6 +411,8 @@ def llamacpp_memory(spec: ModelSpec, tensors: list[PlacedTensor], *, n_ctx: int,
         if kind == MAMBA:
             b = rs_cells * rs_layer
             rs_total += b
+        elif partial_indexer(spec) and spec.indexer_mask[il]:  # index keys of the layers that keep their own
+            b += c * row_bytes(tk, spec.indexer_head_dim)
         per_cell_total += kv_layer_bytes_per_cell(spec, kind, tk, tv, rules.mla_latent)
         d = -1 if no_kv_offload else devs[il]
         if d < 0:

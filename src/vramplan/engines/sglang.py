@@ -71,6 +71,10 @@ def cell_size_bytes(spec: ModelSpec, kv_dtype: str, act_bytes: int, tp: int) -> 
             continue
         else:
             total += kv_elements_per_token_rank(spec, k, tp) * b
+    if spec.indexer_heads and not spec.o_groups:
+        # lightning-indexer keys: DSA's fp8 keys + one fp32 scale per 128 (132 B), MiniMax-M3's in the model dtype
+        per = spec.indexer_head_dim + spec.indexer_head_dim // 128 * 4 if spec.is_mla else spec.indexer_head_dim * act_bytes
+        total += per * sum(spec.indexer_mask)
     return int(total)
 
 

@@ -301,13 +301,18 @@ def kv_bytes_per_token_layer(spec: ModelSpec, kind: str, kv_dtype: str, act_byte
         if (kv_dtype or "").lower() == "fp8_ds_mla":
             return 656 + idx
         return int((spec.kv_lora_rank + spec.qk_rope_head_dim) * kv_dtype_bytes(kv_dtype, act_bytes, True)) + idx
+    extra = 0
+    if spec.indexer_heads and not spec.o_groups and kind in (FULL, SLIDING):
+        # MiniMax-M3: index keys (indexer_kv_dtype, model dtype by default) on the sparse layers, spread per layer
+        mask = spec.indexer_mask
+        extra = ceil(spec.indexer_head_dim * act_bytes * sum(mask) / len(mask))
     if spec.global_head_dim:  # Gemma 4 / MiMo-V2: per-kind head size and KV heads
         kind = FULL if kind == MAMBA else kind
         d = spec.head_dim_for(kind)
         return int(max(1, spec.kv_heads_for(kind) // tp) * (d + (spec.v_head_dim or d))
                    * kv_dtype_bytes(kv_dtype, act_bytes))
     heads = max(1, spec.num_kv_heads // tp)
-    return int(heads * (spec.head_dim + spec.value_head_dim) * kv_dtype_bytes(kv_dtype, act_bytes))
+    return int(heads * (spec.head_dim + spec.value_head_dim) * kv_dtype_bytes(kv_dtype, act_bytes)) + extra
 
 
 @dataclass(frozen=True, slots=True)
