@@ -514,3 +514,19 @@ def test_pipeline_stages_follow_the_real_layers(run_json):
     wb = weight_bytes(vl, fmt)
     stage0 = weights_per_gpu_bytes(vl, wb, pp=2, layer_bytes=per_layer_bytes(vl, fmt))
     assert stage0 >= 2 * sum(n for _, n in vl.extra_params)  # the vision tower is on a stage
+
+
+def test_training_activations_use_per_kind_sizes_and_layer_widths():
+    from vramplan.core.training_activations import ActivationModel, layer_terms
+
+    m = ActivationModel(full=True, attention="sdpa", use_cache=False)
+    step = load_model("step-3.5-flash").spec
+    q = {k: dict(layer_terms(step, k, True, m, 1024, "moe"))["attention: Q (post-RoPE)"] for k in (FULL, "sliding")}
+    assert q["sliding"] == 2 * 96 * 128 and q[FULL] == 2 * 64 * 128
+    nas = load_model("llama-3.3-nemotron-super-49b-v1").spec
+    narrow = dict(layer_terms(nas, FULL, False, m, 1024, "dense", 2816))
+    wide = dict(layer_terms(nas, FULL, False, m, 1024, "dense", 28672))
+    assert wide["mlp: gate/act/up outputs"] == 28672 / 2816 * narrow["mlp: gate/act/up outputs"]
+    g4 = load_model("gemma-4-26b-a4b").spec
+    both = dict(layer_terms(g4, "sliding", True, m, 1024, "dense+moe", 2112))
+    assert "mlp: gate/act/up outputs" in both and any(k.startswith("experts:") for k in both)

@@ -46,7 +46,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import peft_methods as pm
-from .model import DENSE, GATED_DELTANET, MAMBA, MAMBA2, MLA, MOE, NO_MLP, NOMIX, ModelSpec, layer_groups
+from .model import (DENSE, DENSE_MOE, FULL, GATED_DELTANET, MAMBA, MAMBA2, MLA, MOE, NO_MLP, NOMIX, SLIDING, ModelSpec,
+                    group_mlp_width, layer_groups)
 from .peft import AdapterPlan, AdapterTarget
 
 ATTENTION_IMPLS = ("sdpa", "flash", "eager")
@@ -188,6 +189,10 @@ def _method_extras(spec: ModelSpec, m: ActivationModel) -> tuple[int, int, int, 
 def _attention_terms(spec: ModelSpec, kind: str, m: ActivationModel, seq_len: int) -> list[tuple[str, int]]:
     a = m.act_bytes
     h, nh, nkv, d, vd = spec.hidden_size, spec.num_heads, spec.num_kv_heads, spec.head_dim, spec.value_head_dim
+    if kind in (FULL, SLIDING):  # per-kind sizes (Gemma 4 full layers, Step-3.5 sliding layers, MiMo-V2)
+        nh, nkv, d = spec.heads_for(kind), spec.kv_heads_for(kind), spec.head_dim_for(kind)
+        if spec.global_head_dim:
+            vd = spec.v_head_dim or d
     t: list[tuple[str, int]] = []
     if kind == MLA:
         qk = spec.qk_nope_head_dim + spec.qk_rope_head_dim
@@ -217,7 +222,8 @@ def _attention_terms(spec: ModelSpec, kind: str, m: ActivationModel, seq_len: in
     return t
 
 
-def _mlp_terms(spec: ModelSpec, moe: bool, m: ActivationModel) -> list[tuple[str, int]]:
+def _mlp_terms(spec: ModelSpec, moe: bool, m: ActivationModel, width: int = 0, with_moe: bool = False
+               ) -> list[tuple[str, int]]:
     a, h = m.act_bytes, spec.hidden_size
     t: list[tuple[str, int]] = []
 
@@ -231,8 +237,9 @@ def _mlp_terms(spec: ModelSpec, moe: bool, m: ActivationModel) -> list[tuple[str
         t.extend(_linear_inputs(width, a, (role_down,), m, f"down_proj{suffix} in", m.full))
 
     if not moe:
-        dense(spec.intermediate_size, "", ("ffn_gate", "ffn_up"), "ffn_down")
-        return t
+        dense(width or spec.intermediate_size, "", ("ffn_gate", "ffn_up"), "ffn_down")
+        if not with_moe:
+            return t
     e, k, w = spec.num_experts, spec.experts_per_token, spec.moe_intermediate_size
     t.extend(_linear_inputs(h, m.norm_out_bytes, ("ffn_gate_inp",), m, "router in", m.full))
     t.append(("router: fp32 probabilities", 4 * e))
@@ -267,8 +274,9 @@ def _mamba_terms(spec: ModelSpec, m: ActivationModel) -> list[tuple[str, int]]:
 
 
 def layer_terms(spec: ModelSpec, kind: str, moe: bool, m: ActivationModel, seq_len: int,
-                mlp: str | None = None) -> list[tuple[str, int]]:
-    """Saved bytes per token of one decoder layer, as named terms."""
+                mlp: str | None = None, width: int = 0) -> list[tuple[str, int]]:
+    """Saved bytes per token of one decoder layer, as named terms (``width``: the layer's dense MLP width where it
+    differs from intermediate_size)."""
     mlp = mlp or (MOE if moe else DENSE)
     h = spec.hidden_size
     if kind in (MAMBA, NOMIX):
@@ -276,7 +284,7 @@ def layer_terms(spec: ModelSpec, kind: str, moe: bool, m: ActivationModel, seq_l
         if mlp != NO_MLP:
             if kind == MAMBA and spec.norms_per_layer > 1:
                 t += _norm_terms(h, m, "post-mixer norm")
-            t += _mlp_terms(spec, mlp == MOE, m)
+            t += _mlp_terms(spec, mlp == MOE, m, width)
         return t
     t = _norm_terms(h, m, "input norm")
     if kind == MLA:
@@ -285,7 +293,9 @@ def layer_terms(spec: ModelSpec, kind: str, moe: bool, m: ActivationModel, seq_l
         t += _linear_inputs(h, m.norm_out_bytes, ("attn_q", "attn_k", "attn_v"), m, "q/k/v in", m.full)
     t += _attention_terms(spec, kind, m, seq_len)
     vd = spec.v_head_dim if kind == MLA else spec.value_head_dim
-    o_width = spec.num_heads * vd
+    if spec.global_head_dim and kind in (FULL, SLIDING):
+        vd = spec.v_head_dim or spec.head_dim_for(kind)
+    o_width = spec.heads_for(kind) * vd
     # SDPA/flash return the output in (b, s, heads, d) memory order: o_proj's input is the saved output itself.
     o_base = m.full and m.attention == "eager"
     t += _linear_inputs(o_width, m.act_bytes, ("attn_output",), m, "o_proj in", o_base)
@@ -293,7 +303,9 @@ def layer_terms(spec: ModelSpec, kind: str, moe: bool, m: ActivationModel, seq_l
         return t
     for i in range(max(spec.norms_per_layer - 1, 1)):
         t += _norm_terms(h, m, "post-attention norm" if i == 0 else f"extra norm {i}")
-    t += _mlp_terms(spec, moe, m)
+    if mlp == DENSE_MOE:  # Gemma 4 26B-A4B: the dense MLP and the experts side by side
+        return t + _mlp_terms(spec, False, m, width, with_moe=True)
+    t += _mlp_terms(spec, moe and mlp == MOE, m, 0 if mlp == MOE else width)
     return t
 
 
@@ -337,7 +349,7 @@ def activations(spec: ModelSpec, m: ActivationModel, batch: int, seq_len: int, v
     cache = 0
     scores = 0
     for g in layer_groups(spec):
-        terms = layer_terms(spec, g.kind, g.moe, m, s, g.mlp)
+        terms = layer_terms(spec, g.kind, g.moe, m, s, g.mlp, 0 if g.mlp == MOE else group_mlp_width(spec, g)[0])
         per_tok = sum(b for _, b in terms)
         if not first_terms:
             first_terms = terms
@@ -345,7 +357,7 @@ def activations(spec: ModelSpec, m: ActivationModel, batch: int, seq_len: int, v
         per_group.append((label, per_tok))
         layers_total += per_tok * len(g.layers)
         max_layer = max(max_layer, per_tok)
-        max_width = max(max_width, _mlp_width(spec, g.moe, g.mlp))
+        max_width = max(max_width, _mlp_width(spec, g.moe, g.mlp), group_mlp_width(spec, g)[0] if g.mlp != MOE else 0)
         if g.kind not in (MAMBA, NOMIX) and m.cache_on and (m.expand_kv or m.attention == "eager"):
             kv = spec.kv_elements_per_token(g.kind) if g.kind == MLA else \
                 spec.num_kv_heads * (spec.head_dim + spec.value_head_dim)
@@ -431,4 +443,5 @@ def full_ft_bytes_per_token_layer(spec: ModelSpec, attention: str = "sdpa", seq_
     """formulas.md 5.2's verified per-token, per-layer figure for full fine-tuning in bf16 (first layer group)."""
     m = ActivationModel(full=True, attention=attention, use_cache=False)
     g = layer_groups(spec)[0]
-    return sum(b for _, b in layer_terms(spec, g.kind, g.moe, m, seq_len, g.mlp))
+    return sum(b for _, b in layer_terms(spec, g.kind, g.moe, m, seq_len, g.mlp,
+                                         0 if g.mlp == MOE else group_mlp_width(spec, g)[0]))
