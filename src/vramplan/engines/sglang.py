@@ -120,6 +120,15 @@ def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", t
     free_start = total - ctx
     kv = int(free_start * mfs) - weights
     cell = cell_size_bytes(spec, kv_dtype, act, tp)
+    if kv <= 0 and options.get("check_fit", True):
+        raise InvalidRequest(
+            f"SGLang has no room for a KV pool: {mfs} x {free_start / GiB:.2f} GiB free at start-up = "
+            f"{free_start * mfs / GiB:.2f} GiB is less than the {weights / GiB:.2f} GiB of weights per GPU; raise "
+            f"mem_fraction_static, add GPUs (tensor_parallel_size {tp * 2}) or use a smaller weight format",
+            field="mem_fraction_static")
+    if not cell and MAMBA in spec.kinds:
+        raise InvalidRequest("SGLang plans for purely recurrent models (no attention layer) are not modelled",
+                             field="engine")
     mamba_slots = mamba_bytes = 0
     if MAMBA in spec.kinds:
         per_req = mamba_state_bytes_per_request(spec, tp)
@@ -134,12 +143,6 @@ def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", t
                                  f"({per_req / GiB:.2f} GiB per request on each GPU)", field="mem_fraction_static")
     tokens = max(0, kv - mamba_bytes) // cell if cell else 0
     reserved = free_start - int(free_start * mfs)
-    if kv <= 0 and options.get("check_fit", True):
-        raise InvalidRequest(
-            f"SGLang has no room for a KV pool: {mfs} x {free_start / GiB:.2f} GiB free at start-up = "
-            f"{free_start * mfs / GiB:.2f} GiB is less than the {weights / GiB:.2f} GiB of weights per GPU; raise "
-            f"mem_fraction_static, add GPUs (tensor_parallel_size {tp * 2}) or use a smaller weight format",
-            field="mem_fraction_static")
     memory = {"weights": weights, "kv_cache": max(kv, 0), "activations": reserved, "runtime": ctx}
     memory["total"] = sum(memory.values())
     conc = tokens / max(context, 1)
