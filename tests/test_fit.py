@@ -268,3 +268,21 @@ def test_cli_gpus_listing(run_json, run_cli):
     assert code == 0 and "usable GiB" in out and "H100" in out
     code, _, err = run_cli("gpus", "h1000")
     assert code == 1 and "did you mean" in err
+
+
+def test_moe_on_one_consumer_gpu_gets_an_expert_offload_plan(run_json):
+    """llama.cpp --cpu-moe: every layer on the GPU except the routed experts; each step reads only the activated
+    experts from host RAM, so it beats putting whole layers there."""
+    out = run_json("fit", "qwen3-235b-a22b", "-q", "Q4_K_M", "--max-model-len", "16k", "--gpu", "rtx-4090")
+    plans = {c["label"]: c for c in out["cheapest"]}
+    expert = next(c for label, c in plans.items() if "routed experts in host RAM" in label)
+    assert expert["count"] == 1 and expert["fits"] and expert["expert_offload"]
+    assert expert["host_ram_for_offload"] > 100 * 2**30
+    from vramplan._plan_common import _Workload
+    from vramplan.api import load_model
+    from vramplan.catalog.gpus import get_gpu
+    from vramplan.core import fit as F
+
+    w = _Workload(load_model("qwen3-235b-a22b"), quantization="Q4_K_M", context=16384, batch=1)
+    layers = F.evaluate_offload(w.stack, get_gpu("rtx-4090"), speed_fn=w.speed)
+    assert expert["decode_tokens_per_s"]["expected"] > layers.speed

@@ -157,7 +157,16 @@ def build_stack(lm, fmt, wb: WeightBytes, *, context: int, batch: int, kv_dtype:
         layer_w[-1] += layer_part - sum(layer_w)
         shards.append(F.TPShard(tp, tuple(layer_w), _layer_kv(spec, context, batch, kv_dtype, tp), emb_rank,
                                 head_rank, prefill_activation_bytes(spec, chunk, 1, tp), runtime_bytes))
-    return F.StackMemory(tuple(shards), spec.tie_embeddings, label=lm.name)
+    experts = expert_frac = 0
+    if spec.is_moe:
+        from .core.precision import expert_weight_bytes
+
+        computed = model_weight_bytes(spec, fmt).total_bytes
+        experts = round(expert_weight_bytes(spec, fmt) * (wb.total_bytes / computed if computed else 1.0))
+        step = T.decode_step_bytes(spec, wb, context, batch, kv_dtype)
+        expert_frac = min(1.0, step.experts_read_bytes / step.total_bytes) if step.total_bytes else 0.0
+    return F.StackMemory(tuple(shards), spec.tie_embeddings, label=lm.name, expert_bytes=experts,
+                         expert_read_fraction=expert_frac)
 
 
 class _Workload:
@@ -185,7 +194,7 @@ class _Workload:
         return T.Layout(c.tp, c.pp, c.host_fraction, c.nodes, self.host_bytes_per_s)
 
     def decode(self, c: F.Candidate) -> T.DecodeSpeed | None:
-        key = (c.gpu.key, c.tp, c.pp, c.nodes, c.offload_layers)
+        key = (c.gpu.key, c.tp, c.pp, c.nodes, c.offload_layers, c.expert_offload)
         if key not in self._speeds:
             if c.gpu.hbm_bytes_per_s <= 0:
                 self._speeds[key] = None
@@ -216,6 +225,7 @@ def _candidate_dict(c: F.Candidate, w: _Workload | None = None) -> dict:
     out = {"label": c.label(), "gpu": c.gpu.name, "gpu_key": c.gpu.key, "category": c.gpu.category,
            "count": c.count, "nodes": c.nodes, "tensor_parallel_size": c.tp, "pipeline_parallel_size": c.pp,
            "stage_layers": list(c.stage_layers), "offload_layers": c.offload_layers,
+           "expert_offload": c.expert_offload,
            "memory_per_gpu": c.need_bytes, "limit_per_gpu": c.limit_bytes, "gpu_memory": c.capacity_bytes,
            "spare_per_gpu": c.spare_bytes, "fits": c.fits, "components": dict(c.components),
            "host_ram_for_offload": c.host_bytes or None, "cost_per_hour_usd":

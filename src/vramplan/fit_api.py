@@ -93,7 +93,8 @@ def _fit_explain(w: _Workload, headroom: float, allow_offload: bool) -> list[str
              "speed: decode tokens/s per sequence from the roofline at the full context (see vramplan speed)"]
     if allow_offload:
         lines.append("a GPU that cannot hold the model alone also gets a llama.cpp-style plan with the first layers "
-                     "in host RAM (-ngl); those are slow: host RAM bandwidth bounds them")
+                     "in host RAM (-ngl) or, for MoE models, every routed expert there (--cpu-moe; only the experts a "
+                     "token picks are read each step), whichever decodes faster; host RAM bandwidth bounds both")
     return lines
 
 

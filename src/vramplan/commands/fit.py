@@ -27,7 +27,7 @@ def add_arguments(p) -> None:
                    help="concurrent sequences, each at the full context")
     p.add_argument("--headroom", type=_headroom, default=0.05, help="share of GPU memory left free (default 0.05)")
     p.add_argument("--no-offload", dest="allow_offload", action="store_false",
-                   help="do not consider llama.cpp-style offload of layers to host RAM")
+                   help="do not consider llama.cpp-style offload of layers (or MoE experts) to host RAM")
     p.add_argument("--host-ram", default=None, help="host RAM for offloaded layers, e.g. 64GiB (default: unchecked)")
     p.add_argument("--top", type=positive_int, default=10, help="how many configurations to rank")
     p.add_argument("--workload", choices=["inference", "training"], default="inference")

@@ -76,6 +76,8 @@ class StackMemory:
     shards: tuple[TPShard, ...]
     tied_embeddings: bool = False
     label: str = ""
+    expert_bytes: int = 0  # routed-expert weights (all layers, TP=1): what llama.cpp --cpu-moe keeps in host RAM
+    expert_read_fraction: float = 0.0  # their share of the bytes one decode step reads
 
     def __post_init__(self) -> None:
         if not self.shards:
@@ -259,6 +261,7 @@ class Candidate:
     host_fraction: float = 0.0
     speed: float | None = None  # decode tokens/s (expected), from the caller's speed function
     notes: tuple[str, ...] = ()
+    expert_offload: bool = False  # every layer on the GPU except the routed experts (llama.cpp --cpu-moe)
 
     @property
     def cost_per_hour_usd(self) -> float | None:
@@ -275,6 +278,8 @@ class Candidate:
             s += f" (TP={self.tp}" + (f", PP={self.pp}" if self.pp > 1 else "") + ")"
         if self.offload_layers:
             s += f" + {self.offload_layers} layers in host RAM"
+        if self.expert_offload:
+            s += " + routed experts in host RAM"
         return s
 
 
@@ -378,6 +383,29 @@ def evaluate_offload(stack: StackMemory, gpu: GPU, *, headroom: float = DEFAULT_
     return _with_speed(c, speed_fn) if speed_fn is not None and fits else c
 
 
+def evaluate_expert_offload(stack: StackMemory, gpu: GPU, *, headroom: float = DEFAULT_HEADROOM,
+                            host_ram_bytes: int | None = None,
+                            speed_fn: Callable[[Candidate], float | None] | None = None) -> Candidate | None:
+    """One GPU holding everything but the routed experts, which stay in host RAM (llama.cpp ``--cpu-moe``); each
+    step reads only the activated experts from host memory. None for dense models or when even that does not fit."""
+    if gpu.unified_memory or not stack.expert_bytes:
+        return None
+    limit = limit_for(gpu, headroom)
+    full = layout_need(stack, 1, 1)
+    need = full.need_bytes - stack.expert_bytes
+    if need > limit:
+        return None
+    notes = []
+    fits = True
+    if host_ram_bytes is not None and stack.expert_bytes > host_ram_bytes:
+        fits = False
+        notes.append("the routed experts need more host RAM than given")
+    comps = tuple((k, v - stack.expert_bytes if k == "weights" else v) for k, v in full.components)
+    c = Candidate(gpu, 1, 1, 1, 1, (stack.layers,), need, limit, capacity_for(gpu), fits, comps, 0,
+                  stack.expert_bytes, stack.expert_read_fraction, notes=tuple(notes), expert_offload=True)
+    return _with_speed(c, speed_fn) if speed_fn is not None and fits else c
+
+
 @dataclass(frozen=True, slots=True)
 class SearchResult:
     """Every GPU's smallest fitting configuration and the ranked lists."""
@@ -404,7 +432,7 @@ class SearchResult:
 def rank_cheapest(cands: Iterable[Candidate]) -> tuple[Candidate, ...]:
     """Plans that keep every layer on the GPUs first, host-RAM offload plans after them (cheaper by the hour, but they
     decode at host-RAM speed); within each, by cost per hour (unknown prices last), then faster, then fewer GPUs."""
-    return tuple(sorted(cands, key=lambda c: (c.offload_layers > 0, c.cost_per_hour_usd is None,
+    return tuple(sorted(cands, key=lambda c: (c.offload_layers > 0 or c.expert_offload, c.cost_per_hour_usd is None,
                                               c.cost_per_hour_usd or 0.0,
                                               -(c.speed or 0.0), c.count)))
 
@@ -447,6 +475,11 @@ def search(stack: StackMemory, gpus: Iterable[GPU], *, max_gpus: int = 8, headro
                 and any(p[0] == 1 for p in pairs)):
             offload = evaluate_offload(stack, gpu, headroom=headroom, host_ram_bytes=host_ram_bytes,
                                        speed_fn=speed_fn)
+            experts = evaluate_expert_offload(stack, gpu, headroom=headroom, host_ram_bytes=host_ram_bytes,
+                                              speed_fn=speed_fn)
+            if experts is not None and experts.fits and (offload is None or not offload.fits
+                                                         or (experts.speed or 0.0) >= (offload.speed or 0.0)):
+                offload = experts  # MoE: experts in host RAM beat whole layers there
             if offload is not None and offload.fits:
                 fitting.append(offload)
             else:
