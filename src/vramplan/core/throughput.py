@@ -249,7 +249,11 @@ def attention_flops(spec: ModelSpec, tokens: int) -> float:
             keys = full_keys if s <= w else w * (w + 1) / 2 + (s - w) * w
         else:
             continue
-        total += 2.0 * (d_qk + d_v) * spec.num_heads * keys
+        heads, dq, dv = spec.num_heads, d_qk, d_v
+        if kind in (FULL, SLIDING) and (spec.global_head_dim or spec.sliding_num_heads):  # per-kind sizes
+            heads, dq = spec.heads_for(kind), spec.head_dim_for(kind)
+            dv = spec.v_head_dim or dq
+        total += 2.0 * (dq + dv) * heads * keys
     return total
 
 
