@@ -530,3 +530,31 @@ def test_training_activations_use_per_kind_sizes_and_layer_widths():
     g4 = load_model("gemma-4-26b-a4b").spec
     both = dict(layer_terms(g4, "sliding", True, m, 1024, "dense+moe", 2112))
     assert "mlp: gate/act/up outputs" in both and any(k.startswith("experts:") for k in both)
+
+
+def test_nemotron_h_gguf_metadata(tmp_path):
+    """A Nemotron-H-shaped GGUF header (llama.cpp keys): per-layer KV heads and feed-forward lengths tell the block
+    kinds (attention / MLP / Mamba-2); the ssm.* keys give the mixer."""
+    gguf = pytest.importorskip("gguf")
+    np = pytest.importorskip("numpy")
+    path = tmp_path / "tiny-nemotron-h.gguf"
+    w = gguf.GGUFWriter(str(path), "nemotron_h")
+    w.add_block_count(4)
+    w.add_embedding_length(256)
+    w.add_head_count(4)
+    w.add_head_count_kv([0, 0, 2, 0])
+    w.add_feed_forward_length([0, 512, 0, 0])
+    w.add_key_length(64)
+    w.add_context_length(4096)
+    for key, value in (("ssm.conv_kernel", 4), ("ssm.state_size", 32), ("ssm.group_count", 2),
+                       ("ssm.time_step_rank", 8), ("ssm.inner_size", 512)):
+        w.add_uint32(f"nemotron_h.{key}", value)
+    w.add_tensor("token_embd.weight", np.zeros((1000, 256), np.float16))
+    w.add_tensor("output.weight", np.zeros((1000, 256), np.float16))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    spec = load_model(str(path)).spec
+    assert spec.kinds == (MAMBA, NOMIX, FULL, MAMBA) and spec.mlps == ("none", "dense", "none", "none")
+    assert (spec.ssm_heads, spec.d_inner, spec.ssm_groups, spec.ssm_state_size) == (8, 512, 2, 32)

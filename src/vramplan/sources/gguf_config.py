@@ -39,6 +39,8 @@ ARCHITECTURES: dict[str, tuple[str, str]] = {
     "qwen3next": ("qwen3_next", "Qwen3NextForCausalLM"),
     "qwen35": ("qwen3_5_text", "Qwen3_5ForCausalLM"),
     "qwen35moe": ("qwen3_5_moe_text", "Qwen3_5MoeForCausalLM"),
+    "nemotron_h": ("nemotron_h", "NemotronHForCausalLM"),
+    "nemotron_h_moe": ("nemotron_h", "NemotronHForCausalLM"),
 }
 
 # {arch}.<suffix> -> config key, copied when present (scalars only)
@@ -299,8 +301,42 @@ def _gated_deltanet(cfg: dict, m: _Meta, tensors: dict, layers: int) -> None:
         cfg.setdefault("head_dim", value_len)
 
 
+def _nemotron_h(cfg: dict, m: _Meta, tensors: dict, layers: int) -> None:
+    """Nemotron-H / Nemotron 3 (llama.cpp NEMOTRON_H(_MOE)): a block is attention where its KV head count is non-zero,
+    an MLP (or, with expert tensors, a MoE) where its feed-forward length is, else Mamba-2; ssm.inner_size /
+    ssm.time_step_rank (the head count) give the head dim, ssm.group_count the groups."""
+    kv = m.layers("attention.head_count_kv") or ()
+    ff = m.layers("feed_forward_length") or ()
+    if len(kv) < layers or len(ff) < layers:
+        raise InvalidModelSpec(f"expected per-layer arrays of {layers} entries",
+                               field=m.key("attention.head_count_kv" if len(kv) < layers else "feed_forward_length"))
+    pattern = []
+    for i in range(layers):
+        if kv[i]:
+            pattern.append("*")
+        elif ff[i]:
+            pattern.append("E" if f"blk.{i}.ffn_up_exps.weight" in tensors or (not tensors and cfg.get(
+                "num_local_experts")) else "-")
+        else:
+            pattern.append("M")
+    heads = m.int("ssm.time_step_rank", required=True)
+    inner = m.int("ssm.inner_size", required=True)
+    if heads <= 0 or inner % heads:
+        raise InvalidModelSpec(f"inner size {inner} is not a multiple of {heads} heads", field=m.key("ssm.inner_size"))
+    dense = [f for f, c in zip(ff, pattern) if c == "-"]
+    cfg.update(hybrid_override_pattern="".join(pattern), mamba_num_heads=heads, mamba_head_dim=inner // heads,
+               n_groups=m.int("ssm.group_count", 1), ssm_state_size=m.int("ssm.state_size", 128),
+               conv_kernel=m.int("ssm.conv_kernel", 4), intermediate_size=max(dense) if dense else max(ff))
+    if cfg.get("num_local_experts"):
+        cfg["n_routed_experts"] = cfg.pop("num_local_experts")
+        cfg["moe_intermediate_size"] = m.int("expert_feed_forward_length", required=True)
+        shared = m.int("expert_shared_feed_forward_length")
+        if shared:
+            cfg["moe_shared_expert_intermediate_size"] = shared
+
+
 _ARCH_FIXUPS = {
     "llama": _llama, "mistral3": _llama, "qwen2moe": _qwen_moe, "qwen3moe": _qwen_moe, "gemma2": _gemma2,
     "gemma3": _gemma3, "deepseek2": _deepseek2, "gpt-oss": _gpt_oss, "qwen3next": _gated_deltanet,
-    "qwen35": _gated_deltanet, "qwen35moe": _gated_deltanet,
+    "qwen35": _gated_deltanet, "qwen35moe": _gated_deltanet, "nemotron_h": _nemotron_h, "nemotron_h_moe": _nemotron_h,
 }
