@@ -10,7 +10,8 @@ transformers uses for the same models.
 Mapped architectures (``general.architecture`` -> ``model_type``): llama -> llama (mistral when it carries a sliding
 window, mixtral when it has experts), mistral3 -> as llama, qwen2, qwen2moe -> qwen2_moe, qwen3,
 qwen3moe -> qwen3_moe, gemma, gemma2, gemma3 -> gemma3_text, phi3, deepseek2 -> deepseek_v2 / deepseek_v3 (sigmoid
-gating or ``exp_probs_b``), gpt-oss -> gpt_oss, qwen3next / qwen35 / qwen35moe -> the gated-DeltaNet hybrids. Other
+gating or ``exp_probs_b``), gpt-oss -> gpt_oss, qwen3next / qwen35 / qwen35moe -> the gated-DeltaNet hybrids,
+nemotron_h / nemotron_h_moe -> nemotron_h. Other
 architectures get the generic keys and ``model_type`` = the
 GGUF name (which the HF parser then accepts or refuses).
 """
