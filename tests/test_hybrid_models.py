@@ -558,3 +558,45 @@ def test_nemotron_h_gguf_metadata(tmp_path):
     spec = load_model(str(path)).spec
     assert spec.kinds == (MAMBA, NOMIX, FULL, MAMBA) and spec.mlps == ("none", "dense", "none", "none")
     assert (spec.ssm_heads, spec.d_inner, spec.ssm_groups, spec.ssm_state_size) == (8, 512, 2, 32)
+
+
+def test_pool_capacity_charges_each_sequence_its_recurrent_state():
+    from vramplan.core.memory import pool_capacity
+
+    assert pool_capacity(1000, 10, 0, 50) == (100, 2.0)  # attention only: tokens / context
+    tokens, seqs = pool_capacity(1000, 10, 500, 50)  # each sequence: 50 x 10 + 500 = 1000 B
+    assert (tokens, seqs) == (50, 1.0)
+    assert pool_capacity(1000, 0, 250, 1_000_000) == (0, 4.0)  # purely recurrent: no tokens cached, 4 states
+    assert pool_capacity(-5, 10, 500, 50) == (0, 0.0)
+
+
+def test_purely_recurrent_capacity_is_counted_in_sequences(tmp_path, capsys):
+    """A Mamba model caches no tokens: the plan used to print ~73 billion 'KV tokens' (free bytes / 1 B)."""
+    from vramplan.cli import main
+
+    cfg = {"model_type": "mamba", "hidden_size": 2560, "num_hidden_layers": 64, "state_size": 16, "conv_kernel": 4,
+           "expand": 2, "vocab_size": 50280, "tie_word_embeddings": True, "torch_dtype": "bfloat16"}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    for extra in ([], ["--engine", "transformers"]):
+        assert main(["inference", str(path), "--gpu", "h100", "--max-model-len", "8k", "--json", *extra]) == 0
+        out = json.loads(capsys.readouterr().out)
+        spec = parse_config(cfg, "m")
+        state = 64 * spec.ssm_state_bytes_per_seq(1)
+        room = out["capacity"]["gpu_memory_bytes"] - (out["memory"]["total"] - out["memory"]["kv_cache"])
+        assert out["capacity"]["kv_cache_tokens"] == 0
+        assert out["capacity"]["max_concurrency"] == round(room / state, 2)
+        assert main(["inference", str(path), "--gpu", "h100", "--max-model-len", "8k", *extra]) == 0
+        assert "recurrent state capacity" in capsys.readouterr().out
+
+
+def test_hybrid_capacity_counts_the_state_of_every_sequence():
+    from vramplan.api import plan_inference
+
+    r = plan_inference(load_model("bamba-9b"), max_model_len=32768, gpu="h200")
+    room = r["capacity"]["gpu_memory_bytes"] - (r["memory"]["total"] - r["memory"]["kv_cache"])
+    spec = load_model("bamba-9b").spec
+    state = kv_cache(spec, 32768).state_bytes_per_seq
+    per_seq = 32768 * kv_bytes_per_token(spec) + state
+    assert state > 0 and r["capacity"]["max_concurrency"] == round(room / per_seq, 2)
+    assert r["capacity"]["kv_cache_tokens"] == int(room / per_seq * 32768)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 
-from .core.memory import CUDA_CONTEXT_BYTES, kv_bits, kv_cache, plan_inference_memory, tensor_parallel_ok
+from .core.memory import (CUDA_CONTEXT_BYTES, kv_bits, kv_cache, plan_inference_memory, pool_capacity,
+                          tensor_parallel_ok)
 from .core.model import ModelSpec, count_params
 from .core.precision import WeightBytes, WeightFormat, dense_format, weight_bytes
 from .core.records import record
@@ -219,9 +220,8 @@ def plan_inference(model, *, quantization: str | None = None, dtype: str = "auto
             # what the framework sees (runtime is already a component); Apple: the GPU working-set limit
             usable = gpu_obj.memory_usable_bytes if gpu_obj.unified_memory else gpu_obj.memory_total_bytes
             non_kv = result["memory"]["total"] - result["memory"]["kv_cache"]
-            per_tok = max(mem.kv.bytes_per_token, 1)
-            tokens = max(0, (usable - non_kv) // per_tok)
-            result["capacity"] = {"kv_cache_tokens": tokens, "max_concurrency": round(tokens / ctx, 2),
+            tokens, seqs = pool_capacity(usable - non_kv, mem.kv.bytes_per_token, mem.kv.state_bytes_per_seq, ctx)
+            result["capacity"] = {"kv_cache_tokens": tokens, "max_concurrency": round(seqs, 2),
                                   "gpu_memory_bytes": usable, "fits": result["memory"]["total"] <= usable}
         result["explain"] = _explain_plain(spec, fmt, wb, mem, ctx, batch, kv_cache_dtype, tp, pp)
         unused = [k for k, v in {"engine_version": engine_version, "gpu_memory_utilization": gpu_memory_utilization,

@@ -96,9 +96,13 @@ def render(r: dict, args) -> str:
     cap = r.get("capacity")
     if cap:
         lines.append("")
-        lines.append(f"KV cache capacity: {cap['kv_cache_tokens']:,} tokens, max concurrency "
-                     f"{cap['max_concurrency']:.2f} sequences of {req['max_model_len']:,} tokens"
-                     + ("" if cap.get("fits", True) else "  ** does not fit **"))
+        if r.get("kv_bytes_per_token") == 0 and not cap.get("kv_cache_tokens"):  # purely recurrent: no KV cache
+            lines.append(f"recurrent state capacity: {cap['max_concurrency']:.2f} sequences at any context length "
+                         f"(the state does not grow with tokens; no KV cache)")
+        else:
+            lines.append(f"KV cache capacity: {cap['kv_cache_tokens']:,} tokens, max concurrency "
+                         f"{cap['max_concurrency']:.2f} sequences of {req['max_model_len']:,} tokens")
+        lines[-1] += "" if cap.get("fits", True) else "  ** does not fit **"
     for line in r.get("explain", []):
         lines.append(f"  - {line}")
     for msg in r.get("source", {}).get("messages", []):

@@ -128,6 +128,23 @@ def _kv_for(spec: ModelSpec, kinds: list[str], indexer_layers: int, context: int
                    context, batch, kv_dtype)
 
 
+def pool_capacity(free_bytes: int, per_token_bytes: int, state_bytes_per_seq: int,
+                  context: int) -> tuple[int, float]:
+    """(KV tokens, sequences of ``context`` tokens) that ``free_bytes`` of cache room hold.
+
+    Each sequence costs context x per-token bytes plus its recurrent state (Mamba / DeltaNet layers), so hybrids
+    hold fewer sequences than tokens / context; a purely recurrent model caches no tokens (0) and its sequences are
+    bounded by the state alone, whatever the context.
+    """
+    free = max(0, free_bytes)
+    context = max(context, 1)
+    if state_bytes_per_seq <= 0:
+        tokens = free // max(per_token_bytes, 1)
+        return tokens, tokens / context
+    sequences = free / (context * per_token_bytes + state_bytes_per_seq)
+    return (int(sequences * context) if per_token_bytes else 0), sequences
+
+
 def partial_indexer(spec: ModelSpec) -> bool:
     """An indexer whose keys are cached apart from the layers' K/V (MiniMax-M3's sparse layers, GLM-5.2's
     IndexCache layers); DSA models with an indexer in every MLA layer count it in the latent instead."""

@@ -18,7 +18,7 @@ import re
 from math import ceil
 
 from ..core.memory import CUDA_CONTEXT_BYTES, kv_bits, kv_elements_per_token_rank, prefill_activation_bytes
-from ..core.memory import weights_per_gpu_bytes
+from ..core.memory import pool_capacity, weights_per_gpu_bytes
 from ..core.model import MAMBA, SLIDING, ModelSpec
 from ..errors import InvalidRequest, UnknownName
 
@@ -88,8 +88,9 @@ def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", t
     per_tok_b = ceil(per_tok * kv_bits(kv_dtype) / 8)
     if total_gpu:
         room = int(total_gpu) - (memory["total"] - kv)
-        tokens = max(0, room) // max(per_tok_b, 1)
-        out["capacity"] = {"kv_cache_tokens": tokens, "max_concurrency": round(tokens / max(context, 1), 2),
+        state = sum(spec.ssm_state_bytes_per_seq(tp) for k in spec.cache_kinds if k == MAMBA)
+        tokens, seqs = pool_capacity(room, per_tok_b, state, context)
+        out["capacity"] = {"kv_cache_tokens": tokens, "max_concurrency": round(seqs, 2),
                            "gpu_memory_bytes": int(total_gpu), "fits": memory["total"] <= int(total_gpu)}
     g = lambda b: f"{b / GiB:.2f} GiB"  # noqa: E731
     out["kv_bytes_per_token"] = per_tok_b

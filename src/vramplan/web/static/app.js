@@ -540,7 +540,10 @@
       facts.append(el("span", { class: "badge " + (fits ? "ok" : "bad"),
         text: fits ? `fits on ${caps[0].label} (${fmtSize(gpuBytes)})` : `does not fit ${caps[0].label} (${fmtSize(gpuBytes)}): ${fmtSize(total - gpuBytes)} over` }));
     }
-    if (isInf && cap.kv_cache_tokens !== undefined) {
+    if (isInf && r.kv_bytes_per_token === 0 && !cap.kv_cache_tokens && cap.max_concurrency !== undefined) {
+      // purely recurrent (Mamba): no KV cache; the state per sequence does not grow with the context
+      facts.append(el("div", {}, el("span", { text: "recurrent state room: " }), `${cap.max_concurrency} sequences at any context length`));
+    } else if (isInf && cap.kv_cache_tokens !== undefined) {
       facts.append(el("div", {}, el("span", { text: "KV cache room: " }), `${fmtInt(cap.kv_cache_tokens)} tokens`));
       if (cap.max_concurrency !== undefined) facts.append(el("div", {}, el("span", { text: "concurrency: " }), `${cap.max_concurrency} × ${fmtTokens(req.max_model_len)}`));
     }
