@@ -124,3 +124,22 @@ def test_cli_unknown_engine_version(run_cli):
 
     code, out, _ = run_cli("inference", "qwen3-8b", "--engine", "transformers", "--engine-version", "2.0", "--json")
     assert code != 0 and "transformers version" in json.loads(out)["error"]
+
+
+def test_sglang_pipeline_ranks_pool_their_own_layers():
+    """profile_max_num_token: cell_size counts num_effective_layers (the rank's stage), hybrids only the attention
+    layers inside [start_layer, end_layer); the free memory is the minimum over ranks (distributed=True)."""
+    lm = load_model("llama-3.1-70b")
+    one = plan_inference(lm, max_model_len=8192, engine="sglang", gpu="h100", tensor_parallel_size=2)
+    two = plan_inference(lm, max_model_len=8192, engine="sglang", gpu="h100", tensor_parallel_size=2,
+                         pipeline_parallel_size=2)
+    assert two["capacity"]["token_size_bytes"] * 2 == one["capacity"]["token_size_bytes"] == 8 // 2 * 128 * 2 * 80 * 2
+    room = two["memory"]["kv_cache"]
+    assert two["capacity"]["kv_cache_tokens"] == room // (8 // 2 * 128 * 2 * 40 * 2)
+    nano = load_model("nemotron-3-nano-30b-a3b").spec
+    stages = [range(0, 26), range(26, 52)]
+    assert S.mamba_state_bytes_per_request(nano, 1, stages[0]) + S.mamba_state_bytes_per_request(
+        nano, 1, stages[1]) == S.mamba_state_bytes_per_request(nano, 1)
+    attn = [sum(nano.cache_kinds[i] == "full" for i in r) for r in stages]
+    assert [S.cell_size_bytes(nano, "auto", 2, 1, r) for r in stages] == [a * 2 * 128 * 2 * 2 for a in attn]
+    assert min(attn) > 0 and sum(attn) == 6

@@ -59,12 +59,14 @@ def default_mem_fraction_static(tp: int) -> float:
     return 0.88
 
 
-def cell_size_bytes(spec: ModelSpec, kv_dtype: str, act_bytes: int, tp: int) -> int:
-    """Bytes one token takes in the pool on one rank (every attention layer; SGLang's pool has no sliding-window
-    saving by default, so sliding layers count in full)."""
+def cell_size_bytes(spec: ModelSpec, kv_dtype: str, act_bytes: int, tp: int, layers=None) -> int:
+    """Bytes one token takes in the pool on one rank (every attention layer of the rank's pipeline stage, all
+    layers by default; SGLang's pool has no sliding-window saving by default, so sliding layers count in full)."""
     b = kv_dtype_bytes(kv_dtype, act_bytes, spec.is_mla)
+    layers = range(spec.num_layers) if layers is None else layers
+    kinds = spec.cache_kinds
     total = 0.0
-    for k in spec.cache_kinds:
+    for k in (kinds[i] for i in layers):
         if k == MLA:
             total += (spec.kv_lora_rank + spec.qk_rope_head_dim) * b
         elif k in (MAMBA, NOMIX):
@@ -74,7 +76,7 @@ def cell_size_bytes(spec: ModelSpec, kv_dtype: str, act_bytes: int, tp: int) -> 
     if spec.indexer_heads and not spec.o_groups:
         # lightning-indexer keys: DSA's fp8 keys + one fp32 scale per 128 (132 B), MiniMax-M3's in the model dtype
         per = spec.indexer_head_dim + spec.indexer_head_dim // 128 * 4 if spec.is_mla else spec.indexer_head_dim * act_bytes
-        total += per * sum(spec.indexer_mask)
+        total += per * sum(spec.indexer_mask[i] for i in layers)
     return int(total)
 
 
@@ -82,12 +84,12 @@ MAMBA_FULL_MEMORY_RATIO = 0.9
 """server_args.py ``--mamba-full-memory-ratio`` default: the mamba state pool gets r / (1 + r) of the pool budget."""
 
 
-def mamba_state_bytes_per_request(spec: ModelSpec, tp: int) -> int:
+def mamba_state_bytes_per_request(spec: ModelSpec, tp: int, layers=None) -> int:
     """One request's recurrent state on one rank (``configs/mamba_utils.py`` Mamba2StateShape): per recurrent layer a
     conv state of (conv_dim / TP) x (conv_kernel - 1) in bf16, conv_dim = inner + 2 x groups x d_state (groups padded
     up to TP when TP does not divide them), and an SSM state of heads / TP x head_dim x d_state in mamba_ssm_dtype
     (fp32 by default). Qwen3-Next's gated DeltaNet maps onto it with inner = value heads x v_dim, groups = key heads,
-    d_state = k_dim."""
+    d_state = k_dim. Only the recurrent layers of the given pipeline stage (all layers by default) count."""
     if spec.ssm_variant == GATED_DELTANET:
         inner, groups, state = spec.lin_v_heads * spec.lin_v_dim, spec.lin_k_heads, spec.lin_k_dim
         heads, head_dim = spec.lin_v_heads, spec.lin_v_dim
@@ -100,7 +102,8 @@ def mamba_state_bytes_per_request(spec: ModelSpec, tp: int) -> int:
         groups = tp
     conv = (inner + 2 * groups * state) // tp * (spec.ssm_conv_kernel - 1) * 2
     ssm = (heads // tp) * head_dim * state * 4
-    return spec.kinds.count(MAMBA) * (conv + ssm)
+    layers = range(spec.num_layers) if layers is None else layers
+    return sum(spec.kinds[i] == MAMBA for i in layers) * (conv + ssm)
 
 
 def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", tp: int = 1, pp: int = 1, gpu=None,
@@ -115,11 +118,15 @@ def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", t
     if not 0.0 < mfs < 1.0:
         raise InvalidRequest(f"mem_fraction_static must be in (0, 1), got {mfs}", field="mem_fraction_static")
     act = act_bytes_for(fmt, spec)
-    weights = max(s.weights_bytes for s in stage_weights(spec, wb, fmt, tp, pp, act))
+    stages = stage_weights(spec, wb, fmt, tp, pp, act)
+    weights = max(s.weights_bytes for s in stages)
     ctx = CONTEXT_BYTES_TP1 if tp == 1 and pp == 1 else CONTEXT_BYTES_TP
     free_start = total - ctx
+    # the free memory after loading is the minimum over all ranks (get_available_gpu_memory(distributed=True)),
+    # so every rank's pool budget is set by the heaviest stage; each rank's cell counts only its own layers
     kv = int(free_start * mfs) - weights
-    cell = cell_size_bytes(spec, kv_dtype, act, tp)
+    cells = [cell_size_bytes(spec, kv_dtype, act, tp, st.layers) for st in stages]
+    cell = max(cells)  # the bounding stage's cell replaces it below
     if kv <= 0 and options.get("check_fit", True):
         raise InvalidRequest(
             f"SGLang has no room for a KV pool: {mfs} x {free_start / GiB:.2f} GiB free at start-up = "
@@ -129,19 +136,26 @@ def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", t
     if not cell and MAMBA in spec.kinds:
         raise InvalidRequest("SGLang plans for purely recurrent models (no attention layer) are not modelled",
                              field="engine")
-    mamba_slots = mamba_bytes = 0
-    if MAMBA in spec.kinds:
-        per_req = mamba_state_bytes_per_request(spec, tp)
-        if max_num_seqs:  # --max-running-requests with the radix cache off sizes the state pool directly
-            mamba_slots = int(max_num_seqs)
-        else:
-            r = MAMBA_FULL_MEMORY_RATIO
-            mamba_slots = int(max(kv, 0) * r / (1 + r) // per_req)
-        mamba_bytes = (mamba_slots + 1) * per_req  # the pool holds one padding slot more
-        if mamba_slots < 1 and options.get("check_fit", True):
-            raise InvalidRequest(f"SGLang has no room for even one request's recurrent state "
-                                 f"({per_req / GiB:.2f} GiB per request on each GPU)", field="mem_fraction_static")
-    tokens = max(0, kv - mamba_bytes) // cell if cell else 0
+    # per stage: (tokens, recurrent-state slots, state bytes); the stage that holds the fewest tokens bounds the plan
+    per_stage = []
+    for st, c in zip(stages, cells):
+        slots = state_bytes = 0
+        per_req = mamba_state_bytes_per_request(spec, tp, st.layers) if MAMBA in spec.kinds else 0
+        if per_req:
+            if max_num_seqs:  # --max-running-requests with the radix cache off sizes the state pool directly
+                slots = int(max_num_seqs)
+            else:
+                r = MAMBA_FULL_MEMORY_RATIO
+                slots = int(max(kv, 0) * r / (1 + r) // per_req)
+            state_bytes = (slots + 1) * per_req  # the pool holds one padding slot more
+            if slots < 1 and options.get("check_fit", True):
+                raise InvalidRequest(f"SGLang has no room for even one request's recurrent state "
+                                     f"({per_req / GiB:.2f} GiB per request on each GPU)", field="mem_fraction_static")
+        per_stage.append((max(0, kv - state_bytes) // c if c else None, slots, state_bytes, c))
+    bounded = [p for p in per_stage if p[0] is not None] or [(0, 0, 0, 0)]
+    tokens, mamba_slots, mamba_bytes, cell = min(bounded)
+    if mamba_slots == 0 and any(p[1] for p in per_stage):  # a stage of attention layers only: slots from another
+        mamba_slots, mamba_bytes = min((p[1], p[2]) for p in per_stage if p[1])
     reserved = free_start - int(free_start * mfs)
     memory = {"weights": weights, "kv_cache": max(kv, 0), "activations": reserved, "runtime": ctx}
     memory["total"] = sum(memory.values())
@@ -153,6 +167,10 @@ def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", t
     if mamba_slots:
         capacity.update(mamba_cache_size=mamba_slots, mamba_cache_bytes=mamba_bytes)
     notes = []
+    if pp > 1:
+        notes.append(f"pipeline stages of {', '.join(str(len(st.layers)) for st in stages)} layers: each rank's pool "
+                     f"counts its own stage's layers ({', '.join(f'{c:,}' for c in cells)} B per token); the stage "
+                     f"holding the fewest tokens bounds the plan")
     if any(k == SLIDING for k in spec.kinds):
         notes.append("sliding-window layers are pooled at full length (SGLang's default pool)")
     g = lambda b: f"{b / GiB:.2f} GiB"  # noqa: E731
