@@ -600,3 +600,54 @@ def test_hybrid_capacity_counts_the_state_of_every_sequence():
     per_seq = 32768 * kv_bytes_per_token(spec) + state
     assert state > 0 and r["capacity"]["max_concurrency"] == round(room / per_seq, 2)
     assert r["capacity"]["kv_cache_tokens"] == int(room / per_seq * 32768)
+
+
+def test_kimi_linear_counts_equal_the_safetensors():
+    """A model-inspector report of the Kimi-Linear-48B-A3B-Instruct snapshot (gogongxt/python@ec996269,
+    scripts/models/kimi_linear_48b_a3b_instruct.md) sums its 20,493 safetensors tensors to 49,122,681,728
+    parameters; KDA layers 0-2, 4-6, ... (1-based kda_layers), MLA layers 3, 7, ..., 26, layer 0 dense."""
+    from vramplan.core.model import KDA, MLA
+
+    lm = load_model("kimi-linear")
+    spec = lm.spec
+    assert count_params(spec).total == 49_122_681_728
+    assert spec.ssm_variant == KDA and spec.ssm_state_bytes == 4
+    assert [i for i, k in enumerate(spec.kinds) if k == MLA] == [3, 7, 11, 15, 19, 23, 26]
+    kda = _shapes(spec, MAMBA)
+    assert kda["self_attn.q_conv1d.weight"] == (4096, 1, 4) and kda["self_attn.f_b_proj.weight"] == (4096, 128)
+    assert kda["self_attn.dt_bias"] == (4096,) and kda["self_attn.b_proj.weight"] == (32, 2304)
+    mla = _shapes(spec, MLA)
+    assert mla["self_attn.q_proj.weight"] == (6144, 2304) and mla["self_attn.kv_a_proj_with_mqa.weight"] == (576, 2304)
+    # cache: 7 MLA latents of 576 bf16 per token; per sequence 20 KDA states: q/k/v convs (K=4 columns of 3 x 4096)
+    # at 16 bits and a 32 x 128 x 128 fp32 state
+    assert kv_bytes_per_token(spec) == 7 * 576 * 2
+    assert kv_cache(spec, 1000).state_bytes_per_seq == 20 * (3 * 4096 * 4 * 2 + 32 * 128 * 128 * 4)
+
+
+def test_kimi_linear_in_vllm_uses_mla_alignment():
+    """HybridAttentionMambaModelConfig: MLA hybrids align the attention block to 64 tokens (not 16) and size it by
+    the MLA latent page (576 x 2 B); the KDA state (kda_state_shape: three (K-1, 4096) conv states in bf16 + a
+    (32, 128, 128) fp32 state) = 2,170,880 B -> 64 x ceil(2,170,880 / (64 x 1,152)) = 1,920 tokens."""
+    from vramplan.engines.vllm import hybrid_block_size, mamba_state_page_bytes
+
+    spec = load_model("kimi-linear").spec
+    assert mamba_state_page_bytes(spec, 1, 2, (0, 21, 0)) == 3 * 3 * 4096 * 2 + 32 * 128 * 128 * 4 == 2_170_880
+    assert hybrid_block_size(spec, "auto", 2, 1, None, (0, 21, 0)) == (1920, 2_170_880)
+    assert hybrid_block_size(spec, "auto", 2, 2, None, (0, 21, 0))[0] == 960
+
+
+def test_kimi_linear_bad_layer_lists_are_named():
+    from pathlib import Path
+
+    import vramplan
+
+    path = Path(vramplan.__file__).parent / "catalog/models/moonshotai/Kimi-Linear-48B-A3B-Instruct/config.json"
+    cfg = json.loads(path.read_text())
+    cfg["linear_attn_config"]["kda_layers"] = [0, 1]
+    with pytest.raises(InvalidModelSpec) as e:
+        parse_config(cfg, "k")
+    assert "linear_attn_config.kda_layers[0]" in str(e.value)
+    del cfg["linear_attn_config"]
+    with pytest.raises(InvalidModelSpec) as e:
+        parse_config(cfg, "k")
+    assert "linear_attn_config" in str(e.value)

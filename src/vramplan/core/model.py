@@ -34,6 +34,8 @@ DENSE_MOE = "dense+moe"  # Gemma 4 26B-A4B: a dense MLP and a MoE block side by 
 DENSE_WIDE = "dense2x"  # Gemma 4 E2B: KV-sharing layers with a double-wide MLP
 # Recurrent mixers (layer kind MAMBA)
 MAMBA1, MAMBA2, GATED_DELTANET = "mamba1", "mamba2", "gated_deltanet"
+KDA = "kda"  # Kimi Delta Attention (Kimi Linear): a gated delta rule like DeltaNet, with per-channel gates
+DELTA_RULE = (GATED_DELTANET, KDA)  # linear attention with a (heads x k_dim x v_dim) state
 
 # Roles of 2-D/3-D weight tensors inside decoder layers: the ones weight-only quantization formats convert.
 LINEAR_ROLES = frozenset({
@@ -41,6 +43,7 @@ LINEAR_ROLES = frozenset({
     "ffn_gate", "ffn_up", "ffn_down", "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps",
     "ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp", "ssm_in", "ssm_out", "ssm_x", "ssm_dt", "ssm_ba",
     "attn_idx_q", "attn_idx_k", "ffn_latent_in", "ffn_latent_out", "attn_output_a",
+    "ssm_f_a", "ssm_f_b", "ssm_g_a", "ssm_g_b", "ssm_beta",
 })
 EXPERT_ROLES = frozenset({"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"})
 
@@ -257,13 +260,13 @@ class ModelSpec:
 
     @property
     def d_inner(self) -> int:
-        if self.ssm_variant == GATED_DELTANET:
+        if self.ssm_variant in DELTA_RULE:
             return self.lin_v_heads * self.lin_v_dim
         return self.ssm_inner or self.ssm_expand * self.hidden_size
 
     def ssm_conv_channels(self) -> int:
-        """Channels of the causal conv1d (its state holds conv_kernel values of each)."""
-        if self.ssm_variant == GATED_DELTANET:
+        """Channels of the causal conv1d (its state holds conv_kernel values of each; KDA: three convs, q, k, v)."""
+        if self.ssm_variant in DELTA_RULE:
             return 2 * self.lin_k_heads * self.lin_k_dim + self.lin_v_heads * self.lin_v_dim
         if self.ssm_variant == MAMBA2:
             return self.d_inner + 2 * self.ssm_groups * self.ssm_state_size
@@ -271,7 +274,7 @@ class ModelSpec:
 
     def ssm_recurrent_elements(self) -> int:
         """The recurrent (SSM / delta-rule) state of one layer for one sequence."""
-        if self.ssm_variant == GATED_DELTANET:
+        if self.ssm_variant in DELTA_RULE:
             return self.lin_v_heads * self.lin_k_dim * self.lin_v_dim
         return self.d_inner * self.ssm_state_size  # Mamba-2: H x head_dim x N = d_inner x N
 
@@ -358,6 +361,8 @@ def _mamba_tensors(s: ModelSpec) -> list[Tensor]:
         return _mamba2_tensors(s)
     if s.ssm_variant == GATED_DELTANET:
         return _deltanet_tensors(s)
+    if s.ssm_variant == KDA:
+        return _kda_tensors(s)
     h, n, k = s.hidden_size, s.ssm_state_size, s.ssm_conv_kernel
     di = s.d_inner
     r = s.ssm_dt_rank or -(-h // 16)
@@ -411,6 +416,27 @@ def _deltanet_tensors(s: ModelSpec) -> list[Tensor]:
             Tensor("linear_attn.A_log", "ssm_a", (s.lin_v_heads,), "ssm"),
             Tensor("linear_attn.norm.weight", "norm", (s.lin_v_dim,), "norms"),
             Tensor("linear_attn.out_proj.weight", "ssm_out", (h, vd), "ssm")]
+
+
+def _kda_tensors(s: ModelSpec) -> list[Tensor]:
+    """Kimi Delta Attention (vLLM layers/kda.py, the Kimi-Linear checkpoint's tensors): q/k/v projections, one
+    depthwise short conv each (no bias), low-rank forget-gate (f_a, f_b) and output-gate (g_a, g_b) projections of
+    rank head_dim, a per-head beta projection, A_log per head, dt_bias per channel, a gated RMSNorm over one head,
+    o_proj."""
+    h, hd, nh = s.hidden_size, s.lin_v_dim, s.lin_v_heads
+    p, k = nh * hd, s.ssm_conv_kernel
+    t = [Tensor(f"self_attn.{x}_proj.weight", f"attn_{x}", (p, h), "ssm") for x in "qkv"]
+    t += [Tensor(f"self_attn.{x}_conv1d.weight", "ssm_conv1d", (p, 1, k), "ssm") for x in "qkv"]
+    t += [Tensor("self_attn.f_a_proj.weight", "ssm_f_a", (hd, h), "ssm"),
+          Tensor("self_attn.f_b_proj.weight", "ssm_f_b", (p, hd), "ssm"),
+          Tensor("self_attn.b_proj.weight", "ssm_beta", (nh, h), "ssm"),
+          Tensor("self_attn.g_a_proj.weight", "ssm_g_a", (hd, h), "ssm"),
+          Tensor("self_attn.g_b_proj.weight", "ssm_g_b", (p, hd), "ssm"),
+          Tensor("self_attn.A_log", "ssm_a", (nh,), "ssm"),
+          Tensor("self_attn.dt_bias", "ssm_dt_bias", (p,), "ssm"),
+          Tensor("self_attn.o_norm.weight", "norm", (hd,), "norms"),
+          Tensor("self_attn.o_proj.weight", "attn_output", (h, p), "ssm")]
+    return t
 
 
 def _gemma4_attention(s: ModelSpec, kind: str) -> list[Tensor]:

@@ -39,6 +39,8 @@ MODULE_ROLES: dict[str, tuple[str, ...]] = {
     "fc1": ("ffn_up",), "fc2": ("ffn_down",),
     "in_proj": ("ssm_in",), "out_proj": ("ssm_out",), "x_proj": ("ssm_x",), "dt_proj": ("ssm_dt",),
     "in_proj_qkvz": ("ssm_in",), "in_proj_ba": ("ssm_ba",),  # Qwen3-Next gated DeltaNet
+    "f_a_proj": ("ssm_f_a",), "f_b_proj": ("ssm_f_b",), "g_a_proj": ("ssm_g_a",), "g_b_proj": ("ssm_g_b",),
+    "b_proj": ("ssm_beta",),  # Kimi Delta Attention gates
     # fused modules of other codebases (Phi-3 qkv_proj / gate_up_proj, Qwen v1 c_attn / w1 / w2 / c_proj)
     "qkv_proj": ("attn_q", "attn_k", "attn_v"), "gate_up_proj": ("ffn_gate", "ffn_up"),
     "c_attn": ("attn_q", "attn_k", "attn_v"), "w1": ("ffn_up",), "w2": ("ffn_gate",),
@@ -51,7 +53,7 @@ FUSED_MODULES = frozenset({"qkv_proj", "gate_up_proj", "c_attn"})
 LINEAR_TARGET_ROLES = frozenset({
     "attn_q", "attn_k", "attn_v", "attn_output", "attn_q_a", "attn_q_b", "attn_kv_a_mqa", "attn_kv_b",
     "ffn_gate", "ffn_up", "ffn_down", "ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp",
-    "ssm_in", "ssm_out", "ssm_x", "ssm_dt", "ssm_ba",
+    "ssm_in", "ssm_out", "ssm_x", "ssm_dt", "ssm_ba", "ssm_f_a", "ssm_f_b", "ssm_g_a", "ssm_g_b", "ssm_beta",
 })
 IA3_DEFAULT_TARGETS = ("k_proj", "v_proj", "down_proj")
 IA3_DEFAULT_FEEDFORWARD = ("down_proj",)

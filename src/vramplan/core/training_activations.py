@@ -46,7 +46,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import peft_methods as pm
-from .model import (DENSE, DENSE_MOE, FULL, GATED_DELTANET, MAMBA, MAMBA2, MLA, MOE, NO_MLP, NOMIX, SLIDING, ModelSpec,
+from .model import (DENSE, DENSE_MOE, FULL, GATED_DELTANET, KDA, MAMBA, MAMBA2, MLA, MOE, NO_MLP, NOMIX, SLIDING, ModelSpec,
                     group_mlp_width, layer_groups)
 from .peft import AdapterPlan, AdapterTarget
 
@@ -256,6 +256,8 @@ def _ssm_in_width(spec: ModelSpec) -> int:
     di = spec.d_inner
     if spec.ssm_variant == GATED_DELTANET:
         return 2 * spec.lin_k_heads * spec.lin_k_dim + 2 * di + 2 * spec.lin_v_heads
+    if spec.ssm_variant == KDA:  # q, k, v, the two gate low-rank pairs' outputs, beta
+        return 3 * di + 2 * (spec.lin_v_dim + di) + spec.lin_v_heads
     if spec.ssm_variant == MAMBA2:
         return di + spec.ssm_conv_channels() + spec.ssm_heads
     return 2 * di

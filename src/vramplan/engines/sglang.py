@@ -20,7 +20,7 @@ slot more; the attention pool gets the rest and only attention layers count in i
 
 from __future__ import annotations
 
-from ..core.model import GATED_DELTANET, MAMBA, MAMBA2, MLA, NOMIX, SLIDING, ModelSpec
+from ..core.model import DELTA_RULE, MAMBA, MAMBA2, MLA, NOMIX, SLIDING, ModelSpec
 from ..core.memory import kv_elements_per_token_rank
 from ..errors import InvalidRequest
 from .vllm import DEFAULT_GPU_TOTAL_BYTES, act_bytes_for, kv_dtype_bytes, stage_weights
@@ -90,7 +90,7 @@ def mamba_state_bytes_per_request(spec: ModelSpec, tp: int, layers=None) -> int:
     up to TP when TP does not divide them), and an SSM state of heads / TP x head_dim x d_state in mamba_ssm_dtype
     (fp32 by default). Qwen3-Next's gated DeltaNet maps onto it with inner = value heads x v_dim, groups = key heads,
     d_state = k_dim. Only the recurrent layers of the given pipeline stage (all layers by default) count."""
-    if spec.ssm_variant == GATED_DELTANET:
+    if spec.ssm_variant in DELTA_RULE:  # KDA's three short convs (q, k, v) add up to the same width
         inner, groups, state = spec.lin_v_heads * spec.lin_v_dim, spec.lin_k_heads, spec.lin_k_dim
         heads, head_dim = spec.lin_v_heads, spec.lin_v_dim
     elif spec.ssm_variant == MAMBA2:

@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from math import ceil
 
-from ..core.model import (FULL, GATED_DELTANET, MAMBA, MAMBA2, MLA, NO_MLP, NOMIX, SLIDING, ModelSpec, global_tensors,
+from ..core.model import (DELTA_RULE, FULL, KDA, MAMBA, MAMBA2, MLA, NO_MLP, NOMIX, SLIDING, ModelSpec, global_tensors,
                           group_mlp_width, layer_groups)
 from ..core.precision import WeightBytes
 from ..errors import InvalidRequest, UnknownName, suggest
@@ -328,11 +328,11 @@ def mamba_state_page_bytes(spec: ModelSpec, tp: int, act_bytes: int, version: tu
     """One recurrent layer's state for one request on one rank (``MambaSpec.page_size_bytes``, from
     ``mamba_utils.py`` MambaStateShapeCalculator / MambaStateDtypeCalculator): the conv state keeps conv_kernel - 1
     columns of the rank's conv channels in the model dtype; the SSM state (Mamba-2: heads/TP x head_dim x N; gated
-    DeltaNet: value heads/TP x k_dim x v_dim; Mamba-1: d_inner/TP x N) in mamba_ssm_cache_dtype. Its default
+    DeltaNet and KDA: value heads/TP x k_dim x v_dim; Mamba-1: d_inner/TP x N) in mamba_ssm_cache_dtype. Its default
     ("auto") is the model dtype, except Nemotron-H, which takes the config's mamba_ssm_cache_dtype (float16 in
     0.13-0.19, float32 from 0.20 when the config has none) and Qwen3.5 (the config's mamba_ssm_dtype)."""
     k = spec.ssm_conv_kernel - 1
-    if spec.ssm_variant == GATED_DELTANET:
+    if spec.ssm_variant in DELTA_RULE:  # KDA: three (K-1, heads x head_dim / TP) conv states, q, k, v
         conv = (2 * spec.lin_k_heads * spec.lin_k_dim + spec.lin_v_heads * spec.lin_v_dim) // tp
         ssm = (spec.lin_v_heads // tp) * spec.lin_k_dim * spec.lin_v_dim
     elif spec.ssm_variant == MAMBA2:
@@ -349,6 +349,8 @@ def mamba_state_page_bytes(spec: ModelSpec, tp: int, act_bytes: int, version: tu
         ssm_bytes = spec.ssm_state_bytes if spec.ssm_state_bytes == 4 else (4 if version >= (0, 20, 0) else 2)
     elif spec.model_type.startswith("qwen3_5") and version >= (0, 17, 0):
         ssm_bytes = spec.ssm_state_bytes
+    elif spec.ssm_variant == KDA:
+        ssm_bytes = 4  # kda_state_dtype: the recurrent state is always float32
     return conv * k * act_bytes + ssm * ssm_bytes
 
 
@@ -357,13 +359,23 @@ HYBRID_BLOCK_ALIGN = 16
 ``HybridAttentionMambaModelConfig`` / ``Platform._align_hybrid_block_size``)."""
 
 
+HYBRID_MLA_BLOCK_ALIGN = 64
+
+
+def _attn_kind(spec: ModelSpec) -> str:
+    """The attention spec a hybrid's recurrent pages are matched to (MLA latents for MLA hybrids)."""
+    return MLA if spec.is_mla else FULL
+
+
 def hybrid_block_size(spec: ModelSpec, kv_dtype: str, act_bytes: int, tp: int, user_block: int | None,
                       version: tuple[int, int, int]) -> tuple[int, int]:
-    """(attention block size, mamba state page) for a hybrid: the smallest multiple of 16 tokens whose attention
-    page (block x one token of one layer) holds a recurrent state page; the state page is then padded to it."""
-    attn_1tok = kv_bytes_per_token_layer(spec, FULL, kv_dtype, act_bytes, tp)
+    """(attention block size, mamba state page) for a hybrid: the smallest multiple of 16 tokens (64 for MLA
+    hybrids such as Kimi Linear: ``HybridAttentionMambaModelConfig``, MLA kernels other than CUTLASS_MLA) whose
+    attention page (block x one token of one layer) holds a recurrent state page; the state page is then padded
+    to it."""
+    attn_1tok = kv_bytes_per_token_layer(spec, _attn_kind(spec), kv_dtype, act_bytes, tp)
     state = mamba_state_page_bytes(spec, tp, act_bytes, version)
-    a = HYBRID_BLOCK_ALIGN
+    a = HYBRID_MLA_BLOCK_ALIGN if spec.is_mla else HYBRID_BLOCK_ALIGN
     block = a * ceil(state / (a * attn_1tok))
     if user_block and user_block >= block:
         block = user_block
@@ -387,8 +399,8 @@ def kv_groups(spec: ModelSpec, layers: tuple[int, ...], kv_dtype: str, act_bytes
     by: dict[str, int] = {}
     for k in kinds:
         by[k] = by.get(k, 0) + 1
-    pages = {k: block * kv_bytes_per_token_layer(spec, FULL if k == MAMBA else k, kv_dtype, act_bytes, tp)
-             for k in by}
+    pages = {k: block * kv_bytes_per_token_layer(spec, _attn_kind(spec) if k == MAMBA else k, kv_dtype, act_bytes,
+                                                 tp) for k in by}
     if not by:
         return []
     window = spec.sliding_window if hybrid else 0  # without the hybrid manager sliding layers keep every token
@@ -557,7 +569,7 @@ def vllm_memory(spec: ModelSpec, wb: WeightBytes, fmt, *, gpu_total_bytes: int, 
             raise InvalidRequest(f"vLLM {rules.label} (V0) accounting for hybrid recurrent models is not modelled; "
                                  "use --engine-version 0.10 or newer", field="engine_version")
         block, state = hybrid_block_size(spec, kv_dtype, act_bytes, tp, block_size, ver)
-        attn_page = block * kv_bytes_per_token_layer(spec, FULL, kv_dtype, act_bytes, tp)
+        attn_page = block * kv_bytes_per_token_layer(spec, _attn_kind(spec), kv_dtype, act_bytes, tp)
         notes.append(f"hybrid model: attention block size set to {block} tokens so that one block holds a recurrent "
                      f"state ({state:,} B per layer per request, padded by {100 * (attn_page - state) / state:.2f}%); "
                      "each request holds one state block per recurrent layer (prefix caching off)")

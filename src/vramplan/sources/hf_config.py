@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 
-from ..core.model import (CSA, DENSE, DENSE_MOE, DENSE_WIDE, FULL, HCA, GATED_DELTANET, MAMBA, MAMBA2, MLA, MOE, NO_MLP, NOMIX, SLIDING,
+from ..core.model import (CSA, DENSE, DENSE_MOE, DENSE_WIDE, FULL, HCA, GATED_DELTANET, KDA, MAMBA, MAMBA2, MLA, MOE, NO_MLP, NOMIX, SLIDING,
                           ModelSpec)
 from ..errors import InvalidModelSpec
 
@@ -24,7 +24,7 @@ KEY_ALIASES: dict[str, tuple[str, ...]] = {
     "vocab_size": ("vocab_size", "padded_vocab_size", "n_vocab"),
     "max_position_embeddings": ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"),
     "num_local_experts": ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts"),
-    "num_experts_per_tok": ("num_experts_per_tok", "experts_per_token", "moe_top_k", "top_k"),
+    "num_experts_per_tok": ("num_experts_per_tok", "experts_per_token", "num_experts_per_token", "moe_top_k", "top_k"),
 }
 
 # What transformers' config classes default to when config.json omits a field (per model_type).
@@ -50,7 +50,7 @@ _LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qw
                "helium", "smollm3", "ernie4_5", "glm", "seed_oss", "llama4_text", "hunyuan_v1_dense", "arcee",
                "nemotron", "solar", "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba",
                "jamba", "nemotron_h", "mamba2", "kimi_k2", "minimax_m2", "deepseek_v32", "glm_moe_dsa", "gemma4_text", "nemotron-nas", "deepseek_v4", "step3p5",
-               "step3p7", "mimo_v2_flash", "minimax_m3"}
+               "step3p7", "mimo_v2_flash", "minimax_m3", "kimi_linear"}
 _HYBRID = {"qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba", "jamba", "nemotron_h"}
 SUPPORTED_MODEL_TYPES = tuple(sorted(_LLAMA_LIKE | {"gemma3", "llama4", "mistral3", "llava", "qwen3_5", "qwen3_5_moe",
                                                     "qwen3_vl", "qwen3_vl_moe", "gemma4"}))
@@ -67,6 +67,7 @@ _ARCH_TO_TYPE = {
     "BambaForCausalLM": "bamba", "JambaForCausalLM": "jamba", "NemotronHForCausalLM": "nemotron_h",
     "Mamba2ForCausalLM": "mamba2", "DeciLMForCausalLM": "nemotron-nas", "DeepseekV4ForCausalLM": "deepseek_v4",
     "Step3p5ForCausalLM": "step3p5", "MiMoV2FlashForCausalLM": "mimo_v2_flash", "MiniMaxM3ForCausalLM": "minimax_m3", "DeepseekV32ForCausalLM": "deepseek_v32", "GlmMoeDsaForCausalLM": "glm_moe_dsa",
+    "KimiLinearForCausalLM": "kimi_linear",
 }
 
 MAX_DIM = 1 << 22  # 4M: no real hidden size, vocabulary or width is larger
@@ -286,6 +287,8 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
         kw["layer_kinds"] = (MLA,) * layers
         if dsa:
             _dsa(r, dsa, layers, kw)
+    if mt == "kimi_linear":
+        _kimi_linear(r, layers, kw)
     spec = ModelSpec(**kw)
     return spec
 
@@ -360,13 +363,14 @@ def _moe(r: _Reader, mt: str, layers: int, inter: int, kw: dict) -> None:
         shared = r.int("shared_expert_intermediate_size", 0, lo=0) or 0
         if shared:
             kw.update(shared_expert_intermediate_size=shared, shared_expert_gate=True)
-    elif mt in ("deepseek_v2", "deepseek_v3"):
+    elif mt in ("deepseek_v2", "deepseek_v3", "kimi_linear"):
         first = r.int("first_k_dense_replace", 0, lo=0, hi=MAX_LAYERS) or 0
         freq = r.int("moe_layer_freq", 1)
         kw["moe_layer_mask"] = tuple(i >= first and i % freq == 0 for i in range(layers))
-        n_shared = r.int("n_shared_experts", 0, lo=0) or 0
+        n_shared = r.int("num_shared_experts" if mt == "kimi_linear" else "n_shared_experts", 0, lo=0) or 0
         kw["shared_expert_intermediate_size"] = n_shared * kw["moe_intermediate_size"]
-        kw["score_correction_bias"] = r.str("topk_method") == "noaux_tc"
+        # Kimi Linear's sigmoid router always carries the correction bias (the checkpoint's e_score_correction_bias)
+        kw["score_correction_bias"] = r.str("topk_method") == "noaux_tc" or mt == "kimi_linear"
         kw["mtp_layers"] = r.int("num_nextn_predict_layers", 0, lo=0, hi=16) or 0
 
 
@@ -800,6 +804,34 @@ def _dsa(r: _Reader, mt: str, layers: int, kw: dict) -> None:
         kw["indexer_layer_mask"] = tuple(max(i - offset + 1, 0) % freq == 0 for i in range(layers))
     if mt == "glm_moe_dsa":
         kw["mtp_shares_embeddings"] = True  # GLM's NextN layer stores no copy of the embedding and head
+
+
+def _kimi_linear(r: _Reader, layers: int, kw: dict) -> None:
+    """Kimi Linear (vLLM kimi_linear.py): linear_attn_config lists the KDA layers and the full-attention (MLA, no
+    RoPE applied but the rope slice still stored) layers, both 1-based; KDA heads of head_dim with a
+    (heads x head_dim x head_dim) fp32 state and three short convs. The top-level head_dim is a legacy field."""
+    lac = r.cfg.get("linear_attn_config")
+    field = r.path("linear_attn_config")
+    if not isinstance(lac, dict):
+        raise InvalidModelSpec("expected an object with kda_layers, num_heads and head_dim", field=field)
+    lr = _Reader(lac, field + ".")
+    kda = lr.list("kda_layers")
+    if kda is None:
+        raise InvalidModelSpec("required field is missing", field=lr.path("kda_layers"))
+    idx = set()
+    for i, n in enumerate(kda):
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= layers:
+            raise InvalidModelSpec(f"expected a layer number in 1..{layers}, got {_short(n)}",
+                                   field=f"{lr.path('kda_layers')}[{i}]")
+        idx.add(n - 1)
+    if r.int("kv_lora_rank") and len(idx) < layers:
+        _mla(r, kw)
+    elif len(idx) < layers:
+        raise InvalidModelSpec("full-attention layers need MLA fields", field=r.path("kv_lora_rank"))
+    heads, hd = lr.int("num_heads", required=True), lr.int("head_dim", required=True)
+    kw.update(layer_kinds=tuple(MAMBA if i in idx else MLA for i in range(layers)), ssm_variant=KDA,
+              lin_k_heads=heads, lin_v_heads=heads, lin_k_dim=hd, lin_v_dim=hd,
+              ssm_conv_kernel=lr.int("short_conv_kernel_size", 4), ssm_state_bytes=4)
 
 
 def _mla(r: _Reader, kw: dict) -> None:
