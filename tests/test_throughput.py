@@ -242,3 +242,21 @@ def test_speed_reports_cost_per_million_tokens_where_a_price_is_known(run_json):
         assert abs(cost["expected"] - price / (thr["expected"] * 3600) * 1e6) <= 0.01 * cost["expected"]
         assert cost["low"] <= cost["expected"] <= cost["high"]
     assert "cost" not in run_json("speed", "llama-3.1-8b", "--gpu", "h100-nvl")  # no sourced price
+
+
+def test_mla_models_use_their_measured_layer_time():
+    """Batch-1 decode of DeepSeek-V3 at TP8 is overhead-bound (~30 tok/s measured on H200 and H20): the MLA band puts
+    it there; the general band (20-120 us per layer) would predict ~170 tok/s."""
+    from vramplan.api import load_model, model_weight_bytes
+    from vramplan.catalog.formats import get_format
+    from vramplan.catalog.gpus import get_gpu
+
+    lm = load_model("deepseek-v3")
+    assert T.layer_step_for(lm.spec) is T.LAYER_STEP_SECONDS_MLA
+    assert T.layer_step_for(load_model("llama-3.1-8b").spec) is T.LAYER_STEP_SECONDS
+    d = T.decode_speed(lm.spec, model_weight_bytes(lm.spec, get_format("fp8")), get_gpu("h200-sxm-141gb"),
+                       context=256, batch=1, kv_dtype="f16", layout=T.Layout(tp=8))
+    assert d.tokens_per_s.contains(30.29)  # sgl-project/sglang PR #2643
+    assert d.as_dict()["layer_step_seconds"]["expected"] == T.LAYER_STEP_SECONDS_MLA.expected
+    fixed = 61 * T.LAYER_STEP_SECONDS_MLA.expected
+    assert abs(d.step_seconds.expected - (fixed + d.comm_seconds + d.gpu_seconds_memory.expected)) < 1e-6

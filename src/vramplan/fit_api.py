@@ -327,7 +327,8 @@ def fit_summary(lm, unit: str = "GiB") -> dict:
     lm = load_model(lm)
     r = plan_fit(lm, top=3)
     wl = r["workload"]
-    single = [c for c in r["by_gpu"] if c["fits"] and c["count"] == 1 and not c["offload_layers"]]
+    single = [c for c in r["by_gpu"] if c["fits"] and c["count"] == 1 and not c["offload_layers"]
+              and not c.get("expert_offload")]  # host-RAM plans are listed under cheapest with their RAM
     lines = [f"{wl['weights_label']}, {wl['max_model_len']:,}-token context, {wl['concurrent_sequences']} "
              f"sequence, {r['headroom']:.0%} headroom:"]
     if single:
@@ -339,8 +340,10 @@ def fit_summary(lm, unit: str = "GiB") -> dict:
         for c in r[key]:
             spd = c.get("decode_tokens_per_s", {}).get("expected")
             cost = c.get("cost_per_hour_usd")
+            ram = c.get("host_ram_for_offload")
             lines.append(f"    {c['label']}: {format_bytes(c['memory_per_gpu'], unit)} per GPU"
-                         + (f", ~{spd:,.0f} tokens/s" if spd else "")
+                         + (f" + {format_bytes(ram, unit)} host RAM" if ram else "")
+                         + (f", ~{spd:,.1f} tokens/s" if spd and spd < 10 else f", ~{spd:,.0f} tokens/s" if spd else "")
                          + (f", ${cost:.2f}/h" if cost else ", no price listed" if key == "cheapest" else ""))
     if not r["fits"]:
         lines.append("  " + r["reason"])

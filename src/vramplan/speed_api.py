@@ -89,7 +89,7 @@ def plan_speed(model, *, gpu="h100", tensor_parallel_size=None, pipeline_paralle
         out["training"] = tt.as_dict() if tt else None
         if tt is None:
             out["training_note"] = f"{g.name} publishes no dense tensor FLOP/s, so training time is not estimated"
-    out["efficiency"] = {"decode_mbu": dec.mbu.as_dict(), "layer_step_seconds": T.LAYER_STEP_SECONDS.as_dict(),
+    out["efficiency"] = {"decode_mbu": dec.mbu.as_dict(), "layer_step_seconds": dec.layer_step.as_dict(),
                          "host_mbu": T.MBU_HOST.as_dict(),
                          "prefill_mfu": T.MFU_PREFILL.as_dict(), "training_mfu": T.MFU_TRAINING.as_dict(),
                          "comm_efficiency": T.COMM_EFFICIENCY, "allreduce_latency_s": T.ALLREDUCE_LATENCY_S}
@@ -139,8 +139,9 @@ def _speed_explain(w: _Workload, dec: T.DecodeSpeed, pre, cand: F.Candidate) -> 
              + f") + {format_bytes(sb.kv_bytes)} of KV cache ({sb.batch} x {sb.context:,} tokens)",
              f"time per token = bytes per GPU / (bandwidth x MBU {dec.mbu.low}-{dec.mbu.high}, expected "
              f"{dec.mbu.expected}) + communication + {w.lm.spec.num_layers} layers x "
-             f"{T.LAYER_STEP_SECONDS.low * 1e6:.0f}-{T.LAYER_STEP_SECONDS.high * 1e6:.0f} us fixed time (expected "
-             f"{T.LAYER_STEP_SECONDS.expected * 1e6:.0f} us); {dec.bound}-bound at this batch"]
+             f"{dec.layer_step.low * 1e6:.0f}-{dec.layer_step.high * 1e6:.0f} us fixed time (expected "
+             f"{dec.layer_step.expected * 1e6:.0f} us{', measured for MLA models' if w.lm.spec.is_mla else ''}); "
+             f"{dec.bound}-bound at this batch"]
     lines += list(dec.notes)
     if pre is not None:
         lines.append(f"prefill of {pre.tokens:,} tokens: {pre.flops:.3g} FLOPs (2 x active params x tokens + "

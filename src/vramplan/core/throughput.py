@@ -76,6 +76,22 @@ LAYER_STEP_SECONDS = Efficiency(
     "13.4 ms -> ~58 us, Nemotron Nano 30B FP8 TP2 2.91 ms -> ~48 us); vLLM 0.23 on A100 40GB, Llama-3.1-8B ~75 tok/s "
     "-> <= ~35 us (CUDA graphs, a dense model). low 20 / expected 60 / high 120 us; MLA + MoE stacks at batch 1 "
     "(DeepSeek-V3 on SGLang 0.4.1, ~33 ms at TP8) are slower still: above the band")
+LAYER_STEP_SECONDS_MLA = Efficiency(
+    "fixed time per decoder layer per decode step, MLA models (DeepSeek-V2/V3 family, Kimi K2, GLM-5; seconds)",
+    300e-6, 450e-6, 600e-6,
+    "batch-1 decode of DeepSeek-V3-architecture models at TP8 minus their bandwidth and all-reduce time, per layer "
+    "(61 layers): SGLang 0.4.1, DeepSeek-V3 FP8, 8 x H200, 30.29 tok/s (sgl-project/sglang PR #2643) -> ~480 us; "
+    "vLLM 0.13, DeepSeek-V3.2, 8 x H20, ~30 tok/s (vllm-project/vllm issue #30832) -> ~490 us. MLA decode with "
+    "absorbed projections and grouped routing is overhead-bound at batch 1 on every GPU (~31-33 ms per token on "
+    "H20, H100 and H200 alike; tenstorrent/tt-inference-server #356: DeepSeek-R1-0528 on 16 x H100, TPOT 31.2 ms). "
+    "Set on these rows (in-sample); faster stacks (MTP speculation, newer kernels) fall above the band")
+
+
+def layer_step_for(spec: ModelSpec) -> Efficiency:
+    """The fixed per-layer decode time band for this model: MLA models have their own (slower) band."""
+    return LAYER_STEP_SECONDS_MLA if spec.is_mla else LAYER_STEP_SECONDS
+
+
 COMM_EFFICIENCY = 0.7
 """Achieved fraction of a link's per-direction bandwidth in ring all-reduce [inferred; NCCL's bus bandwidth stays
 below the link's peak]. Stated, not measured here."""
@@ -354,6 +370,7 @@ class DecodeSpeed:
     mbu: Efficiency
     layout: Layout
     notes: tuple[str, ...]
+    layer_step: Efficiency = LAYER_STEP_SECONDS  # the fixed per-layer time band used
 
     def as_dict(self) -> dict:
         return {"tokens_per_s": self.tokens_per_s.as_dict(),
@@ -364,7 +381,7 @@ class DecodeSpeed:
                 "compute_seconds_per_step": None if self.compute_seconds is None
                 else _round(self.compute_seconds, 4),
                 "bound": self.bound, "batch": self.step_bytes.batch, "context": self.step_bytes.context,
-                "efficiency": self.mbu.as_dict(), "layer_step_seconds": LAYER_STEP_SECONDS.as_dict(),
+                "efficiency": self.mbu.as_dict(), "layer_step_seconds": self.layer_step.as_dict(),
                 "notes": list(self.notes)}
 
 
@@ -420,7 +437,7 @@ def decode_speed(spec: ModelSpec, wb: WeightBytes, gpu: GPU, *, context: int, ba
                                    / (link / 2 * COMM_EFFICIENCY))
         notes.append(f"PP={layout.pp}: a token visits the stages in turn; pipelining adds memory, not decode speed")
 
-    floor = LAYER_STEP_SECONDS
+    floor = layer_step_for(spec)
     layers = spec.num_layers
 
     def step(i: int) -> float:
@@ -438,7 +455,7 @@ def decode_speed(spec: ModelSpec, wb: WeightBytes, gpu: GPU, *, context: int, ba
     per_seq = Band(1.0 / times.high, 1.0 / times.expected, 1.0 / times.low)
     thr = Band(batch * per_seq.low, batch * per_seq.expected, batch * per_seq.high)
     return DecodeSpeed(per_seq, thr, times, sb, bytes_per_gpu, mem, compute, comm, host, bound, mbu, layout,
-                       tuple(notes))
+                       tuple(notes), floor)
 
 
 # ----- prefill -------------------------------------------------------------------------------------------------
