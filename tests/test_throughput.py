@@ -260,3 +260,17 @@ def test_mla_models_use_their_measured_layer_time():
     assert d.as_dict()["layer_step_seconds"]["expected"] == T.LAYER_STEP_SECONDS_MLA.expected
     fixed = 61 * T.LAYER_STEP_SECONDS_MLA.expected
     assert abs(d.step_seconds.expected - (fixed + d.comm_seconds + d.gpu_seconds_memory.expected)) < 1e-6
+
+
+def test_per_layer_embedding_table_is_a_lookup_not_the_head():
+    """Gemma 4 E-models: the 262,144 x (layers x 256) per-layer embedding table is gathered (one row per token),
+    not read as the (tied) head; the head is vocab x hidden."""
+    spec, wb = _m("gemma-4-e2b-it")
+    sb = T.decode_step_bytes(spec, wb, context=1024, batch=1)
+    bpw = wb.as_dict()["embedding"] / (spec.vocab_size * spec.hidden_size)
+    assert sb.head_bytes == wb.as_dict()["embedding"] == round(bpw * spec.vocab_size * spec.hidden_size)
+    table = wb.as_dict()["per_layer_embedding_table"]
+    assert table > 4 * sb.head_bytes  # the table dwarfs the head...
+    assert sb.total_bytes < sb.dense_bytes + sb.head_bytes + sb.kv_bytes + 2 * table // spec.vocab_size + 1 << 20
+    per_token, head = T.matmul_params(spec)
+    assert per_token < count_params(spec).active - table / bpw + 1

@@ -613,7 +613,7 @@ def global_tensors(spec: ModelSpec) -> tuple[Tensor, ...]:
     if spec.per_layer_input_dim:  # Gemma 4 E-models: a second embedding table feeding every layer
         lp = spec.num_layers * spec.per_layer_input_dim
         t += [Tensor("embed_tokens_per_layer.weight", "token_embd_per_layer", (spec.per_layer_vocab or v, lp),
-                     "embedding"),
+                     "per_layer_embedding_table"),
               Tensor("per_layer_model_projection.weight", "ple_model_proj", (lp, h), "per_layer_embedding"),
               Tensor("per_layer_projection_norm.weight", "norm", (spec.per_layer_input_dim,), "norms")]
     if spec.learned_pos_embeddings:

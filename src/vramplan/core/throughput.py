@@ -220,13 +220,17 @@ def decode_step_bytes(spec: ModelSpec, wb: WeightBytes, context: int, batch: int
     embedding = groups.get("embedding", 0)
     experts_total = groups.get("experts", 0)
     head = embedding if spec.tie_embeddings else groups.get("lm_head", 0)
-    skip = {"embedding", "experts", "lm_head"}
+    ple_table = groups.get("per_layer_embedding_table", 0)  # Gemma 4 E-models: a lookup, like the embedding
+    skip = {"embedding", "experts", "lm_head", "per_layer_embedding_table"}
     extras = {name for name, _ in spec.extra_params}
     dense = sum(v for k, v in groups.items()
                 if k not in skip and k not in extras and not any(w in k for w in _NOT_READ_IN_DECODE))
     touched = experts_touched(spec.num_experts, spec.experts_per_token, batch) if spec.is_moe else 0.0
     experts_read = ceil(experts_total * touched / spec.num_experts) if spec.is_moe else 0
     rows = ceil(embedding * min(batch, spec.vocab_size) / spec.vocab_size) if spec.vocab_size else 0
+    if ple_table:
+        ple_vocab = spec.per_layer_vocab or spec.vocab_size
+        rows += ceil(ple_table * min(batch, ple_vocab) / ple_vocab)
     kv = kv_cache(spec, context, batch, kv_dtype).total_bytes
     return StepBytes(dense, experts_read, experts_total, head, rows, kv, touched, batch, context)
 
@@ -237,7 +241,8 @@ def matmul_params(spec: ModelSpec) -> tuple[int, int]:
     pc = count_params(spec)
     groups = dict(pc.active_groups)
     head = spec.vocab_size * spec.hidden_size
-    per_token = pc.active - groups.get("embedding", 0) - groups.get("lm_head", 0)
+    per_token = (pc.active - groups.get("embedding", 0) - groups.get("lm_head", 0)
+                 - groups.get("per_layer_embedding_table", 0))
     for name, _ in spec.extra_params:
         per_token -= groups.get(name, 0)
     return max(per_token, 0), head
