@@ -171,3 +171,22 @@ def test_malformed_quantization_configs_name_the_field(qc):
     with pytest.raises(InvalidModelSpec) as err:
         format_from_quant_config(qc)
     assert "quantization_config" in str(err.value)
+
+
+def test_mxfp8_checkpoint_and_unknown_methods(tmp_path):
+    """quant_method mxfp8 (MiniMax-M3's MXFP8 release): E4M3 values + one E8M0 byte per 32 along the input dim;
+    a quant_method vramplan does not model is said in the format label, not silently billed at 16 bits."""
+    from vramplan.api import resolve_format
+
+    cfg = json.loads(LLAMA_1B.read_text())
+    d = _folder(tmp_path, {**cfg, "quantization_config": {"quant_method": "mxfp8"}})
+    lm = load_model(str(d))
+    wb = model_weight_bytes(lm.spec, resolve_format(lm))
+    expected = 0
+    for _, t in iter_tensors(lm.spec):
+        linear = t.role in LINEAR_ROLES and len(t.shape) >= 2
+        expected += t.numel + t.numel // 32 if linear else 2 * t.numel
+    assert wb.total_bytes == expected
+    (tmp_path / "model" / "config.json").write_text(json.dumps({**cfg, "quantization_config": {"quant_method": "zz"}}))
+    fmt = resolve_format(load_model(str(d)))
+    assert fmt.name == "bf16" and "'zz' is not modelled" in fmt.label

@@ -76,19 +76,26 @@ def resolve_format(lm: LoadedModel, quantization: str | None = None, dtype: str 
     if lm.gguf_ftype:
         return get_format(lm.gguf_ftype)
     qc = lm.spec.quant_config
+    unknown = ""
     if qc:
         fmt = format_from_quant_config(qc, base_bytes=base)
         if fmt is not None:
             return fmt
+        unknown = str(qc.get("quant_method") or qc.get("quant_algo") or "?")
     d = lm.spec.torch_dtype if dtype in (None, "", "auto") else dtype
     d = str(d).lower()
     if d in ("float32", "fp32"):
-        return dense_format("fp32", 4, "config dtype float32")
-    if d in ("float16", "fp16", "half"):
-        return dense_format("fp16", 2, "config dtype float16")
-    if d in ("bfloat16", "bf16", "auto"):
-        return dense_format("bf16", 2, "config dtype bfloat16")
-    raise UnknownName("dtype", str(dtype), ["auto", "bfloat16", "float16", "float32"])
+        fmt = dense_format("fp32", 4, "config dtype float32")
+    elif d in ("float16", "fp16", "half"):
+        fmt = dense_format("fp16", 2, "config dtype float16")
+    elif d in ("bfloat16", "bf16", "auto"):
+        fmt = dense_format("bf16", 2, "config dtype bfloat16")
+    else:
+        raise UnknownName("dtype", str(dtype), ["auto", "bfloat16", "float16", "float32"])
+    if unknown:  # say so rather than bill a quantized checkpoint at 16 bits without a word
+        fmt = fmt._replace(label=f"{fmt.name} (the checkpoint's quantization_config quant_method {unknown!r} is not "
+                                 f"modelled: weights counted at {fmt.name}; pass -q FORMAT to set one)")
+    return fmt
 
 
 def model_weight_bytes(spec: ModelSpec, fmt) -> WeightBytes:

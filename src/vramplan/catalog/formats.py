@@ -232,6 +232,8 @@ def _format_from_quant_config(qc: dict, base_bytes: int = 2) -> WeightFormat | N
         return fmt
     if method == "mxfp4":
         return get_format("mxfp4-experts", base_bytes)
+    if method == "mxfp8":
+        return get_format("mxfp8", base_bytes)
     if method in ("compressed-tensors", "compressed_tensors"):
         return _compressed_tensors(qc, base_bytes)
     if method in ("fbgemm_fp8",):
