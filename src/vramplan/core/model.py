@@ -46,6 +46,7 @@ LINEAR_ROLES = frozenset({
     "ssm_f_a", "ssm_f_b", "ssm_g_a", "ssm_g_b", "ssm_beta",
 })
 EXPERT_ROLES = frozenset({"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"})
+BUFFER_ROLES = frozenset({"hash_table"})  # stored in the checkpoint (bytes counted) but not learned parameters
 
 
 @record
@@ -56,6 +57,7 @@ class Tensor:
     role: str
     shape: tuple[int, ...]
     group: str  # the breakdown line it belongs to (attention, mlp, experts, ...)
+    dtype_bytes: int = 0  # a fixed storage width (fp32 = 4, int64 = 8) where the checkpoint keeps one; 0: the format's
 
     @property
     def numel(self) -> int:
@@ -432,8 +434,8 @@ def _kda_tensors(s: ModelSpec) -> list[Tensor]:
           Tensor("self_attn.b_proj.weight", "ssm_beta", (nh, h), "ssm"),
           Tensor("self_attn.g_a_proj.weight", "ssm_g_a", (hd, h), "ssm"),
           Tensor("self_attn.g_b_proj.weight", "ssm_g_b", (p, hd), "ssm"),
-          Tensor("self_attn.A_log", "ssm_a", (nh,), "ssm"),
-          Tensor("self_attn.dt_bias", "ssm_dt_bias", (p,), "ssm"),
+          Tensor("self_attn.A_log", "ssm_a", (nh,), "ssm", 4),  # fp32 in the checkpoint
+          Tensor("self_attn.dt_bias", "ssm_dt_bias", (p,), "ssm", 4),
           Tensor("self_attn.o_norm.weight", "norm", (hd,), "norms"),
           Tensor("self_attn.o_proj.weight", "attn_output", (h, p), "ssm")]
     return t
@@ -466,13 +468,13 @@ def _dsv4_attention(s: ModelSpec, kind: str) -> list[Tensor]:
          Tensor("attn.kv_norm.weight", "norm", (d,), "norms"),
          Tensor("attn.wo_a.weight", "attn_output_a", (og * orank, nh * d // og), "attention"),
          Tensor("attn.wo_b.weight", "attn_output", (h, og * orank), "attention"),
-         Tensor("attn.attn_sink", "bias", (nh,), "attention")]
+         Tensor("attn.attn_sink", "bias", (nh,), "attention", 4)]
     r = COMPRESS_RATIO.get(kind, 0)
     if r:
         c = (2 if r == 4 else 1) * d
         t += [Tensor("attn.compressor.wkv.weight", "attn_comp", (c, h), "attention"),
               Tensor("attn.compressor.wgate.weight", "attn_comp", (c, h), "attention"),
-              Tensor("attn.compressor.ape", "bias", (r, c), "attention"),
+              Tensor("attn.compressor.ape", "bias", (r, c), "attention", 4),
               Tensor("attn.compressor.norm.weight", "norm", (d,), "norms")]
     if r == 4:
         ni, di = s.indexer_heads, s.indexer_head_dim
@@ -480,7 +482,7 @@ def _dsv4_attention(s: ModelSpec, kind: str) -> list[Tensor]:
               Tensor("attn.indexer.weights_proj.weight", "attn_idx_w", (ni, h), "attention"),
               Tensor("attn.indexer.compressor.wkv.weight", "attn_comp", (2 * di, h), "attention"),
               Tensor("attn.indexer.compressor.wgate.weight", "attn_comp", (2 * di, h), "attention"),
-              Tensor("attn.indexer.compressor.ape", "bias", (4, 2 * di), "attention"),
+              Tensor("attn.indexer.compressor.ape", "bias", (4, 2 * di), "attention", 4),
               Tensor("attn.indexer.compressor.norm.weight", "norm", (di,), "norms")]
     return t
 
@@ -491,9 +493,9 @@ def _hyper_connection_tensors(s: ModelSpec, prefixes: tuple[str, ...]) -> list[T
     m, h = s.hc_mult, s.hidden_size
     out = []
     for p in prefixes:
-        out += [Tensor(f"hc_{p}_fn", "hc", ((2 + m) * m, m * h), "hyper_connections"),
-                Tensor(f"hc_{p}_base", "hc", ((2 + m) * m,), "hyper_connections"),
-                Tensor(f"hc_{p}_scale", "hc", (3,), "hyper_connections")]
+        out += [Tensor(f"hc_{p}_fn", "hc", ((2 + m) * m, m * h), "hyper_connections", 4),
+                Tensor(f"hc_{p}_base", "hc", ((2 + m) * m,), "hyper_connections", 4),
+                Tensor(f"hc_{p}_scale", "hc", (3,), "hyper_connections", 4)]
     return out
 
 
@@ -539,7 +541,9 @@ def _moe_tensors(s: ModelSpec, hashed: bool = False) -> list[Tensor]:
     if s.router_bias:
         t.append(Tensor("mlp.gate.bias", "bias", (e,), "router"))
     if s.score_correction_bias and not hashed:  # DeepSeek-V4's hash-routed layers have a token->expert table instead
-        t.append(Tensor("mlp.gate.e_score_correction_bias", "bias", (e,), "router"))
+        t.append(Tensor("mlp.gate.e_score_correction_bias", "bias", (e,), "router", 4 if s.o_groups else 0))
+    if hashed:  # DeepSeek-V4: the token id -> top-k experts table of a hash-routed layer, int64
+        t.append(Tensor("mlp.gate.tid2eid", "hash_table", (s.vocab_size, s.experts_per_token), "router", 8))
     if s.moe_gated:
         t.append(Tensor("mlp.experts.gate_proj", "ffn_gate_exps", (e, w, x), "experts"))
     t.append(Tensor("mlp.experts.up_proj", "ffn_up_exps", (e, w, x), "experts"))
@@ -627,8 +631,9 @@ def global_tensors(spec: ModelSpec) -> tuple[Tensor, ...]:
         t.append(Tensor("lm_head.bias", "bias", (v,), "lm_head"))
     if spec.hc_mult:  # DeepSeek-V4: the hyper-connection streams are mixed down once more before the head
         m = spec.hc_mult
-        t += [Tensor("hc_head_fn", "hc", (m, m * h), "hyper_connections"),
-              Tensor("hc_head_base", "hc", (m,), "hyper_connections"), Tensor("hc_head_scale", "hc", (1,), "hyper_connections")]
+        t += [Tensor("hc_head_fn", "hc", (m, m * h), "hyper_connections", 4),
+              Tensor("hc_head_base", "hc", (m,), "hyper_connections", 4),
+              Tensor("hc_head_scale", "hc", (1,), "hyper_connections", 4)]
     for name, n in spec.extra_params:
         t.append(Tensor(name, "vision" if "vision" in name or "projector" in name else "extra", (n,), name))
     return tuple(t)
@@ -700,6 +705,8 @@ def count_params(spec: ModelSpec) -> ParamCount:
     for g in layer_groups(spec):
         n = len(g.layers)
         for t in g.tensors:
+            if t.role in BUFFER_ROLES:
+                continue
             groups[t.group] = groups.get(t.group, 0) + n * t.numel
             frac_num, frac_den = 1, 1
             if t.role in EXPERT_ROLES or (t.group == "experts" and t.role == "bias"):

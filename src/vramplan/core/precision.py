@@ -62,14 +62,14 @@ class WeightFormat:
     def tensor_bytes_at(self, t: Tensor, layer: int) -> int:
         """Bytes of tensor ``t`` in decoder layer ``layer`` (-1: outside the layers)."""
         if self.keep_layers and layer in self.kept_layers(t.role):
-            return t.numel * self.base_bytes
+            return t.numel * max(self.base_bytes, t.dtype_bytes)
         return self.tensor_bytes(t)
 
     def layers_bytes(self, t: Tensor, layers: tuple[int, ...]) -> tuple[int, int]:
         """(bytes, values left in base precision) of tensor ``t`` repeated in ``layers``."""
         kept = len(self.kept_layers(t.role).intersection(layers)) if self.keep_layers else 0
         if not self.quantizes(t):
-            return len(layers) * t.numel * self.base_bytes, len(layers) * t.numel
+            return len(layers) * t.numel * max(self.base_bytes, t.dtype_bytes), len(layers) * t.numel
         return (len(layers) - kept) * self.tensor_bytes(t) + kept * t.numel * self.base_bytes, kept * t.numel
 
     def tensor_bytes(self, t: Tensor) -> int:
@@ -77,7 +77,7 @@ class WeightFormat:
         if self.expert_format is not None and t.role in EXPERT_ROLES:
             return self.expert_format.tensor_bytes(t)
         if not self.quantizes(t):
-            return t.numel * self.base_bytes
+            return t.numel * max(self.base_bytes, t.dtype_bytes)
         shape = t.shape
         experts = prod(shape[:-2]) if len(shape) > 2 else 1
         out_f, in_f = shape[-2], shape[-1]
