@@ -657,3 +657,41 @@ def test_kimi_linear_bad_layer_lists_are_named():
     with pytest.raises(InvalidModelSpec) as e:
         parse_config(cfg, "k")
     assert "linear_attn_config" in str(e.value)
+
+
+MIMO_V25_VISION = {"depth": 28, "fullatt_block_indexes": [0, 9, 18, 27], "hidden_act": "silu", "hidden_size": 1280,
+                   "in_chans": 3, "intermediate_size": 4608, "num_heads": 32, "num_key_value_heads": 8,
+                   "num_query_groups": 4, "out_hidden_size": 4096, "patch_size": 16, "spatial_merge_size": 2,
+                   "spatial_patch_size": 16, "temporal_patch_size": 2, "tokens_per_second": 2, "use_sink": True,
+                   "visual_token_window_size": 64,
+                   "vit_window_attn_types": [-1, 0, 0, 0, 0, 1, 1, 1, 1] * 3 + [-1], "window_size": 128}
+MIMO_V25_AUDIO = {"add_post_norm": True, "audio_channels": 20, "audio_segment_size": 6000, "group_size": 4,
+                  "input_full_attention": True, "input_local_attn_heads": 16, "input_local_dim": 1024,
+                  "input_local_head_dim": 64, "input_local_hidden_dropout": 0.0, "input_local_intermediate_size": 4096,
+                  "input_local_layers": 6, "out_hidden_size": 4096, "partial_rotary_factor": 1.0,
+                  "projection_layers": 2, "rope_theta": 640000, "speech_vocab_size": "1280",
+                  "speech_zeroemb_idx": "1024"}
+
+
+def test_mimo_v25_text_vision_audio():
+    """MiMo-V2.5 (model_type mimo_v2): MiMo-V2-Flash's text stack plus a vision and an audio tower. The checkpoint's
+    tensor table (gogongxt/python@69107007 scripts/models/mimo_v2.5.md) sums to text 308,778,780,864 + vision
+    728,594,432 + audio 261,127,168 (+ MTP 987,820,224); its vision/audio config blocks are copied above."""
+    from pathlib import Path
+
+    import vramplan
+
+    flash = json.loads((Path(vramplan.__file__).parent / "catalog/models/XiaomiMiMo/MiMo-V2-Flash/config.json")
+                       .read_text())
+    cfg = {**flash, "model_type": "mimo_v2", "architectures": ["MiMoV2ForCausalLM"],
+           "vision_config": MIMO_V25_VISION, "audio_config": MIMO_V25_AUDIO}
+    spec = parse_config(cfg, "mimo-v2.5")
+    extra = dict(spec.extra_params)
+    assert extra["vision_tower"] + extra["multi_modal_projector"] == 728_594_432
+    assert extra["audio_tower"] + extra["audio_projector"] == 261_127_168
+    pc = count_params(spec)
+    assert pc.total == 308_778_780_864 + 728_594_432 + 261_127_168 and pc.mtp == 987_820_224
+    bad = {**cfg, "audio_config": {**MIMO_V25_AUDIO, "speech_vocab_size": "many"}}
+    with pytest.raises(InvalidModelSpec) as e:
+        parse_config(bad, "m")
+    assert "audio_config.speech_vocab_size" in str(e.value)

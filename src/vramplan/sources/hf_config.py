@@ -51,8 +51,9 @@ _LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qw
                "nemotron", "solar", "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba",
                "jamba", "nemotron_h", "mamba2", "kimi_k2", "minimax_m2", "deepseek_v32", "glm_moe_dsa", "gemma4_text", "nemotron-nas", "deepseek_v4", "step3p5",
                "step3p7", "mimo_v2_flash", "minimax_m3", "kimi_linear"}
+_RENAMED = {"mimo_v2"}  # read as another model type (parse_config says which)
 _HYBRID = {"qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba", "jamba", "nemotron_h"}
-SUPPORTED_MODEL_TYPES = tuple(sorted(_LLAMA_LIKE | {"gemma3", "llama4", "mistral3", "llava", "qwen3_5", "qwen3_5_moe",
+SUPPORTED_MODEL_TYPES = tuple(sorted(_LLAMA_LIKE | _RENAMED | {"gemma3", "llama4", "mistral3", "llava", "qwen3_5", "qwen3_5_moe",
                                                     "qwen3_vl", "qwen3_vl_moe", "gemma4"}))
 
 _ARCH_TO_TYPE = {
@@ -66,7 +67,7 @@ _ARCH_TO_TYPE = {
     "Qwen3NextForCausalLM": "qwen3_next", "GraniteMoeHybridForCausalLM": "granitemoehybrid",
     "BambaForCausalLM": "bamba", "JambaForCausalLM": "jamba", "NemotronHForCausalLM": "nemotron_h",
     "Mamba2ForCausalLM": "mamba2", "DeciLMForCausalLM": "nemotron-nas", "DeepseekV4ForCausalLM": "deepseek_v4",
-    "Step3p5ForCausalLM": "step3p5", "MiMoV2FlashForCausalLM": "mimo_v2_flash", "MiniMaxM3ForCausalLM": "minimax_m3", "DeepseekV32ForCausalLM": "deepseek_v32", "GlmMoeDsaForCausalLM": "glm_moe_dsa",
+    "Step3p5ForCausalLM": "step3p5", "MiMoV2FlashForCausalLM": "mimo_v2_flash", "MiMoV2ForCausalLM": "mimo_v2", "MiniMaxM3ForCausalLM": "minimax_m3", "DeepseekV32ForCausalLM": "deepseek_v32", "GlmMoeDsaForCausalLM": "glm_moe_dsa",
     "KimiLinearForCausalLM": "kimi_linear",
 }
 
@@ -177,6 +178,12 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
         cfg, mt = text, tmt
     elif "text_config" in cfg and not isinstance(cfg["text_config"], dict) and cfg["text_config"] is not None:
         raise InvalidModelSpec("expected an object", field="text_config")
+    if mt == "mimo_v2":  # MiMo-V2.5 / V2.5-Pro: MiMo-V2-Flash's text stack, V2.5 with vision and audio towers
+        mt = "mimo_v2_flash"
+        if isinstance(cfg.get("vision_config"), dict):
+            extra += _mimo_vision_params(cfg["vision_config"])
+        if isinstance(cfg.get("audio_config"), dict):
+            extra += _mimo_audio_params(cfg["audio_config"])
     if not mt:
         raise InvalidModelSpec("cannot tell the architecture: no 'model_type' or known 'architectures'",
                                field="model_type")
@@ -877,6 +884,47 @@ def _qwen_vl_vision_params(v: dict) -> list[tuple[str, int]]:
     deep = r.list("deepstack_visual_indexes") or []
     tower = embed + depth * block
     return [("vision_tower", tower), ("multi_modal_projector", merger(h) + len(deep) * merger(wide))]
+
+
+def _mimo_vision_params(v: dict) -> list[tuple[str, int]]:
+    """MiMo-V2.5's vision tower (vision_model_type mimovl; tensor table of the checkpoint in gogongxt/python
+    scripts/models/mimo_v2.5.md): a bias-free Conv3d patch embedding, ``depth`` blocks of two RMSNorms, fused qkv with
+    bias (num_heads query and num_key_value_heads K/V heads of head_dim 64), an output projection with bias, a gated
+    MLP with biases, one sink logit per head in the windowed blocks (vit_window_attn_types != -1); a merger of an
+    RMSNorm and two bias-free linears (merge^2 x hidden -> same -> out_hidden_size)."""
+    r = _Reader(v, "vision_config.")
+    h, inter, depth = r.int("hidden_size", required=True), r.int("intermediate_size", required=True), \
+        r.int("depth", required=True, hi=MAX_LAYERS)
+    heads, kvh, hd = r.int("num_heads", required=True), r.int("num_key_value_heads", 8), r.int("head_dim", 64)
+    ch, patch, tps = r.int("in_chans", 3), r.int("patch_size", 16), r.int("temporal_patch_size", 2)
+    out, merge = r.int("out_hidden_size", required=True), r.int("spatial_merge_size", 2)
+    qkv = (heads + 2 * kvh) * hd
+    block = 2 * h + (qkv * h + qkv) + (h * heads * hd + h) + 2 * (inter * h + inter) + (h * inter + h)
+    types = r.list("vit_window_attn_types") or []
+    sinks = heads * sum(1 for t in types if t != -1) if r.bool("use_sink") else 0
+    wide = h * merge * merge
+    tower = ch * tps * patch * patch * h + depth * block + sinks
+    return [("vision_tower", tower), ("multi_modal_projector", h + wide * wide + out * wide)]
+
+
+def _mimo_audio_params(a: dict) -> list[tuple[str, int]]:
+    """MiMo-V2.5's audio encoder (same tensor table): audio_channels speech embedding tables (speech_vocab_size x
+    input_local_dim), an input_local_layers transformer (q/k/v with bias, o, gated MLP, two norms per layer, a final
+    norm) and a two-layer bias-free projection from group_size x dim through 4 x out_hidden_size to out_hidden_size."""
+    r = _Reader(a, "audio_config.")
+    d, inter = r.int("input_local_dim", 1024), r.int("input_local_intermediate_size", 4096)
+    layers, group = r.int("input_local_layers", 6, hi=MAX_LAYERS), r.int("group_size", 4)
+    out, channels = r.int("out_hidden_size", required=True), r.int("audio_channels", 20)
+    vocab = a.get("speech_vocab_size", 1280)
+    try:  # written as a string ("1280") in the released config
+        vocab = int(vocab)
+    except (TypeError, ValueError):
+        raise InvalidModelSpec(f"expected a whole number, got {_short(vocab)}", field="audio_config.speech_vocab_size")
+    if not 0 < vocab <= MAX_DIM:
+        raise InvalidModelSpec(f"value {vocab} is out of range [1, {MAX_DIM}]", field="audio_config.speech_vocab_size")
+    local = layers * (4 * d * d + 3 * d + 3 * d * inter + 2 * d) + d
+    projection = group * d * 4 * out + 4 * out * out
+    return [("audio_tower", channels * vocab * d + local), ("audio_projector", projection)]
 
 
 def _moonvit_params(v: dict) -> list[tuple[str, int]]:
