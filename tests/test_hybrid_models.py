@@ -695,3 +695,28 @@ def test_mimo_v25_text_vision_audio():
     with pytest.raises(InvalidModelSpec) as e:
         parse_config(bad, "m")
     assert "audio_config.speech_vocab_size" in str(e.value)
+
+
+def test_minimax_m3_vl_text_and_vision():
+    """MiniMax-M3's released config (minimax_m3_vl): the text model under text_config (no model_type there, no
+    moe_intermediate_size: intermediate_size is the expert width, dense_intermediate_size the dense one) and a CLIP-style
+    rotary ViT. The checkpoint's tensor table (gogongxt/python@b5211991 scripts/models/minimax_m3.md) sums to
+    427,040,140,160 = text 426,174,572,928 + vision 631,185,920 + projectors 234,381,312."""
+    from pathlib import Path
+
+    import vramplan
+
+    text = json.loads((Path(vramplan.__file__).parent / "catalog/models/MiniMaxAI/MiniMax-M3/config.json").read_text())
+    text.pop("model_type")
+    text.pop("moe_intermediate_size")
+    vision = {"hidden_size": 1280, "num_attention_heads": 16, "num_hidden_layers": 32, "intermediate_size": 5120,
+              "patch_size": 14, "image_size": 2016, "projection_dim": 6144, "position_embedding_type": "rope",
+              "model_type": "clip_vision_model", "num_channels": 3,
+              "img_token_compression_config": {"image_token_compression_method": "patch_merge",
+                                               "spatial_merge_size": 2, "temporal_patch_size": 2}}
+    cfg = {"architectures": ["MiniMaxM3SparseForConditionalGeneration"], "model_type": "minimax_m3_vl",
+           "text_config": text, "vision_config": vision, "projector_hidden_size": 6144}
+    spec = parse_config(cfg, "minimax-m3-vl")
+    extra = dict(spec.extra_params)
+    assert (extra["vision_tower"], extra["multi_modal_projector"]) == (631_185_920, 234_381_312)
+    assert count_params(spec).total == 427_040_140_160

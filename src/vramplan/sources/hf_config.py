@@ -51,7 +51,7 @@ _LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qw
                "nemotron", "solar", "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba",
                "jamba", "nemotron_h", "mamba2", "kimi_k2", "minimax_m2", "deepseek_v32", "glm_moe_dsa", "gemma4_text", "nemotron-nas", "deepseek_v4", "step3p5",
                "step3p7", "mimo_v2_flash", "minimax_m3", "kimi_linear"}
-_RENAMED = {"mimo_v2"}  # read as another model type (parse_config says which)
+_RENAMED = {"mimo_v2", "minimax_m3_vl"}  # read as another model type (parse_config says which)
 _HYBRID = {"qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba", "jamba", "nemotron_h"}
 SUPPORTED_MODEL_TYPES = tuple(sorted(_LLAMA_LIKE | _RENAMED | {"gemma3", "llama4", "mistral3", "llava", "qwen3_5", "qwen3_5_moe",
                                                     "qwen3_vl", "qwen3_vl_moe", "gemma4"}))
@@ -67,7 +67,8 @@ _ARCH_TO_TYPE = {
     "Qwen3NextForCausalLM": "qwen3_next", "GraniteMoeHybridForCausalLM": "granitemoehybrid",
     "BambaForCausalLM": "bamba", "JambaForCausalLM": "jamba", "NemotronHForCausalLM": "nemotron_h",
     "Mamba2ForCausalLM": "mamba2", "DeciLMForCausalLM": "nemotron-nas", "DeepseekV4ForCausalLM": "deepseek_v4",
-    "Step3p5ForCausalLM": "step3p5", "MiMoV2FlashForCausalLM": "mimo_v2_flash", "MiMoV2ForCausalLM": "mimo_v2", "MiniMaxM3ForCausalLM": "minimax_m3", "DeepseekV32ForCausalLM": "deepseek_v32", "GlmMoeDsaForCausalLM": "glm_moe_dsa",
+    "Step3p5ForCausalLM": "step3p5", "MiMoV2FlashForCausalLM": "mimo_v2_flash", "MiMoV2ForCausalLM": "mimo_v2", "MiniMaxM3ForCausalLM": "minimax_m3",
+    "MiniMaxM3SparseForConditionalGeneration": "minimax_m3_vl", "DeepseekV32ForCausalLM": "deepseek_v32", "GlmMoeDsaForCausalLM": "glm_moe_dsa",
     "KimiLinearForCausalLM": "kimi_linear",
 }
 
@@ -168,7 +169,7 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
         text = dict(cfg["text_config"])
         prefix = "text_config."
         tmt = _model_type(text, prefix) or {"gemma3": "gemma3_text", "llama4": "llama4_text",
-                                            "gemma4": "gemma4_text"}.get(mt, "")
+                                            "gemma4": "gemma4_text", "minimax_m3_vl": "minimax_m3"}.get(mt, "")
         tmt = {"qwen3_vl_text": "qwen3", "qwen3_vl_moe_text": "qwen3_moe"}.get(tmt, tmt)  # same text towers
         text.setdefault("model_type", tmt)
         if isinstance(cfg.get("vision_config"), dict):
@@ -604,7 +605,10 @@ def _parse_moe_2026(r: _Reader, mt: str, name: str, arch: str, dtype: str, quant
     kv = r.int("num_key_value_heads", None) or r.int("num_attention_groups", heads)
     d = r.int("head_dim", h // heads)
     experts = r.int("num_local_experts", required=True, hi=MAX_EXPERTS)
-    width = r.int("moe_intermediate_size", required=True)
+    if mt == "minimax_m3" and r.raw("moe_intermediate_size")[1] is None and r.raw("dense_intermediate_size")[1]:
+        width = r.int("intermediate_size", required=True)  # the VL release's text_config names the expert width so
+    else:
+        width = r.int("moe_intermediate_size", required=True)
     kw: dict[str, Any] = dict(
         name=name, hidden_size=h, num_layers=layers, num_heads=heads, num_kv_heads=kv, head_dim=d, vocab_size=r.int(
             "vocab_size", required=True), architecture=arch, model_type=mt, tie_embeddings=r.bool("tie_word_embeddings"),
@@ -886,6 +890,28 @@ def _qwen_vl_vision_params(v: dict) -> list[tuple[str, int]]:
     return [("vision_tower", tower), ("multi_modal_projector", merger(h) + len(deep) * merger(wide))]
 
 
+def _minimax_m3_vision_params(cfg: dict, text: dict) -> list[tuple[str, int]]:
+    """MiniMax-M3's vision tower (minimax_m3_vl; the checkpoint's tensor table in gogongxt/python scripts/models/
+    minimax_m3.md): a CLIP-style ViT with rotary positions (no position table): a bias-free Conv3d patch embedding
+    over temporal_patch_size frames, a pre-LayerNorm, ``num_hidden_layers`` blocks (q/k/v/out and fc1/fc2 with biases,
+    two LayerNorms with biases); a projector (hidden -> projector_hidden_size -> text width, biased) and a patch-merge
+    MLP (merge^2 x text width -> text width -> text width, biased)."""
+    v = cfg["vision_config"]
+    r = _Reader(v, "vision_config.")
+    h, inter = r.int("hidden_size", required=True), r.int("intermediate_size", required=True)
+    layers, patch, ch = r.int("num_hidden_layers", required=True, hi=MAX_LAYERS), r.int("patch_size", 14), \
+        r.int("num_channels", 3)
+    comp = v.get("img_token_compression_config") if isinstance(v.get("img_token_compression_config"), dict) else {}
+    cr = _Reader(comp, "vision_config.img_token_compression_config.")
+    tps, merge = cr.int("temporal_patch_size", 2), cr.int("spatial_merge_size", 2)
+    out = _Reader(text, "text_config.").int("hidden_size", required=True)
+    proj = _Reader(cfg).int("projector_hidden_size", out)
+    tower = ch * tps * patch * patch * h + 2 * h + layers * (4 * (h * h + h) + 4 * h + 2 * h * inter + inter + h)
+    wide = out * merge * merge
+    projector = (h * proj + proj) + (proj * out + out) + (wide * out + out) + (out * out + out)
+    return [("vision_tower", tower), ("multi_modal_projector", projector)]
+
+
 def _mimo_vision_params(v: dict) -> list[tuple[str, int]]:
     """MiMo-V2.5's vision tower (vision_model_type mimovl; tensor table of the checkpoint in gogongxt/python
     scripts/models/mimo_v2.5.md): a bias-free Conv3d patch embedding, ``depth`` blocks of two RMSNorms, fused qkv with
@@ -953,6 +979,8 @@ def _vision_params(cfg: dict, text: dict) -> list[tuple[str, int]]:
     if v.get("model_type") is not None and not isinstance(v.get("model_type"), str):
         raise InvalidModelSpec(f"expected string, got {type(v.get('model_type')).__name__}",
                                field="vision_config.model_type")
+    if cfg.get("model_type") == "minimax_m3_vl":
+        return _minimax_m3_vision_params(cfg, text)
     if "depth" in v and "temporal_patch_size" in v:
         return _qwen_vl_vision_params(v)
     if "vt_hidden_size" in v:
