@@ -510,17 +510,18 @@ def training_summary(lm, seq_len: int = DEFAULT_SEQ_LEN, batch_size: int = 1) ->
             r = plan_training(lm, seq_len=seq_len, batch_size=batch_size, **opts)
         except (InvalidRequest, UnknownName):
             continue
-        ms = r["model_states"]
-        tokens = r["peak"]["phases"]
-        dynamic = max(tokens["forward (loss)"], tokens["backward (loss)"]) - (
-            ms["gradients"] if r["request"]["grad_accum"] > 1 else 0)
-        rows.append({"label": label, "trainable_params": r["trainable_params"],
-                     "memory": {"weights": ms["weights"], "gradients": ms["gradients"], "optimizer": ms["optimizer"],
-                                "activations": dynamic, "total": r["memory"]["total"]},
+        mem = r["memory"]
+        at_peak = {"weights": mem["weights"], "gradients": mem["gradients"], "optimizer": mem["optimizer"],
+                   "activations": mem.get("activations", 0) + mem.get("loss", 0)}
+        # the rest of the peak: optimizer-step temporaries, dequantized / autocast weight copies, allocator, context
+        at_peak["other"] = mem["total"] - sum(at_peak.values())
+        at_peak["total"] = mem["total"]
+        rows.append({"label": label, "trainable_params": r["trainable_params"], "memory": at_peak,
+                     "model_states": r["model_states"], "saved_activations": r["activations"]["saved_bytes"],
                      "peak_memory": r["memory"], "allocated_peak": r["allocated_peak"],
                      "reserved_peak": r["reserved_peak"], "peak_phase": r["peak"]["phase"]})
     return {"rows": rows, "seq_len": seq_len, "batch_size": batch_size,
-            "note": f"per GPU, one GPU, {seq_len:,}-token sequences, batch {batch_size}, SDPA. weights/gradients/"
-                    f"optimizer: model states; activations: saved activations + loss tensors at the backward peak; "
-                    f"total: what the GPU must have at the worst phase (reserved peak + CUDA context; the phases do "
-                    f"not all coexist). More: vramplan train MODEL --help"}
+            "note": f"per GPU, one GPU, {seq_len:,}-token sequences, batch {batch_size}, SDPA. Each row is the "
+                    f"memory at its peak phase (the columns sum to the total, what the GPU must have): at the "
+                    f"optimizer step the activations are already freed; 'other' = optimizer-step temporaries, 16-bit "
+                    f"weight copies, allocator overhead and the CUDA context. More: vramplan train MODEL --help"}

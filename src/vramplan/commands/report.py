@@ -147,9 +147,12 @@ def _render_training(t, unit: str) -> str:
         for row in rows:
             mem = row.get("memory", {})
             out.append([str(row.get("label", row.get("method", ""))), size(mem.get("total"), unit),
+                        str(row.get("peak_phase", "")).replace(" (loss)", ""),
                         size(mem.get("weights"), unit), size(mem.get("gradients"), unit),
-                        size(mem.get("optimizer"), unit), size(mem.get("activations"), unit)])
-        text = table(out, ["configuration", "total", "weights", "gradients", "optimizer", "activations"])
+                        size(mem.get("optimizer"), unit), size(mem.get("activations"), unit),
+                        size(mem.get("other"), unit)])
+        text = table(out, ["configuration", "total", "peak at", "weights", "gradients", "optimizer", "activations",
+                           "other"], align="lrlrrrrr")
         note = t.get("note") if isinstance(t, dict) else None
         return text + (f"\n  {note}" if note else "")
     return _render_generic(t, unit)
