@@ -134,3 +134,24 @@ def test_speed_picks_the_fewest_gpus_that_fit():
     assert r["configuration"]["count"] == 2 and r["configuration"]["fits"]
     r = plan_speed("llama-3.1-70b", gpu="h100", tensor_parallel_size=1)
     assert "warning" in r  # 141 GB on one 80 GB card: timed anyway, flagged
+
+
+def test_instruct_repo_named_is_the_repo_served():
+    """An Instruct repo resolved to its base model's catalog entry (same architecture) is served as named; a short
+    Instruct alias is served as the entry's base repo, and the plan says so."""
+    r = launch_commands("meta-llama/Llama-3.1-8B-Instruct", gpu="h100", engine="vllm")
+    assert _argv(r["commands"]["vllm"]["command"])[2] == "meta-llama/Llama-3.1-8B-Instruct"
+    assert any("catalog entry llama-3.1-8b" in m for m in r["messages"])
+    r = launch_commands("llama-3.1-8b-instruct", gpu="h100", engine="vllm")
+    assert _argv(r["commands"]["vllm"]["command"])[2] == "meta-llama/Llama-3.1-8B"
+    assert any("base model" in m for m in r["messages"])
+    assert not launch_commands("llama-3.1-8b", gpu="h100", engine="vllm")["messages"]
+
+
+def test_ollama_server_starts_before_create_and_says_which_file():
+    r = launch_commands("llama-3.1-8b", gpu="rtx-4090", engine="ollama")
+    steps = r["commands"]["ollama"]["command"].splitlines()
+    serve = next(i for i, s in enumerate(steps) if "ollama serve" in s)
+    create = next(i for i, s in enumerate(steps) if "ollama create" in s)
+    assert serve < create and steps[serve].endswith("&")
+    assert any("Q4_K_M" in n for n in r["commands"]["ollama"]["notes"])

@@ -61,7 +61,12 @@ def load_model(model: str | os.PathLike | ModelSpec, *, revision: str | None = N
         return loaders.load_hub(name, revision=revision, fallback=entry)
     if entry is None:
         catalog.resolve_model(name)  # raises UnknownName with suggestions
-    return loaders.load_catalog(entry)
+    lm = loaders.load_catalog(entry)
+    if "/" in name and name.strip().lower() != (entry.hf_id or "").lower():
+        # an Instruct/chat repo listed under its base model's entry (same architecture): serve what was named
+        lm = lm._replace(hf_id=name.strip(), messages=lm.messages + (
+            f"{name.strip()}: config from the catalog entry {entry.key} ({entry.hf_id}), the same architecture",))
+    return lm
 
 
 # ----- weight formats -------------------------------------------------------------------------------------

@@ -80,6 +80,13 @@ def launch_commands(model, *, gpu=None, tensor_parallel_size=None, pipeline_para
                                                              if pp > 1 else (lm.spec.num_layers,))
     name = served_model_name or lm.name
     repo = lm.hf_id or lm.name
+    messages = list(lm.messages)
+    typed = str(model) if isinstance(model, str) else ""
+    if (lm.source == "catalog" and typed and "/" not in typed and typed.lower() != lm.name
+            and any(w in typed.lower() for w in ("instruct", "chat", "-it"))
+            and not any(w in repo.lower() for w in ("instruct", "chat", "-it"))):
+        messages.append(f"'{typed}' shares the catalog entry {lm.name}, whose repo {repo} is the base model: the "
+                        f"commands serve {repo}; name the instruct/chat repo's Hugging Face id to serve it instead")
     fmt_name = w.fmt.name
     from .core.gguf_mix import GGUFMixFormat
 
@@ -200,11 +207,11 @@ def launch_commands(model, *, gpu=None, tensor_parallel_size=None, pipeline_para
         if port and port != PORTS["ollama"]:
             env["OLLAMA_HOST"] = f"{host}:{port}"
         serve = ["ollama", "serve"]
-        steps = ["cat > Modelfile <<'EOF'\n" + "\n".join(modelfile) + "\nEOF",
-                 _shell(["ollama", "create", name, "-f", "Modelfile"]), _shell(serve, env),
-                 _shell(["ollama", "run", name])]
+        # the server first (create and run talk to it), with the environment that sets the KV type and parallelism
+        steps = ["cat > Modelfile <<'EOF'\n" + "\n".join(modelfile) + "\nEOF", _shell(serve, env) + " &",
+                 _shell(["ollama", "create", name, "-f", "Modelfile"]), _shell(["ollama", "run", name])]
         notes = ["Ollama reserves num_ctx for each parallel request", "the server must be started with the "
-                 "environment shown for the KV cache type and parallelism to apply"]
+                 "environment shown for the KV cache type and parallelism to apply"] + ([gguf_note] if gguf_note else [])
         commands["ollama"] = {"argv": serve, "env": env, "modelfile": "\n".join(modelfile),
                               "command": "\n".join(steps), "notes": notes,
                               "base_url": f"http://localhost:{port or PORTS['ollama']}/v1"}
@@ -219,8 +226,9 @@ def launch_commands(model, *, gpu=None, tensor_parallel_size=None, pipeline_para
                      "gpu_memory_utilization": util, "fits": cand.fits if cand else None,
                      "memory_per_gpu": cand.need_bytes if cand else None,
                      "offload_layers": cand.offload_layers if cand else 0},
-            "commands": commands, "client": {"python": clients[first], "by_engine": clients,
-                                             "requires": "pip install openai"}}
+            "commands": commands, "client": {"python": clients[first], "engine": first, "by_engine": clients,
+                                             "requires": "pip install openai"},
+            "messages": messages}
 
 
 def _offload_only_note(cand, fmt_name: str) -> str:

@@ -69,6 +69,13 @@ def render(r: dict, args) -> str:
         for note in cmd.get("notes", []):
             lines.append(f"  # {note}")
         lines.append(f"  # OpenAI-compatible endpoint: {cmd['base_url']}")
+    names_used = [names.get(k, k) for k in r["commands"]]
+    first = names.get(r["client"].get("engine", ""), r["client"].get("engine", ""))
     lines.append(title(f"Client (Python, streaming; {r['client']['requires']})"))
+    if len(names_used) > 1:
+        lines.append(f"# for {first}; for the other engines use their endpoint above as base_url (--json: "
+                     f"client.by_engine)")
     lines.append(r["client"]["python"])
+    for msg in r.get("messages", []):
+        lines.append(f"note: {msg}")
     return "\n".join(lines)
