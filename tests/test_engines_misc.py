@@ -143,3 +143,20 @@ def test_sglang_pipeline_ranks_pool_their_own_layers():
     attn = [sum(nano.cache_kinds[i] == "full" for i in r) for r in stages]
     assert [S.cell_size_bytes(nano, "auto", 2, 1, r) for r in stages] == [a * 2 * 128 * 2 * 2 for a in attn]
     assert min(attn) > 0 and sum(attn) == 6
+
+
+def test_multi_gpu_tables_name_the_busiest_gpu():
+    """vLLM PP: the table is stage 0 (whose rank logs), the explain names the busier stage and the KV line uses the
+    bounding stage's free memory; llama.cpp: the table is the busiest device's."""
+    r = plan_inference(load_model("deepseek-v3"), max_model_len=32768, engine="vllm", gpu="h100",
+                       tensor_parallel_size=8, pipeline_parallel_size=2)
+    totals = [s["total"] for s in r["stages"]]
+    assert r["memory"]["total"] == totals[0] < totals[1]
+    assert any(f"busiest GPUs are stage 1's: {totals[1] / 2**30:.2f} GiB" in e for e in r["explain"])
+    bound = min(r["stages"], key=lambda s: s["blocks_if_alone"])
+    assert any(f"{bound['kv_cache_available'] / 2**30:.2f} GiB available on stage {bound['stage']}" in e
+               for e in r["explain"])
+    r = plan_inference(load_model("llama-3.1-8b"), max_model_len=8192, engine="llama.cpp", gpu="rtx-4090",
+                       tensor_parallel_size=2, quantization="Q4_K_M")
+    busiest = max(r["devices"], key=lambda d: d["weights"] + d["kv_cache"] + d["compute"])
+    assert r["memory"]["weights"] == busiest["weights"] and r["memory"]["kv_cache"] == busiest["kv_cache"]

@@ -498,7 +498,9 @@ def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", t
                         kv_unified=bool(options.get("kv_unified", True)), swa_full=bool(options.get("swa_full", False)),
                         embeddings=bool(options.get("embeddings", False)), backend=backend,
                         n_cpu_moe=_cpu_moe_layers(options, spec))
-    g0 = p.gpus[0] if p.gpus else DeviceMemory("none", 0, 0, 0)
+    # the table is per GPU: the busiest device's (with a layer split the devices differ)
+    g0 = max(p.gpus, key=lambda d: d.model_bytes + d.kv_bytes + d.compute_bytes) if p.gpus \
+        else DeviceMemory("none", 0, 0, 0)
     runtime = CUDA_CONTEXT_BYTES if p.gpus and backend == "cuda" else 0
     memory = {"weights": g0.model_bytes, "kv_cache": g0.kv_bytes, "activations": g0.compute_bytes,
               "runtime": runtime}
@@ -520,7 +522,8 @@ def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", t
                        "n_gpu_layers": p.ngl, "flash_attn": p.flash_attn, "type_k": p.type_k, "type_v": p.type_v,
                        "tensors_from": source},
             "kv_bytes_per_token": p.kv_bytes_per_cell,
-            "explain": explain(p, spec, source)}
+            "explain": explain(p, spec, source) + ([f"the table shows {g0.name}, the busiest GPU"]
+                                                   if len(p.gpus) > 1 else [])}
 
 
 def explain(p: LlamaCppPlan, spec: ModelSpec, source: str) -> list[str]:

@@ -736,7 +736,9 @@ def plan_to_dict(p: VllmPlan, spec: ModelSpec, assumed_gpu: bool = False) -> dic
         capacity["error"] = p.error
     stages = [{"stage": s.stage, "layers": s.layers, "weights": s.weights_bytes, "activations": s.activation_bytes,
                "runtime": s.non_torch_bytes, "kv_cache_available": s.available_kv_bytes,
-               "kv_cache": p.num_blocks * s.block_bytes, "blocks_if_alone": s.num_blocks_own}
+               "kv_cache": p.num_blocks * s.block_bytes, "blocks_if_alone": s.num_blocks_own,
+               "total": (s.weights_bytes + p.num_blocks * s.block_bytes + s.activation_bytes + s.non_torch_bytes
+                         + s.cudagraph_bytes + p.cuda_context_bytes)}
               for s in p.stages]
     return {"memory": memory, "capacity": capacity,
             "engine": {"name": "vllm", "version": p.version, "rules": p.rules.label,
@@ -769,7 +771,10 @@ def explain(p: VllmPlan, spec: ModelSpec, assumed_gpu: bool) -> list[str]:
     else:
         lines.append(f"CUDA graphs (~{g(st.cudagraph_bytes)}) are captured after the KV cache, in the memory left "
                      f"outside gpu_memory_utilization")
-    lines.append(f"KV cache: {g(st.available_kv_bytes)} available -> {p.num_blocks:,} blocks of {p.block_size} "
+    bound = min((s for s in p.stages if s.groups), key=lambda s: s.num_blocks_own, default=st)
+    lines.append(f"KV cache: {g(bound.available_kv_bytes)} available"
+                 + (f" on stage {bound.stage} (the stage that holds the fewest blocks)" if p.pp > 1 else "")
+                 + f" -> {p.num_blocks:,} blocks of {p.block_size} "
                  f"tokens ({st.block_bytes:,} B per block over {len(st.groups)} KV group(s)) = "
                  f"GPU KV cache size {p.kv_tokens:,} tokens; maximum concurrency {p.max_concurrency:.2f}x at "
                  f"{p.max_model_len:,} tokens")
@@ -784,5 +789,11 @@ def explain(p: VllmPlan, spec: ModelSpec, assumed_gpu: bool) -> list[str]:
             + (f"{s.num_blocks_own:,} blocks alone" if s.groups else "no KV cache (its layers reuse others' caches)")
             for s in p.stages)
                      + " (every stage uses the smallest block count)")
+        totals = [(s.weights_bytes + p.num_blocks * s.block_bytes + s.activation_bytes + s.non_torch_bytes
+                   + s.cudagraph_bytes + p.cuda_context_bytes, s.stage) for s in p.stages]
+        heavy, idx = max(totals)
+        if idx != st.stage:
+            lines.append(f"the table shows stage 0 (the rank whose figures vLLM logs); the busiest GPUs are stage "
+                         f"{idx}'s: {g(heavy)} each (JSON: stages)")
     lines += list(p.notes)
     return lines
