@@ -15,3 +15,21 @@ def test_summary_rows_sum_to_the_total_at_the_peak():
     assert full["peak_phase"] == "optimizer step" and full["memory"]["activations"] == 0  # freed by then
     r = plan_training(load_model("llama-3.1-8b"), method="lora", precision="bf16", seq_len=2048)
     assert lora["memory"]["activations"] == r["memory"]["activations"] + r["memory"]["loss"] > 0
+
+
+def test_contradictory_training_options_are_refused(run_cli):
+    code, _, err = run_cli("train", "llama-3.1-8b", "--method", "full", "--lora-rank", "8")
+    assert code == 1 and "--lora-rank applies to --method lora" in err
+    code, _, err = run_cli("train", "llama-3.1-8b", "--fsdp", "--zero", "2", "--gpus", "8")
+    assert code == 1 and "fsdp and zero 2" in err
+    code, out, _ = run_cli("train", "llama-3.1-8b", "--fsdp", "--gpus", "8")
+    assert code == 0 and "FSDP (full shard)" in out
+    code, out, _ = run_cli("train", "llama-3.1-8b", "--method", "lora", "--lora-rank", "8")
+    assert code == 0 and "r=8" in out
+
+
+def test_llamacpp_says_when_a_format_becomes_a_gguf_mix():
+    from vramplan.api import plan_inference
+
+    r = plan_inference(load_model("llama-3.1-8b"), max_model_len=4096, engine="llama.cpp", quantization="awq")
+    assert any("awq weights are planned as the nearest GGUF mix, Q4_K_M" in e for e in r["explain"])

@@ -127,6 +127,9 @@ def build_setup(spec, *, method="full", optimizer=None, precision="bf16-mixed", 
         fused_kernels=_bool(fused_kernels, "fused_kernels"), foreach=_bool(foreach, "foreach"),
         kbit_prepare=_bool(kbit_prepare, "kbit_prepare"), fsdp=_bool(fsdp, "fsdp"), quant_format=qfmt,
         peft_options=tuple(sorted(popts.items())), modules_to_save=tuple(m.strip() for m in mts if m.strip()))
+    if setup.fsdp and setup.zero in (1, 2):
+        raise InvalidRequest(f"fsdp and zero {setup.zero} are two ways to shard the same states; use fsdp (full "
+                             f"shard, like ZeRO-3) or zero {setup.zero} alone", field="fsdp")
     if setup.fsdp and setup.zero == 0:
         setup = replace(setup, zero=3)
     return setup

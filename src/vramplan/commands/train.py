@@ -27,7 +27,7 @@ def add_arguments(p) -> None:
     p.add_argument("--seq-len", type=tokens, default=None, help="tokens per sequence: 2048, 8k (default 2048)")
     p.add_argument("--gradient-checkpointing", action="store_true", help="recompute layers in backward")
     p.add_argument("--attention", default="sdpa", help="sdpa | flash | eager (eager keeps s^2 score tensors)")
-    p.add_argument("--lora-rank", type=positive_int, default=16)
+    p.add_argument("--lora-rank", type=positive_int, default=None, help="LoRA / QLoRA / DoRA rank (default 16)")
     p.add_argument("--lora-targets", default=None, help="all-linear (default) or q_proj,v_proj,...")
     p.add_argument("--gpus", type=positive_int, default=1, help="data-parallel GPUs")
     p.add_argument("--zero", type=int, default=0, help="DeepSpeed ZeRO stage 0-3 (FSDP full shard = 3)")
@@ -50,11 +50,16 @@ def run(args) -> dict:
     from ..api import load_model
     from ..training_api import plan_training
 
+    if args.lora_rank is not None and args.method not in ("lora", "qlora", "dora"):
+        from ..errors import InvalidRequest
+
+        raise InvalidRequest(f"--lora-rank applies to --method lora, qlora or dora, not {args.method} (other PEFT "
+                             f"methods take their rank as --peft-option r=N)", field="lora_rank")
     lm = load_model(args.model, revision=args.revision, source=args.source)
     result = plan_training(
         lm, method=args.method, optimizer=args.optimizer, precision=args.precision, batch_size=args.batch_size,
         seq_len=args.seq_len, gradient_checkpointing=args.gradient_checkpointing, attention=args.attention,
-        lora_rank=args.lora_rank, lora_targets=args.lora_targets, gpus=args.gpus, zero=args.zero,
+        lora_rank=args.lora_rank or 16, lora_targets=args.lora_targets, gpus=args.gpus, zero=args.zero,
         fsdp=args.fsdp, offload_optimizer=args.offload_optimizer, offload_params=args.offload_params,
         grad_accum=args.grad_accum, loss=args.loss, loop=args.loop, padding_mask=args.padding_mask,
         quantization=args.quantization, gpu=args.gpu, peft_options=getattr(args, "peft_option", None),
@@ -88,7 +93,7 @@ def render(r: dict, args) -> str:
              f"{req['precision']}, {req['optimizer']}, batch {req['batch_size']} x {req['seq_len']:,} tokens, "
              f"attention {req['attention']}"
              + (", gradient checkpointing" if req["gradient_checkpointing"] else "")
-             + (f", {req['gpus']} GPUs" + (f" ZeRO-{req['zero']}" if req["zero"] else " DDP") if req["gpus"] > 1
+             + (f", {req['gpus']} GPUs" + (" FSDP (full shard)" if req.get("fsdp") else f" ZeRO-{req['zero']}" if req["zero"] else " DDP") if req["gpus"] > 1
                 else ", 1 GPU")]
     mem = r["memory"]
     rows = [[k, size(v, unit), f"{v:,} B"] for k, v in mem.items() if k != "total"]

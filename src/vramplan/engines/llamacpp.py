@@ -483,6 +483,10 @@ def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", t
         tensors = tensors_from_spec(spec, mix, spec.model_type.lower() in FUSED_QKV_TYPES,
                                     logits=not bool(options.get("embedding_model", False)))
         source = f"llama.cpp's {mix} mix (core/gguf_mix.py)"
+        own = str(getattr(fmt, "name", fmt)).upper().replace("-", "_")
+        if own not in GGUF_MIXES and mix not in ("BF16", "F16", "F32"):
+            source += (f"; llama.cpp loads GGUF files only, so {getattr(fmt, 'name', fmt)} weights are planned as the "
+                       f"nearest GGUF mix, {mix} (convert and llama-quantize the model)")
     fa_opt = options.get("flash_attn")
     fa = None if fa_opt in (None, "auto") else (fa_opt in (True, "on", "1", 1, "true"))
     n_gpus = int(options.get("n_gpus", max(tp, 1)))
