@@ -33,3 +33,21 @@ def test_llamacpp_says_when_a_format_becomes_a_gguf_mix():
 
     r = plan_inference(load_model("llama-3.1-8b"), max_model_len=4096, engine="llama.cpp", quantization="awq")
     assert any("awq weights are planned as the nearest GGUF mix, Q4_K_M" in e for e in r["explain"])
+
+
+def test_fit_training_takes_the_training_flags_and_suggests_flags(run_cli):
+    import json
+
+    code, out, _ = run_cli("fit", "llama-3.1-8b", "--workload", "training", "--method", "lora",
+                           "--gradient-checkpointing", "--gpus", "rtx-4090", "--json")
+    r = json.loads(out)
+    assert code == 0 and r["fits"] and r["cheapest"][0]["count"] == 1
+    assert r["workload"]["gradient_checkpointing"] is True
+    code, out, _ = run_cli("fit", "llama-3.1-8b", "--workload", "training", "--method", "lora", "--gpus",
+                           "rtx-4090", "--json")
+    r = json.loads(out)
+    assert code == 1 and not r["fits"]
+    first = r["suggestions"][0]
+    assert first["text"].startswith("add --") and first["fits_on"].startswith("1 x RTX 4090")
+    code, _, err = run_cli("fit", "llama-3.1-8b", "--zero", "3")
+    assert code == 1 and "--zero apply to --workload training" in err

@@ -225,6 +225,12 @@ def _round_ctx(n: int) -> int:
     return max(256, n // 256 * 256)
 
 
+_TRAINING_FLAGS = {  # a suggested change as the command-line flags that make it
+    "method": lambda v: f"--method {v}", "gradient_checkpointing": lambda v: "--gradient-checkpointing",
+    "zero": lambda v: f"--zero {v}", "batch_size": lambda v: f"--batch-size {v}",
+}
+
+
 def _plan_fit_training(lm, gpus, *, max_gpus, headroom, top, training_tokens=None, **training) -> dict:
     import importlib
 
@@ -262,10 +268,11 @@ def _plan_fit_training(lm, gpus, *, max_gpus, headroom, top, training_tokens=Non
             if row["fits"]:
                 fitting.append(row)
                 chosen = chosen or row
-        rows.append(chosen or {"label": f"{F.gpu_counts(g, max_gpus)[-1][0]} x {g.name}", "gpu": g.name,
-                               "gpu_key": g.key, "fits": False,
-                               "memory_per_gpu": need[F.gpu_counts(g, max_gpus)[-1][0]]["memory"]["total"],
-                               "limit_per_gpu": limit})
+        if chosen is None:  # the closest miss: the count that needs the least per GPU
+            n_min = min((c for c, _ in F.gpu_counts(g, max_gpus)), key=lambda c: need[c]["memory"]["total"])
+            chosen = {"label": f"{n_min} x {g.name}", "gpu": g.name, "gpu_key": g.key, "count": n_min,
+                      "fits": False, "memory_per_gpu": need[n_min]["memory"]["total"], "limit_per_gpu": limit}
+        rows.append(chosen)
     # cheapest: each GPU kind's fewest-GPU fit (more of the same GPU only costs more per hour), by the cost of the
     # token budget when one is given, else by the hourly price; unknown prices last
     minimal = [r for r in rows if r.get("fits")]
@@ -299,16 +306,22 @@ def _plan_fit_training(lm, gpus, *, max_gpus, headroom, top, training_tokens=Non
             for change, kw in group:
                 if all(training.get(k) == v for k, v in kw.items()):
                     continue
-                try:
-                    r = training_api.plan_training(lm, gpus=max(counts), **{**training, **kw})
-                except (TypeError, VramplanError):
-                    continue
-                fits_on = [g.name for g in gpus if r["memory"]["total"] <= F.limit_for(g, headroom)]
-                if fits_on:
-                    text = ", ".join(f"{k}={v}" for k, v in kw.items())
+                found = None
+                for n in counts:  # the fewest GPUs that fit with this change
+                    try:
+                        r = training_api.plan_training(lm, gpus=n, **{**training, **kw})
+                    except (TypeError, VramplanError):
+                        break
+                    fits_on = [g.name for g in gpus if any(c == n for c, _ in F.gpu_counts(g, max_gpus))
+                               and r["memory"]["total"] <= F.limit_for(g, headroom)]
+                    if fits_on:
+                        found = (n, fits_on[0], r["memory"]["total"])
+                        break
+                if found:
+                    text = " ".join(_TRAINING_FLAGS[k](v) for k, v in kw.items())
                     sugg.append({"change": change, "value": kw if len(kw) > 1 else next(iter(kw.values())),
-                                 "text": f"set {text}", "fits_on": f"{max(counts)} x {fits_on[0]}",
-                                 "memory_per_gpu": r["memory"]["total"]})
+                                 "text": f"add {text}", "fits_on": f"{found[0]} x {found[1]}",
+                                 "memory_per_gpu": found[2]})
             if sugg:
                 break
         if not sugg:

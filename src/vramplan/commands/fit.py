@@ -31,7 +31,13 @@ def add_arguments(p) -> None:
     p.add_argument("--host-ram", default=None, help="host RAM for offloaded layers, e.g. 64GiB (default: unchecked)")
     p.add_argument("--top", type=positive_int, default=10, help="how many configurations to rank")
     p.add_argument("--workload", choices=["inference", "training"], default="inference")
-    p.add_argument("--method", default=None, help="training: full|lora|qlora")
+    p.add_argument("--method", default=None, help="training: full|lora|qlora|dora|...")
+    p.add_argument("--seq-len", type=tokens, default=None, help="training: tokens per sequence (default 2048)")
+    p.add_argument("--gradient-checkpointing", action="store_true", default=None, help="training: recompute")
+    p.add_argument("--zero", type=int, choices=[0, 1, 2, 3], default=None, help="training: ZeRO stage")
+    p.add_argument("--fsdp", action="store_true", default=None, help="training: FSDP full shard")
+    p.add_argument("--optimizer", default=None, help="training: adamw|adamw-8bit|paged-adamw-8bit|sgd|...")
+    p.add_argument("--precision", default=None, help="training: bf16-mixed|fp16-mixed|bf16|fp32")
     p.add_argument("--training-tokens", type=tokens, default=None, help="training: token budget for the time")
     p.add_argument("--gb", action="store_true", help="show decimal GB instead of GiB")
 
@@ -40,9 +46,17 @@ def run(args) -> dict:
     from ..fit_api import plan_fit
 
     extra = {}
+    training_only = [f"--{k.replace('_', '-')}" for k in ("method", "seq_len", "gradient_checkpointing", "zero", "fsdp",
+                                                          "optimizer", "precision", "training_tokens")
+                     if getattr(args, k, None) is not None]
+    if args.workload != "training" and training_only:
+        from ..errors import InvalidRequest
+
+        raise InvalidRequest(f"{', '.join(training_only)} apply to --workload training", field="workload")
     if args.workload == "training":
-        if args.method:
-            extra["method"] = args.method
+        for key in ("method", "seq_len", "gradient_checkpointing", "zero", "fsdp", "optimizer", "precision"):
+            if getattr(args, key, None) is not None:
+                extra[key] = getattr(args, key)
         extra["training_tokens"] = args.training_tokens
         if args.batch_size != 1:
             extra["batch_size"] = args.batch_size
