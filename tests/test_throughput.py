@@ -274,3 +274,12 @@ def test_per_layer_embedding_table_is_a_lookup_not_the_head():
     assert sb.total_bytes < sb.dense_bytes + sb.head_bytes + sb.kv_bytes + 2 * table // spec.vocab_size + 1 << 20
     per_token, head = T.matmul_params(spec)
     assert per_token < count_params(spec).active - table / bpw + 1
+
+
+def test_speed_on_an_expert_offload_plan_counts_sequences_beside_the_gpu_part():
+    from vramplan.fit_api import plan_speed
+
+    r = plan_speed("gpt-oss-120b", gpu="rtx-3090")
+    assert "host RAM" in r["configuration"]["label"]
+    conc = r["concurrency"]
+    assert conc["max_sequences"] >= 1 and conc["by_batch"][0]["fits"] is True

@@ -103,6 +103,10 @@ def _concurrency(w: _Workload, g: GPU, cand: F.Candidate, layout: T.Layout, cdt:
     one = build_stack(w.lm, w.fmt, w.wb, context=w.context, batch=1, kv_dtype=w.kv)
     if cand.offload_layers:
         max_seq = 1
+    elif cand.expert_offload:  # the KV cache stays on the GPU beside everything but the routed experts
+        kv1 = dict(cand.components).get("kv_cache", 0)
+        spare = cand.limit_bytes - (cand.need_bytes - kv1)
+        max_seq = max(0, spare // kv1) if kv1 else 1 << 20
     else:
         need1 = F.layout_need(one, cand.tp, cand.pp)
         kv1 = dict(need1.components).get("kv_cache", 0)
