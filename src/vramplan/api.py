@@ -168,6 +168,10 @@ def tokens_arg(value, name: str = "max_model_len") -> int:
     if value is None:
         return 0
     try:
+        if name == "training_tokens":  # a budget: decimal suffixes, up to 10^15
+            from .units import parse_token_budget
+
+            return parse_token_budget(value)
         return parse_tokens(value)
     except ValueError as exc:
         raise InvalidRequest(str(exc), field=name) from None
@@ -242,6 +246,13 @@ def plan_inference(model, *, quantization: str | None = None, dtype: str = "auto
         if unused:  # engine settings with no engine named change nothing: say so rather than drop them silently
             result["explain"].append(f"ignored without an engine: {', '.join(unused)} (name one: vllm, sglang, "
                                      f"llama.cpp, transformers)")
+    limit = spec.max_position_embeddings
+    if limit and ctx > limit:  # counted as asked, but the model was not trained for it
+        result.setdefault("explain", []).append(
+            f"{ctx:,} tokens is beyond the model's max_position_embeddings ({limit:,}): the memory is counted as "
+            f"asked, but quality past it needs RoPE scaling"
+            + ("; vLLM refuses such a max_model_len unless VLLM_ALLOW_LONG_MAX_MODEL_LEN=1" if engine == "vllm"
+               else ""))
     out = {"model": model_summary(lm), **result}
     out.setdefault("weights_format", {"name": fmt.name, "label": getattr(fmt, "label", fmt.name),
                                       "bits_per_weight": round(wb.bits_per_weight, 4),

@@ -79,6 +79,35 @@ def parse_tokens(text: str | int) -> int:
     return n
 
 
+MAX_TOKEN_BUDGET = 10 ** 15  # a quadrillion training tokens: far beyond any run
+_BUDGET_RE = r"^\s*([0-9]*\.?[0-9]+(?:[eE][+]?[0-9]+)?)\s*([kKmMbBgGtT]?)\s*$"
+
+
+def parse_token_budget(text: str | int) -> int:
+    """A training token budget, decimal as people quote them: '15T' -> 15e12, '1000m' = '1b' = '1e9' -> 10^9,
+    '300k' -> 300,000 (contexts use k = 1024: :func:`parse_tokens`)."""
+    if isinstance(text, bool):
+        raise ValueError(f"not a token count: {text!r}")
+    if isinstance(text, int):
+        n = text
+    else:
+        m = _match(_BUDGET_RE, str(text))
+        if not m:
+            raise ValueError(f"not a token count: {text!r} (use e.g. 1e9, 500m, 15T)")
+        mult = {"": 1, "k": 10 ** 3, "m": 10 ** 6, "b": 10 ** 9, "g": 10 ** 9, "t": 10 ** 12}[m.group(2).lower()]
+        value = float(m.group(1)) * mult
+        if value > MAX_TOKEN_BUDGET:
+            raise ValueError(f"{text!r} tokens is absurd (more than {MAX_TOKEN_BUDGET:,})")
+        if value != int(value):
+            raise ValueError(f"not a whole number of tokens: {text!r}")
+        n = int(value)
+    if n <= 0:
+        raise ValueError(f"a token count must be positive, got {text!r}")
+    if n > MAX_TOKEN_BUDGET:
+        raise ValueError(f"{text!r} tokens is absurd (more than {MAX_TOKEN_BUDGET:,})")
+    return n
+
+
 def gib(n_bytes: float) -> float:
     return n_bytes / GiB_bytes
 

@@ -40,6 +40,17 @@ fraction = checked_number("fraction", float, lambda v: 0.0 < v <= 1.0, "a number
                           "must be in (0, 1]")
 
 
+def token_budget(text: str) -> int:
+    import argparse
+
+    from ..units import parse_token_budget
+
+    try:
+        return parse_token_budget(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def tokens(text: str) -> int:
     import argparse
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import add_model_arguments, checked_number, impossible, positive_int, tokens
+from . import token_budget, add_model_arguments, checked_number, impossible, positive_int, tokens
 
 
 _headroom = checked_number("headroom", float, lambda v: 0.0 <= v <= 0.9, "a fraction such as 0.05",
@@ -38,7 +38,7 @@ def add_arguments(p) -> None:
     p.add_argument("--fsdp", action="store_true", default=None, help="training: FSDP full shard")
     p.add_argument("--optimizer", default=None, help="training: adamw|adamw-8bit|paged-adamw-8bit|sgd|...")
     p.add_argument("--precision", default=None, help="training: bf16-mixed|fp16-mixed|bf16|fp32")
-    p.add_argument("--training-tokens", type=tokens, default=None, help="training: token budget for the time")
+    p.add_argument("--training-tokens", type=token_budget, default=None, help="(decimal: 1e9, 500m, 15T) training: token budget for the time")
     p.add_argument("--gb", action="store_true", help="show decimal GB instead of GiB")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import add_model_arguments, checked_number, impossible, positive_int, tokens
+from . import token_budget, add_model_arguments, checked_number, impossible, positive_int, tokens
 
 
 _positive_float = checked_number("positive_float", float, lambda v: v > 0, "a number", "must be positive")
@@ -26,7 +26,7 @@ def add_arguments(p) -> None:
                    help="llama.cpp: layers on the GPU; the rest are read from host RAM")
     p.add_argument("--host-bandwidth-gbps", type=_positive_float, default=None,
                    help="host RAM bandwidth in GB/s for offloaded layers (default 76.8 = dual-channel DDR5-4800)")
-    p.add_argument("--training-tokens", type=tokens, default=None, help="token budget: GPU-hours to train on it")
+    p.add_argument("--training-tokens", type=token_budget, default=None, help="(decimal: 1e9, 500m, 15T) token budget: GPU-hours to train on it")
     p.add_argument("--method", choices=["full", "lora", "qlora"], default="full")
     p.add_argument("--gradient-checkpointing", action="store_true")
     p.add_argument("--seq-len", type=tokens, default=None, help="training sequence length (default 4096)")

@@ -21,10 +21,10 @@ def _blank_to_none(v):
 def _tokens(v, field: str):
     if v is None:
         return None
-    from ..units import parse_tokens
+    from ..units import parse_token_budget, parse_tokens
 
     try:
-        return parse_tokens(v)
+        return parse_token_budget(v) if field == "training_tokens" else parse_tokens(v)
     except (ValueError, TypeError) as exc:
         raise ValueError(str(exc)) from None
 
