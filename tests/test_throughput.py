@@ -283,3 +283,15 @@ def test_speed_on_an_expert_offload_plan_counts_sequences_beside_the_gpu_part():
     assert "host RAM" in r["configuration"]["label"]
     conc = r["concurrency"]
     assert conc["max_sequences"] >= 1 and conc["by_batch"][0]["fits"] is True
+
+
+def test_allreduce_latency_depends_on_the_link():
+    """NVLink: ~6 us; PCIe: 54.18 us for 8 GPUs (nccl-tests on 8 x RTX 3090), scaled by ring steps."""
+    assert T.allreduce_latency_s(get_gpu("h100-sxm-80gb"), 8) == T.ALLREDUCE_LATENCY_S
+    assert T.allreduce_latency_s(get_gpu("rtx-3090"), 8) == pytest.approx(54.18e-6)
+    assert T.allreduce_latency_s(get_gpu("rtx-4090"), 4) == pytest.approx(54.18e-6 * 3 / 7)
+    assert T.allreduce_latency_s(get_gpu("rtx-4090"), 2) >= T.ALLREDUCE_LATENCY_S
+    spec, wb = _m("llama-3.1-8b")
+    fast = T.decode_speed(spec, wb, get_gpu("h100-sxm-80gb"), context=1024, layout=T.Layout(tp=8))
+    pcie = T.decode_speed(spec, wb, get_gpu("h100-pcie-80gb"), context=1024, layout=T.Layout(tp=8))
+    assert pcie.comm_seconds > fast.comm_seconds

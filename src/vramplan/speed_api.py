@@ -92,7 +92,7 @@ def plan_speed(model, *, gpu="h100", tensor_parallel_size=None, pipeline_paralle
     out["efficiency"] = {"decode_mbu": dec.mbu.as_dict(), "layer_step_seconds": dec.layer_step.as_dict(),
                          "host_mbu": T.MBU_HOST.as_dict(),
                          "prefill_mfu": T.MFU_PREFILL.as_dict(), "training_mfu": T.MFU_TRAINING.as_dict(),
-                         "comm_efficiency": T.COMM_EFFICIENCY, "allreduce_latency_s": T.ALLREDUCE_LATENCY_S}
+                         "comm_efficiency": T.COMM_EFFICIENCY, "allreduce_latency_s": T.allreduce_latency_s(g, cand.tp)}
     out["explain"] = _speed_explain(w, dec, pre, cand)
     return out
 

@@ -98,6 +98,20 @@ below the link's peak]. Stated, not measured here."""
 ALLREDUCE_LATENCY_S = 6e-6
 """Fixed cost of one small all-reduce: ~6 us for 2 H100s over NVLink with CUDA graphs (NVIDIA/nccl issue #1259,
 nccl-tests all_reduce_perf). PCIe and inter-node all-reduces cost more; the figure is optimistic there."""
+ALLREDUCE_LATENCY_PCIE_8GPU_S = 54.18e-6
+"""One 8-byte all-reduce over 8 GPUs on PCIe: 54.18 us (nccl-tests all_reduce_perf, 8 x RTX 3090, NVIDIA/nccl issue
+#1439). Scaled by the ring's steps, (TP-1)/7 of it for a smaller group, never below the NVLink figure."""
+
+
+def allreduce_latency_s(gpu: GPU, tp: int) -> float:
+    """Fixed cost of one small all-reduce over ``tp`` GPUs: NVLink / Infinity Fabric parts the NVLink figure, PCIe
+    parts (consumer and workstation cards, PCIe-only datacenter cards) the PCIe measurement scaled to the group."""
+    link = (gpu.interconnect or "").lower()
+    if link.startswith(("nvlink", "infinity fabric", "xgmi", "nvl", "ici")) or "roce on chip" in link:
+        return ALLREDUCE_LATENCY_S  # a GPU fabric (TPU ICI and Gaudi's on-chip RoCE taken alike)
+    return max(ALLREDUCE_LATENCY_S, ALLREDUCE_LATENCY_PCIE_8GPU_S * (tp - 1) / 7)
+
+
 PCIE4_X16_BYTES_PER_S = 64e9
 """Fallback GPU-to-GPU link when a GPU row names none: PCIe 4.0 x16, 32 GB/s per direction (64 GB/s both ways,
 16 GT/s x 16 lanes with 128b/130b coding, rounded as vendors quote it)."""
@@ -433,9 +447,11 @@ def decode_speed(spec: ModelSpec, wb: WeightBytes, gpu: GPU, *, context: int, ba
     comm = 0.0
     if tp > 1:
         link = tp_link_bytes_per_s(gpu, layout)
-        comm = 2 * spec.num_layers * allreduce_seconds(batch * spec.hidden_size * ACTIVATION_BYTES, tp, link)
+        lat = allreduce_latency_s(gpu, tp)
+        comm = 2 * spec.num_layers * allreduce_seconds(batch * spec.hidden_size * ACTIVATION_BYTES, tp, link,
+                                                       latency_s=lat)
         notes.append(f"TP={tp}: {2 * spec.num_layers} all-reduces per step over {link / 1e9:.0f} GB/s "
-                     f"(bidirectional) at {COMM_EFFICIENCY:.0%} efficiency + {ALLREDUCE_LATENCY_S * 1e6:.0f} us each")
+                     f"(bidirectional) at {COMM_EFFICIENCY:.0%} efficiency + {lat * 1e6:.0f} us each")
     if layout.pp > 1:
         link = pp_link_bytes_per_s(gpu, layout)
         comm += (layout.pp - 1) * (ALLREDUCE_LATENCY_S + batch * spec.hidden_size * ACTIVATION_BYTES
@@ -501,7 +517,7 @@ def prefill_time(spec: ModelSpec, wb: WeightBytes, gpu: GPU, *, tokens: int, bat
     if tp > 1:
         link = tp_link_bytes_per_s(gpu, layout)
         comm = 2 * spec.num_layers * allreduce_seconds(batch * tokens * spec.hidden_size * ACTIVATION_BYTES, tp,
-                                                       link)
+                                                       link, latency_s=allreduce_latency_s(gpu, tp))
     bw = gpu.hbm_bytes_per_s or 0.0
     mbu = mbu_for(gpu)
 
