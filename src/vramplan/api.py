@@ -258,7 +258,7 @@ def plan_inference(model, *, quantization: str | None = None, dtype: str = "auto
                                       "bits_per_weight": round(wb.bits_per_weight, 4),
                                       "total_bytes": wb.total_bytes, "by_group": wb.as_dict(),
                                       "source": getattr(fmt, "source", "")})
-    out["request"] = {"max_model_len": ctx, "batch_size": batch, "kv_cache_dtype": kv_cache_dtype,
+    out["request"] = {"max_model_len": ctx, "max_model_len_default": not max_model_len, "batch_size": batch, "kv_cache_dtype": kv_cache_dtype,
                       "tensor_parallel_size": tp, "pipeline_parallel_size": pp, "engine": engine,
                       "gpu": gpu_obj.name if gpu_obj else None}
     out["source"] = {"kind": lm.source, "provenance": lm.provenance, "messages": list(lm.messages)}

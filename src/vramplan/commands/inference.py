@@ -83,7 +83,10 @@ def render(r: dict, args) -> str:
     req = r["request"]
     lines = [title(f"{m['name']}: inference memory per GPU"),
              f"{m['params']:,} parameters ({m['active_params']:,} active per token)",
-             f"context {req['max_model_len']:,} tokens x batch {req['batch_size']}, KV cache {req['kv_cache_dtype']}, "
+             f"context {req['max_model_len']:,} tokens"
+             + (" (the model's maximum, as engines default; --max-model-len to change)"
+                if req.get("max_model_len_default") else "")
+             + f" x batch {req['batch_size']}, KV cache {req['kv_cache_dtype']}, "
              f"TP={req['tensor_parallel_size']} PP={req['pipeline_parallel_size']}"
              + (f", engine {r.get('engine', {}).get('name', req['engine'])} {r.get('engine', {}).get('version', '')}"
                 if req.get("engine") else ", plain accounting (no engine)")]

@@ -778,6 +778,12 @@ def explain(p: VllmPlan, spec: ModelSpec, assumed_gpu: bool) -> list[str]:
                  f"tokens ({st.block_bytes:,} B per block over {len(st.groups)} KV group(s)) = "
                  f"GPU KV cache size {p.kv_tokens:,} tokens; maximum concurrency {p.max_concurrency:.2f}x at "
                  f"{p.max_model_len:,} tokens")
+    if len(st.groups) > 1 and p.max_concurrency:
+        lines.append(f"{len(st.groups)} KV cache groups share one block pool, so tokens / max_model_len is not the "
+                     f"concurrency: the pool holds {p.max_concurrency:.2f} requests of {p.max_model_len:,} tokens "
+                     f"(each group's blocks per request, sliding windows capped); later vLLM releases log the GPU KV "
+                     f"cache size as concurrency x max_model_len = {int(p.max_concurrency * p.max_model_len):,} tokens "
+                     f"(vllm-project/vllm PR #40694)")
     if spec.is_mla:
         lines.append(f"MLA: one {spec.kv_lora_rank + spec.qk_rope_head_dim}-element latent per token per layer; "
                      f"block {p.block_size} (FLASH_ATTN_MLA on Hopper in v0.19 logs; the FlashMLA backend uses 64: "
