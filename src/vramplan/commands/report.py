@@ -56,6 +56,9 @@ def run(args) -> dict:
         "bytes_per_token": {d: kv_cache(spec, 1, 1, d).bytes_per_token for d in ("bf16", "fp8")},
         "by_context": [{"tokens": c, "bf16": kv_cache(spec, c, 1, "bf16").total_bytes,
                         "fp8": kv_cache(spec, c, 1, "fp8").total_bytes} for c in contexts]}
+    state = kv_cache(spec, 1, 1, "bf16").state_bytes_per_seq
+    if state:  # recurrent layers: a constant state per sequence, in the table whatever the KV dtype
+        out["kv_cache"]["recurrent_state_bytes_per_sequence"] = state
     if spec.sliding_window and "sliding" in spec.kinds:  # past the window only the global layers keep growing
         far = 2 * spec.sliding_window
         out["kv_cache"]["bytes_per_token_beyond_window"] = {
@@ -101,7 +104,8 @@ def render(r: dict, args) -> str:
     rows = [[w["format"], f"{w['bits_per_weight']:.3f}", size(w["bytes"], u1), size(w["bytes"], u2),
              w["label"] if len(w["label"]) <= 60 else w["label"][:57] + "..."] for w in r["weights"]]
     lines.append(table(rows, ["format", "bits/weight", u1, u2, "what"], align="lrrrl"))
-    lines.append("  quantized formats keep embeddings, lm_head and norms in 16-bit and add their scales")
+    lines.append("  quantized formats (not GGUF) keep embeddings, lm_head and norms in 16-bit and add their scales; "
+                 "GGUF mixes quantize token_embd and output too (llama.cpp's per-tensor rules)")
 
     kv = r["kv_cache"]
     lines.append(title("KV cache by context (one sequence)"))
@@ -111,6 +115,9 @@ def render(r: dict, args) -> str:
         line += f" while inside the {a['sliding_window']:,}-token window; beyond it " + (
             f"{beyond['bf16']:,} and {beyond['fp8']:,} (only the global layers grow)" if beyond["bf16"]
             else "the cache stops growing (every layer is windowed)")
+    if kv.get("recurrent_state_bytes_per_sequence"):
+        line += (f"; plus {size(kv['recurrent_state_bytes_per_sequence'], u1)} of recurrent state per sequence "
+                 f"(constant, included below, not halved by fp8)")
     lines.append(line)
     rows = [[f"{c['tokens']:,}", size(c["bf16"], u1), size(c["fp8"], u1)] for c in kv["by_context"]]
     lines.append(table(rows, ["tokens", f"bf16 ({u1})", f"fp8 ({u1})"]))
