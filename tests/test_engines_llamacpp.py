@@ -199,3 +199,14 @@ def test_cpu_moe_keeps_routed_experts_in_host_ram(run_json, run_cli):
     assert every["memory"]["kv_cache"] == base["memory"]["kv_cache"]  # attention and the KV cache stay on the GPU
     code, _, err = run_cli("inference", "llama-3.1-8b", "-q", "Q4_K_M", "--engine", "llama.cpp", "--n-cpu-moe", "4")
     assert code == 1 and "no routed experts" in err
+
+
+def test_non_gguf_formats_map_to_the_nearest_mix():
+    from vramplan.api import load_model, resolve_format
+    from vramplan.catalog.formats import get_format
+    from vramplan.engines.llamacpp import mix_for
+
+    assert mix_for(get_format("mxfp4-experts")) == "MXFP4_MOE"
+    assert mix_for(resolve_format(load_model("kimi-k3"))) == "MXFP4_MOE"  # compressed-tensors MXFP4, group 32
+    assert mix_for(get_format("nvfp4")) == "Q4_K_M" and mix_for(get_format("mxfp8")) == "Q8_0"
+    assert mix_for(get_format("awq")) == "Q4_K_M" and mix_for(get_format("bf16")) == "BF16"

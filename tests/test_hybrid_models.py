@@ -720,3 +720,28 @@ def test_minimax_m3_vl_text_and_vision():
     extra = dict(spec.extra_params)
     assert (extra["vision_tower"], extra["multi_modal_projector"]) == (631_185_920, 234_381_312)
     assert count_params(spec).total == 427_040_140_160
+
+
+def test_kimi_k3_counts_equal_the_tensor_table():
+    """Kimi-K3's checkpoint tensor table (gogongxt/python@a0d3871a scripts/models/kimi_k3.md): 69 KDA + 24 MLA layers
+    (1-based lists), full-rank g_proj gates in all 93, attention residuals (a norm + a [1, h] projection per
+    sub-block and once at the output), 896 experts of [3072, 3584] in a 3,584-wide latent (routed_expert_down/up +
+    norm), 2 shared experts, a bias-free MoonViT; logical total 2,779,931,837,184 (its 1,503,647,073,024 stored
+    values count packed FP4 bytes); files 1,453.66 GiB."""
+    from vramplan.api import model_weight_bytes, resolve_format
+    from vramplan.core.model import MLA
+
+    lm = load_model("kimi-k3")
+    spec = lm.spec
+    pc = count_params(spec)
+    assert pc.total == 2_779_931_837_184
+    extra = dict(spec.extra_params)
+    assert (extra["vision_tower"], extra["multi_modal_projector"]) == (401_214_464, 46_144_512)
+    assert spec.kinds.count(MLA) == 24 and spec.kinds[91:] == (MLA, MLA)
+    kda = _shapes(spec, MAMBA, "moe")
+    assert kda["self_attn.g_proj.weight"] == (12288, 7168) and kda["self_attn.A_log"] == (128,)
+    assert kda["mlp.experts.gate_proj"] == (896, 3072, 3584) and kda["mlp.routed_expert_up_proj.weight"] == (7168, 3584)
+    assert kda["mlp_res_proj.weight"] == (1, 7168)
+    assert _shapes(spec, MLA)["self_attn.g_proj.weight"] == (12288, 7168)
+    stored = model_weight_bytes(spec, resolve_format(lm)).total_bytes
+    assert abs(stored / 2**30 - 1453.66) < 0.05  # fp32 short convs / norms counted at 2 bytes: ~20 MB under

@@ -114,6 +114,7 @@ _ROLE_MODULES: dict[str, tuple[str, ...]] = {
     "ssm_out": ("mixer.out_proj", "mamba.out_proj", "linear_attn.out_proj"), "ssm_x": ("mixer.x_proj",),
     "ssm_dt": ("mixer.dt_proj",), "ssm_f_a": ("self_attn.f_a_proj",), "ssm_f_b": ("self_attn.f_b_proj",),
     "ssm_g_a": ("self_attn.g_a_proj",), "ssm_g_b": ("self_attn.g_b_proj",), "ssm_beta": ("self_attn.b_proj",),
+    "attn_gate_full": ("self_attn.g_proj",),
 }
 _PREFIXES = ("model.", "model.language_model.", "language_model.model.", "backbone.", "")
 _SCAN_LAYERS = 512  # regex patterns that name only some layers are tried on layers 0..511

@@ -43,7 +43,7 @@ LINEAR_ROLES = frozenset({
     "ffn_gate", "ffn_up", "ffn_down", "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps",
     "ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp", "ssm_in", "ssm_out", "ssm_x", "ssm_dt", "ssm_ba",
     "attn_idx_q", "attn_idx_k", "ffn_latent_in", "ffn_latent_out", "attn_output_a",
-    "ssm_f_a", "ssm_f_b", "ssm_g_a", "ssm_g_b", "ssm_beta",
+    "ssm_f_a", "ssm_f_b", "ssm_g_a", "ssm_g_b", "ssm_beta", "attn_gate_full",
 })
 EXPERT_ROLES = frozenset({"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"})
 BUFFER_ROLES = frozenset({"hash_table"})  # stored in the checkpoint (bytes counted) but not learned parameters
@@ -168,6 +168,11 @@ class ModelSpec:
     layer_mlp: tuple[str, ...] = ()  # one per layer (dense | moe | none); empty: from moe_layer_mask
     moe_gated: bool = True  # experts with gate/up/down (SwiGLU); False: up/down (Nemotron-H relu^2)
     moe_latent_size: int = 0  # Nemotron 3 Super/Ultra: routed experts work in a smaller latent width
+    moe_latent_norm: bool = False  # Kimi-K3: an RMSNorm on the latent (latent_moe_use_norm)
+    kda_full_rank_gate: bool = False  # Kimi-K3: a full-rank output gate g_proj instead of g_a / g_b
+    mla_output_gate: bool = False  # Kimi-K3: MLA layers carry the same g_proj output gate
+    attn_residuals: bool = False  # Kimi-K3 attention residuals: a norm + a 1 x h projection per sub-block
+    ssm_a_size: int = 0  # A_log values per recurrent layer where not one per head (Kimi-K3's checkpoint: 128)
     # Extras outside the decoder stack, counted separately: ((name, params), ...)
     extra_params: tuple[tuple[str, int], ...] = ()
     mtp_layers: int = 0  # DeepSeek-V3 multi-token-prediction modules stored in the checkpoint
@@ -315,6 +320,9 @@ def _attention_tensors(s: ModelSpec, indexer: bool = False, kind: str = FULL) ->
         t.append(Tensor("self_attn.kv_b_proj.weight", "attn_kv_b",
                         (s.num_heads * (s.qk_nope_head_dim + s.v_head_dim), s.kv_lora_rank), "attention"))
         t.append(Tensor("self_attn.o_proj.weight", "attn_output", (h, s.num_heads * s.v_head_dim), "attention"))
+        if s.mla_output_gate:  # Kimi-K3: a sigmoid gate on the attention output, as in its KDA layers
+            t.append(Tensor("self_attn.g_proj.weight", "attn_gate_full", (s.num_heads * s.v_head_dim, h),
+                            "attention"))
         if indexer:
             ni, di = s.indexer_heads, s.indexer_head_dim
             t += [Tensor("self_attn.indexer.wq_b.weight", "attn_idx_q", (ni * di, s.q_lora_rank or h), "attention"),
@@ -431,10 +439,13 @@ def _kda_tensors(s: ModelSpec) -> list[Tensor]:
     t += [Tensor(f"self_attn.{x}_conv1d.weight", "ssm_conv1d", (p, 1, k), "ssm") for x in "qkv"]
     t += [Tensor("self_attn.f_a_proj.weight", "ssm_f_a", (hd, h), "ssm"),
           Tensor("self_attn.f_b_proj.weight", "ssm_f_b", (p, hd), "ssm"),
-          Tensor("self_attn.b_proj.weight", "ssm_beta", (nh, h), "ssm"),
-          Tensor("self_attn.g_a_proj.weight", "ssm_g_a", (hd, h), "ssm"),
-          Tensor("self_attn.g_b_proj.weight", "ssm_g_b", (p, hd), "ssm"),
-          Tensor("self_attn.A_log", "ssm_a", (nh,), "ssm", 4),  # fp32 in the checkpoint
+          Tensor("self_attn.b_proj.weight", "ssm_beta", (nh, h), "ssm")]
+    if s.kda_full_rank_gate:  # Kimi-K3: one full-rank output gate
+        t.append(Tensor("self_attn.g_proj.weight", "attn_gate_full", (p, h), "ssm"))
+    else:
+        t += [Tensor("self_attn.g_a_proj.weight", "ssm_g_a", (hd, h), "ssm"),
+              Tensor("self_attn.g_b_proj.weight", "ssm_g_b", (p, hd), "ssm")]
+    t += [Tensor("self_attn.A_log", "ssm_a", (s.ssm_a_size or nh,), "ssm", 4),  # fp32 in the checkpoint
           Tensor("self_attn.dt_bias", "ssm_dt_bias", (p,), "ssm", 4),
           Tensor("self_attn.o_norm.weight", "norm", (hd,), "norms"),
           Tensor("self_attn.o_proj.weight", "attn_output", (h, p), "ssm")]
@@ -535,7 +546,13 @@ def _moe_tensors(s: ModelSpec, hashed: bool = False) -> list[Tensor]:
     h, e, w = s.hidden_size, s.num_experts, s.moe_intermediate_size
     t = [Tensor("mlp.gate.weight", "ffn_gate_inp", (e, h), "router")]
     x = s.moe_latent_size or h  # the experts' input / output width
-    if s.moe_latent_size:
+    if s.moe_latent_size and s.moe_latent_norm:
+        # Kimi-K3: latent projections and norm beside the experts; its MXFP4 release keeps them bf16 (the
+        # checkpoint's tensor table), so their role is not one a weight format converts
+        t += [Tensor("mlp.routed_expert_down_proj.weight", "moe_latent_proj", (x, h), "moe_latent"),
+              Tensor("mlp.routed_expert_up_proj.weight", "moe_latent_proj", (h, x), "moe_latent"),
+              Tensor("mlp.routed_expert_norm.weight", "norm", (x,), "norms")]
+    elif s.moe_latent_size:
         t += [Tensor("mlp.fc1_latent_proj.weight", "ffn_latent_in", (x, h), "moe_latent"),
               Tensor("mlp.fc2_latent_proj.weight", "ffn_latent_out", (h, x), "moe_latent")]
     if s.router_bias:
@@ -589,6 +606,11 @@ def _layer_tensors(s: ModelSpec, kind: str, mlp: str | bool, indexer: bool = Fal
         t.append(Tensor("layer_scalar", "norm", (1,), "norms"))
     if s.hc_mult:
         t += _hyper_connection_tensors(s, ("attn", "ffn"))
+    if s.attn_residuals:  # Kimi-K3: per sub-block an RMSNorm and a 1 x h projection (attention over residuals)
+        h = s.hidden_size
+        for sub in ("self_attention", "mlp"):
+            t += [Tensor(f"{sub}_res_norm.weight", "norm", (h,), "norms"),
+                  Tensor(f"{sub}_res_proj.weight", "attn_res", (1, h), "attn_residuals")]
     if s.per_layer_input_dim:
         p, h = s.per_layer_input_dim, s.hidden_size
         t += [Tensor("per_layer_input_gate.weight", "ple_gate", (p, h), "per_layer_embedding"),
@@ -623,6 +645,9 @@ def global_tensors(spec: ModelSpec) -> tuple[Tensor, ...]:
     if spec.learned_pos_embeddings:
         t.append(Tensor("embed_positions.weight", "pos_embd", (spec.learned_pos_embeddings, h), "embedding"))
     t.append(Tensor("norm.weight", "output_norm", (h,), "norms"))
+    if spec.attn_residuals:
+        t += [Tensor("output_attn_res_norm.weight", "norm", (h,), "norms"),
+              Tensor("output_attn_res_proj.weight", "attn_res", (1, h), "attn_residuals")]
     if spec.norm_bias:
         t.append(Tensor("norm.bias", "output_norm", (h,), "norms"))
     if not spec.tie_embeddings:

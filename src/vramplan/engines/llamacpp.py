@@ -146,6 +146,13 @@ def mix_for(fmt) -> str:
         return "Q8_0"
     if name.startswith(("INT4", "GPTQ", "AWQ", "BNB", "NF4")):
         return "Q4_K_M"
+    if "MXFP4" in name or (name.startswith("COMPRESSED_TENSORS_FP4") and getattr(fmt, "group_size", 0) == 32):
+        return "MXFP4_MOE"  # MXFP4 experts (gpt-oss, Kimi-K3): llama.cpp's MXFP4 experts + Q8_0 rest
+    bits = getattr(fmt, "bits", 16)  # other quantized formats (compressed-tensors, MXFP4, NVFP4, ...) by width
+    if isinstance(bits, (int, float)) and bits <= 4:
+        return "Q4_K_M"
+    if isinstance(bits, (int, float)) and bits <= 8:
+        return "Q8_0"
     return "F16"
 
 

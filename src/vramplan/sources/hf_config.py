@@ -51,7 +51,7 @@ _LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qw
                "nemotron", "solar", "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba",
                "jamba", "nemotron_h", "mamba2", "kimi_k2", "minimax_m2", "deepseek_v32", "glm_moe_dsa", "gemma4_text", "nemotron-nas", "deepseek_v4", "step3p5",
                "step3p7", "mimo_v2_flash", "minimax_m3", "kimi_linear"}
-_RENAMED = {"mimo_v2", "minimax_m3_vl"}  # read as another model type (parse_config says which)
+_RENAMED = {"mimo_v2", "minimax_m3_vl", "kimi_k3"}  # read as another model type (parse_config says which)
 _HYBRID = {"qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba", "jamba", "nemotron_h"}
 SUPPORTED_MODEL_TYPES = tuple(sorted(_LLAMA_LIKE | _RENAMED | {"gemma3", "llama4", "mistral3", "llava", "qwen3_5", "qwen3_5_moe",
                                                     "qwen3_vl", "qwen3_vl_moe", "gemma4"}))
@@ -69,7 +69,7 @@ _ARCH_TO_TYPE = {
     "Mamba2ForCausalLM": "mamba2", "DeciLMForCausalLM": "nemotron-nas", "DeepseekV4ForCausalLM": "deepseek_v4",
     "Step3p5ForCausalLM": "step3p5", "MiMoV2FlashForCausalLM": "mimo_v2_flash", "MiMoV2ForCausalLM": "mimo_v2", "MiniMaxM3ForCausalLM": "minimax_m3",
     "MiniMaxM3SparseForConditionalGeneration": "minimax_m3_vl", "DeepseekV32ForCausalLM": "deepseek_v32", "GlmMoeDsaForCausalLM": "glm_moe_dsa",
-    "KimiLinearForCausalLM": "kimi_linear",
+    "KimiLinearForCausalLM": "kimi_linear", "KimiK3ForConditionalGeneration": "kimi_k3",
 }
 
 MAX_DIM = 1 << 22  # 4M: no real hidden size, vocabulary or width is larger
@@ -235,6 +235,8 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
         raise InvalidModelSpec(f"{heads} attention heads are not a multiple of {kv} KV heads",
                                field=r.path("num_key_value_heads"))
     head_dim = r.int("head_dim") or (h // heads if h % heads == 0 else None)
+    if head_dim is None and mt == "kimi_linear":  # MLA sets its own head sizes (Kimi-K3: 7168 / 96 heads)
+        head_dim = (r.int("qk_nope_head_dim", 0, lo=0) or 0) + (r.int("qk_rope_head_dim", 0, lo=0) or 0) or None
     if head_dim is None:
         raise InvalidModelSpec(f"hidden size {h} is not divisible by {heads} heads and no head_dim is given",
                                field=r.path("head_dim"))
@@ -840,9 +842,16 @@ def _kimi_linear(r: _Reader, layers: int, kw: dict) -> None:
     elif len(idx) < layers:
         raise InvalidModelSpec("full-attention layers need MLA fields", field=r.path("kv_lora_rank"))
     heads, hd = lr.int("num_heads", required=True), lr.int("head_dim", required=True)
+    full_gate = lr.bool("use_full_rank_gate")
     kw.update(layer_kinds=tuple(MAMBA if i in idx else MLA for i in range(layers)), ssm_variant=KDA,
               lin_k_heads=heads, lin_v_heads=heads, lin_k_dim=hd, lin_v_dim=hd,
-              ssm_conv_kernel=lr.int("short_conv_kernel_size", 4), ssm_state_bytes=4)
+              ssm_conv_kernel=lr.int("short_conv_kernel_size", 4), ssm_state_bytes=4,
+              # Kimi-K3 (as its checkpoint's tensor table shows): full-rank g_proj gates in KDA and MLA layers,
+              # A_log of head_dim values, attention residuals, experts in a latent width with a norm
+              kda_full_rank_gate=full_gate, ssm_a_size=hd if full_gate else 0,
+              mla_output_gate=r.bool("mla_use_output_gate"), attn_residuals=bool(r.int("attn_res_block_size", 0, lo=0)),
+              moe_latent_size=r.int("routed_expert_hidden_size", 0, lo=0) or 0,
+              moe_latent_norm=r.bool("latent_moe_use_norm"))
 
 
 def _mla(r: _Reader, kw: dict) -> None:
@@ -953,6 +962,27 @@ def _mimo_audio_params(a: dict) -> list[tuple[str, int]]:
     return [("audio_tower", channels * vocab * d + local), ("audio_projector", projection)]
 
 
+def _moonvit_k3_params(v: dict) -> list[tuple[str, int]]:
+    """Kimi-K3's MoonViT (the checkpoint's tensor table, gogongxt/python scripts/models/kimi_k3.md): no biases
+    (attn_bias / linear_bias false), RMSNorms, fused wqkv of 3 x qkv_hidden_size, wo back to the hidden size, a
+    2-layer MLP, a final norm, a bias-free patch projection and an init_pos_emb_height x width position table; the
+    projector is a norm over the text width and two linears (merge^2 x mm_hidden -> same -> text width)."""
+    r = _Reader(v, "vision_config.")
+    h, inter = r.int("vt_hidden_size", required=True), r.int("vt_intermediate_size", required=True)
+    layers, patch = r.int("vt_num_hidden_layers", required=True, hi=MAX_LAYERS), r.int("patch_size", 14)
+    qkv = r.int("qkv_hidden_size", h)
+    bias = r.bool("attn_bias", True) or r.bool("linear_bias", True)
+    pos = r.int("init_pos_emb_height", 64) * r.int("init_pos_emb_width", 64)
+    block = 2 * h + (3 * qkv * h + qkv * h) + 2 * h * inter + ((3 * qkv + h + inter + h) if bias else 0)
+    tower = 3 * patch * patch * h + layers * block + h + pos * h
+    merge = r.list("merge_kernel_size") or [2, 2]
+    if len(merge) != 2 or not all(isinstance(m, int) and not isinstance(m, bool) and 0 < m < 64 for m in merge):
+        raise InvalidModelSpec("expected two small positive integers", field="vision_config.merge_kernel_size")
+    wide = r.int("mm_hidden_size", h) * int(merge[0]) * int(merge[1])
+    out = r.int("text_hidden_size", required=True)
+    return [("vision_tower", tower), ("multi_modal_projector", out + wide * wide + out * wide)]
+
+
 def _moonvit_params(v: dict) -> list[tuple[str, int]]:
     """Kimi-K2.5's MoonViT (vt_* fields): a SigLIP-so400m-shaped ViT (biased qkv/proj/fc, LayerNorms) with a learned
     init_pos_emb_height x width position table, and a patch-merger projector (LayerNorm, merge^2 x mm_hidden ->
@@ -984,7 +1014,7 @@ def _vision_params(cfg: dict, text: dict) -> list[tuple[str, int]]:
     if "depth" in v and "temporal_patch_size" in v:
         return _qwen_vl_vision_params(v)
     if "vt_hidden_size" in v:
-        return _moonvit_params(v)
+        return _moonvit_k3_params(v) if "qkv_hidden_size" in v else _moonvit_params(v)
     if v.get("model_type") == "gemma4_vision":
         return _gemma4_vision_params(v, text)
     if v.get("model_type") == "llama4_vision_model":
