@@ -112,8 +112,11 @@ def render(r: dict, args) -> str:
                      f"{size(host['offloaded_per_host'], unit)} per host ({host['gpus_per_host']} GPUs)")
     cap = r.get("capacity")
     if cap:
+        spare = cap["gpu_memory_bytes"] - r["memory"]["total"]
         lines.append(f"{req.get('gpu')}: {size(cap['gpu_memory_bytes'], unit)} -> "
-                     + ("fits" if cap["fits"] else "** does not fit **"))
+                     + (f"fits, {size(spare, unit)} spare" if cap["fits"] else "** does not fit **")
+                     + (" (vramplan fit also keeps 5% headroom, so it may not list this GPU)"
+                        if cap["fits"] and spare < 0.05 * cap["gpu_memory_bytes"] else ""))
         adv = r.get("fit_advice")
         if adv:
             lines.append(f"  {adv['text']}")
