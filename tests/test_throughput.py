@@ -295,3 +295,11 @@ def test_allreduce_latency_depends_on_the_link():
     fast = T.decode_speed(spec, wb, get_gpu("h100-sxm-80gb"), context=1024, layout=T.Layout(tp=8))
     pcie = T.decode_speed(spec, wb, get_gpu("h100-pcie-80gb"), context=1024, layout=T.Layout(tp=8))
     assert pcie.comm_seconds > fast.comm_seconds
+
+
+def test_gpus_without_bf16_compute_at_their_fp16_rate():
+    """T4 (65 TFLOPS FP16 tensor) and V100 (125) have no bf16: prefill is estimated at the fp16 rate, not skipped."""
+    assert T.compute_flop_per_s(get_gpu("t4"), "bf16") == 65e12
+    assert T.compute_flop_per_s(get_gpu("v100-sxm2-32gb"), "bf16") == 125e12
+    assert T.compute_flop_per_s(get_gpu("h100-sxm-80gb"), "bf16") == get_gpu("h100-sxm-80gb").bf16_flop_per_s
+    assert T.compute_flop_per_s(get_gpu("apple-m2-ultra-192gb"), "bf16") is None

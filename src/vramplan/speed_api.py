@@ -94,6 +94,9 @@ def plan_speed(model, *, gpu="h100", tensor_parallel_size=None, pipeline_paralle
                          "prefill_mfu": T.MFU_PREFILL.as_dict(), "training_mfu": T.MFU_TRAINING.as_dict(),
                          "comm_efficiency": T.COMM_EFFICIENCY, "allreduce_latency_s": T.allreduce_latency_s(g, cand.tp)}
     out["explain"] = _speed_explain(w, dec, pre, cand)
+    if g.bf16_flop_per_s is None and g.fp16_flop_per_s:
+        out["explain"].append(f"{g.name} has no bf16: engines load bf16 checkpoints as fp16 (same bytes); compute at "
+                              f"its fp16 tensor rate, {g.fp16_flop_per_s / 1e12:.0f} TFLOP/s")
     return out
 
 

@@ -46,6 +46,7 @@ _FIELDS: dict[str, tuple[str, bool]] = {
     "bandwidth_GB_per_s": ("number", True),
     "bf16_dense_TFLOPS": ("number", False),
     "fp8_dense_TFLOPS": ("number", False),
+    "fp16_dense_TFLOPS": ("number", False),
     "fp4_dense_TFLOPS": ("number", False),
     "power_W": ("number", False),
     "interconnect": ("str", False),
@@ -194,6 +195,7 @@ def _parse_gpu(key: str, table: object, where: str) -> GPU:
             inferred=tuple(dict.fromkeys(inferred)),
             memory_type=get("memory_type") or "",
             devices_per_package=get("devices_per_package") or 1,
+            fp16_flop_per_s=scaled("fp16_dense_TFLOPS", 1e12),
         )
     except ValueError as exc:  # the dataclass names the field
         raise errors.SourceError(f"GPU '{key}': {exc}", where) from None

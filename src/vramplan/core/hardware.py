@@ -145,6 +145,8 @@ class GPU:
     memory_type: str = ""
     devices_per_package: int = 1
     """Devices the runtime exposes per physical package (MI250X: two GCDs per OAM module); 1 for almost everything."""
+    fp16_flop_per_s: float | None = None
+    """Dense FP16 tensor FLOP/s where the GPU has no BF16 (T4, V100): engines run bf16 checkpoints in fp16 there."""
 
     def __post_init__(self) -> None:
         for name in ("name", "key", "vendor", "source"):
@@ -167,7 +169,7 @@ class GPU:
         if isinstance(self.hbm_bytes_per_s, bool) or not isinstance(self.hbm_bytes_per_s, (int, float)) \
                 or self.hbm_bytes_per_s < 0:
             raise ValueError(f"GPU field 'hbm_bytes_per_s' must be a non-negative number, got {self.hbm_bytes_per_s!r}")
-        for name in ("bf16_flop_per_s", "fp8_flop_per_s", "fp4_flop_per_s", "power_w",
+        for name in ("bf16_flop_per_s", "fp8_flop_per_s", "fp4_flop_per_s", "fp16_flop_per_s", "power_w",
                      "interconnect_bytes_per_s", "price_per_hour_usd"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):

@@ -366,7 +366,7 @@ def compute_flop_per_s(gpu: GPU, compute_dtype: str = "bf16") -> float | None:
         return gpu.fp4_flop_per_s
     if compute_dtype in ("fp8", "fp4") and gpu.fp8_flop_per_s:
         return gpu.fp8_flop_per_s
-    return gpu.bf16_flop_per_s
+    return gpu.bf16_flop_per_s or gpu.fp16_flop_per_s  # no bf16 (T4, V100): engines compute in fp16
 
 
 # ----- decode --------------------------------------------------------------------------------------------------
