@@ -62,10 +62,15 @@ def load_model(model: str | os.PathLike | ModelSpec, *, revision: str | None = N
     if entry is None:
         catalog.resolve_model(name)  # raises UnknownName with suggestions
     lm = loaders.load_catalog(entry)
-    if "/" in name and name.strip().lower() != (entry.hf_id or "").lower():
-        # an Instruct/chat repo listed under its base model's entry (same architecture): serve what was named
-        lm = lm._replace(hf_id=name.strip(), messages=lm.messages + (
-            f"{name.strip()}: config from the catalog entry {entry.key} ({entry.hf_id}), the same architecture",))
+    typed = name.strip()
+    if "/" in typed and typed.lower() != (entry.hf_id or "").lower():
+        note = f"{typed}: config from the catalog entry {entry.key} ({entry.hf_id}), the same architecture"
+        last = typed.rsplit("/", 1)[-1].lower()
+        if ":" not in typed and typed.count("/") == 1 and any(w in last for w in ("instruct", "chat", "-it")):
+            # an Instruct/chat repo listed under its base model's entry: serve what was named
+            lm = lm._replace(hf_id=typed, messages=lm.messages + (note,))
+        else:
+            lm = lm._replace(messages=lm.messages + (note + f"; the repo served is {entry.hf_id}",))
     return lm
 
 

@@ -209,6 +209,7 @@ def launch_commands(model, *, gpu=None, tensor_parallel_size=None, pipeline_para
         serve = ["ollama", "serve"]
         # the server first (create and run talk to it), with the environment that sets the KV type and parallelism
         steps = ["cat > Modelfile <<'EOF'\n" + "\n".join(modelfile) + "\nEOF", _shell(serve, env) + " &",
+                 "until ollama list >/dev/null 2>&1; do sleep 1; done",  # wait until the server answers
                  _shell(["ollama", "create", name, "-f", "Modelfile"]), _shell(["ollama", "run", name])]
         notes = ["Ollama reserves num_ctx for each parallel request", "the server must be started with the "
                  "environment shown for the KV cache type and parallelism to apply"] + ([gguf_note] if gguf_note else [])

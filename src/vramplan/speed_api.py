@@ -107,8 +107,9 @@ def _concurrency(w: _Workload, g: GPU, cand: F.Candidate, layout: T.Layout, cdt:
     if cand.offload_layers:
         max_seq = 1
     elif cand.expert_offload:  # the KV cache stays on the GPU beside everything but the routed experts
-        kv1 = dict(cand.components).get("kv_cache", 0)
-        spare = cand.limit_bytes - (cand.need_bytes - kv1)
+        kv_all = dict(cand.components).get("kv_cache", 0)  # sized for the workload's batch
+        kv1 = kv_all // max(w.batch, 1)
+        spare = cand.limit_bytes - (cand.need_bytes - kv_all)
         max_seq = max(0, spare // kv1) if kv1 else 1 << 20
     else:
         need1 = F.layout_need(one, cand.tp, cand.pp)
@@ -147,8 +148,10 @@ def _speed_explain(w: _Workload, dec: T.DecodeSpeed, pre, cand: F.Candidate) -> 
              f"time per token = bytes per GPU / (bandwidth x MBU {dec.mbu.low}-{dec.mbu.high}, expected "
              f"{dec.mbu.expected}) + communication + {w.lm.spec.num_layers} layers x "
              f"{dec.layer_step.low * 1e6:.0f}-{dec.layer_step.high * 1e6:.0f} us fixed time (expected "
-             f"{dec.layer_step.expected * 1e6:.0f} us{', measured for MLA models' if w.lm.spec.is_mla else ''}); "
-             f"{dec.bound}-bound at this batch"]
+             f"{dec.layer_step.expected * 1e6:.0f} us"
+             + (", the band for MLA layers under tensor parallelism, measured on DeepSeek-V3 at TP8"
+                if dec.layer_step is T.LAYER_STEP_SECONDS_MLA else "")
+             + f"); {dec.bound}-bound at this batch"]
     lines += list(dec.notes)
     if pre is not None:
         lines.append(f"prefill of {pre.tokens:,} tokens: {pre.flops:.3g} FLOPs (2 x active params x tokens + "

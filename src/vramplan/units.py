@@ -94,11 +94,16 @@ def parse_token_budget(text: str | int) -> int:
         m = _match(_BUDGET_RE, str(text))
         if not m:
             raise ValueError(f"not a token count: {text!r} (use e.g. 1e9, 500m, 15T)")
+        from decimal import Decimal, InvalidOperation
+
         mult = {"": 1, "k": 10 ** 3, "m": 10 ** 6, "b": 10 ** 9, "g": 10 ** 9, "t": 10 ** 12}[m.group(2).lower()]
-        value = float(m.group(1)) * mult
+        try:
+            value = Decimal(m.group(1)) * mult  # exact: '8.2b' is 8,200,000,000, not a float near it
+        except InvalidOperation:
+            raise ValueError(f"not a token count: {text!r}") from None
         if value > MAX_TOKEN_BUDGET:
             raise ValueError(f"{text!r} tokens is absurd (more than {MAX_TOKEN_BUDGET:,})")
-        if value != int(value):
+        if value != value.to_integral_value():
             raise ValueError(f"not a whole number of tokens: {text!r}")
         n = int(value)
     if n <= 0:

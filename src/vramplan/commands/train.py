@@ -50,11 +50,14 @@ def run(args) -> dict:
     from ..api import load_model
     from ..training_api import plan_training
 
-    if args.lora_rank is not None and args.method not in ("lora", "qlora", "dora"):
+    from ..core.peft_methods import LORA_LIKE
+
+    ranked = ("lora", "qlora", "dora", *LORA_LIKE)
+    if args.lora_rank is not None and str(args.method).lower() not in ranked:
         from ..errors import InvalidRequest
 
-        raise InvalidRequest(f"--lora-rank applies to --method lora, qlora or dora, not {args.method} (other PEFT "
-                             f"methods take their rank as --peft-option r=N)", field="lora_rank")
+        raise InvalidRequest(f"--lora-rank applies to --method {', '.join(ranked)}, not {args.method} (other PEFT "
+                             f"methods take their rank as a --peft-option, e.g. r=N)", field="lora_rank")
     lm = load_model(args.model, revision=args.revision, source=args.source)
     result = plan_training(
         lm, method=args.method, optimizer=args.optimizer, precision=args.precision, batch_size=args.batch_size,

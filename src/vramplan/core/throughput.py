@@ -87,9 +87,20 @@ LAYER_STEP_SECONDS_MLA = Efficiency(
     "Set on these rows (in-sample); faster stacks (MTP speculation, newer kernels) fall above the band")
 
 
-def layer_step_for(spec: ModelSpec) -> Efficiency:
-    """The fixed per-layer decode time band for this model: MLA models have their own (slower) band."""
-    return LAYER_STEP_SECONDS_MLA if spec.is_mla else LAYER_STEP_SECONDS
+def layer_step_for(spec: ModelSpec, tp: int = 1) -> Efficiency:
+    """The fixed per-layer decode time band for this model's attention layers: MLA layers under tensor parallelism
+    have their own (slower) band, measured at TP8; on one GPU and for other layers, the general band."""
+    return LAYER_STEP_SECONDS_MLA if spec.is_mla and tp > 1 else LAYER_STEP_SECONDS
+
+
+def fixed_step_seconds(spec: ModelSpec, tp: int = 1) -> Band:
+    """The fixed time per decode step: every layer at the general band, MLA layers at the MLA band when TP > 1
+    (hybrids such as Kimi Linear: only their MLA layers). (low, expected, high) = (fastest, expected, slowest)."""
+    n = spec.num_layers
+    mla = spec.kinds.count(MLA) if spec.is_mla and tp > 1 else 0
+    g, m = LAYER_STEP_SECONDS, LAYER_STEP_SECONDS_MLA
+    return Band((n - mla) * g.low + mla * m.low, (n - mla) * g.expected + mla * m.expected,
+                (n - mla) * g.high + mla * m.high)
 
 
 COMM_EFFICIENCY = 0.7
@@ -107,8 +118,9 @@ def allreduce_latency_s(gpu: GPU, tp: int) -> float:
     """Fixed cost of one small all-reduce over ``tp`` GPUs: NVLink / Infinity Fabric parts the NVLink figure, PCIe
     parts (consumer and workstation cards, PCIe-only datacenter cards) the PCIe measurement scaled to the group."""
     link = (gpu.interconnect or "").lower()
-    if link.startswith(("nvlink", "infinity fabric", "xgmi", "nvl", "ici")) or "roce on chip" in link:
-        return ALLREDUCE_LATENCY_S  # a GPU fabric (TPU ICI and Gaudi's on-chip RoCE taken alike)
+    pcie = link.startswith("pcie") or (link.startswith("nvlink bridge") and tp > 2)  # bridges join pairs only
+    if not pcie:  # a GPU fabric (NVLink, Infinity Fabric, TPU ICI, Gaudi RoCE) or a link the catalog does not name
+        return ALLREDUCE_LATENCY_S
     return max(ALLREDUCE_LATENCY_S, ALLREDUCE_LATENCY_PCIE_8GPU_S * (tp - 1) / 7)
 
 
@@ -458,14 +470,14 @@ def decode_speed(spec: ModelSpec, wb: WeightBytes, gpu: GPU, *, context: int, ba
                                    / (link / 2 * COMM_EFFICIENCY))
         notes.append(f"PP={layout.pp}: a token visits the stages in turn; pipelining adds memory, not decode speed")
 
-    floor = layer_step_for(spec)
-    layers = spec.num_layers
+    floor = layer_step_for(spec, tp)
+    fixed = fixed_step_seconds(spec, tp)
 
     def step(i: int) -> float:
         m = (mem.high, mem.expected, mem.low)[i]  # i = 0 pessimistic
         h = 0.0 if host is None else (host.high, host.expected, host.low)[i]
         c = 0.0 if compute is None else compute
-        return max(m, c) + h + comm + layers * (floor.high, floor.expected, floor.low)[i]
+        return max(m, c) + h + comm + (fixed.high, fixed.expected, fixed.low)[i]
 
     times = Band(step(2), step(1), step(0))
     bound = "memory"

@@ -131,8 +131,9 @@ def tensors_from_gguf(gguf) -> list[PlacedTensor]:
     return out
 
 
-def mix_for(fmt) -> str:
-    """The llama.cpp mix closest to a weight format (GGUF mixes by name; 16-bit formats as F16/BF16)."""
+def mix_for(fmt, is_moe: bool = True) -> str:
+    """The llama.cpp mix closest to a weight format (GGUF mixes by name; 16-bit formats as F16/BF16; MXFP4 expert
+    formats as MXFP4_MOE on MoE models)."""
     name = str(getattr(fmt, "name", fmt)).upper().replace("-", "_")
     if name in GGUF_MIXES:
         return name
@@ -146,7 +147,8 @@ def mix_for(fmt) -> str:
         return "Q8_0"
     if name.startswith(("INT4", "GPTQ", "AWQ", "BNB", "NF4")):
         return "Q4_K_M"
-    if "MXFP4" in name or (name.startswith("COMPRESSED_TENSORS_FP4") and getattr(fmt, "group_size", 0) == 32):
+    if is_moe and ("MXFP4" in name or (name.startswith("COMPRESSED_TENSORS_FP4")
+                                       and getattr(fmt, "group_size", 0) == 32)):
         return "MXFP4_MOE"  # MXFP4 experts (gpt-oss, Kimi-K3): llama.cpp's MXFP4 experts + Q8_0 rest
     bits = getattr(fmt, "bits", 16)  # other quantized formats (compressed-tensors, MXFP4, NVFP4, ...) by width
     if isinstance(bits, (int, float)) and bits <= 4:
@@ -486,7 +488,7 @@ def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", t
         tensors = tensors_from_gguf(gguf)
         source = "the GGUF file's tensor table"
     else:
-        mix = mix_for(fmt)
+        mix = mix_for(fmt, spec.is_moe)
         tensors = tensors_from_spec(spec, mix, spec.model_type.lower() in FUSED_QKV_TYPES,
                                     logits=not bool(options.get("embedding_model", False)))
         source = f"llama.cpp's {mix} mix (core/gguf_mix.py)"

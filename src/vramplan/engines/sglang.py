@@ -154,7 +154,7 @@ def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", t
         per_stage.append((max(0, kv - state_bytes) // c if c else None, slots, state_bytes, c))
     bounded = [p for p in per_stage if p[0] is not None] or [(0, 0, 0, 0)]
     tokens, mamba_slots, mamba_bytes, cell = min(bounded)
-    if mamba_slots == 0 and any(p[1] for p in per_stage):  # a stage of attention layers only: slots from another
+    if any(p[1] for p in per_stage):  # the stage with the most recurrent layers holds the fewest states
         mamba_slots, mamba_bytes = min((p[1], p[2]) for p in per_stage if p[1])
     reserved = free_start - int(free_start * mfs)
     memory = {"weights": weights, "kv_cache": max(kv, 0), "activations": reserved, "runtime": ctx}
