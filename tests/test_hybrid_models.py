@@ -745,3 +745,20 @@ def test_kimi_k3_counts_equal_the_tensor_table():
     assert _shapes(spec, MLA)["self_attn.g_proj.weight"] == (12288, 7168)
     stored = model_weight_bytes(spec, resolve_format(lm)).total_bytes
     assert abs(stored / 2**30 - 1453.66) < 0.05  # fp32 short convs / norms counted at 2 bytes: ~20 MB under
+
+
+def test_glm_4_5_and_4_7_flash_equal_their_tensor_tables():
+    """GLM-4.5 (glm4_moe: GQA with q/k/v biases and q/k norms, 3 dense layers, 160 experts + 1 shared, 1 MTP layer
+    with its own embedding and head) and GLM-4.7-Flash (glm4_moe_lite: DeepSeek-V3's MLA + MoE at 30B, hidden 2048
+    not a multiple of its 20 heads): the logical counts of the checkpoints' tensor tables (gogongxt/python@ec996269
+    scripts/models/glm_4.5_fp8.md and glm_4.7_flash.md)."""
+    glm = load_model("glm-4.5").spec
+    pc = count_params(glm)
+    assert (pc.total, pc.mtp) == (352_797_829_024, 5_539_962_272)
+    attn = _shapes(glm, FULL, "moe")
+    assert "self_attn.q_proj.bias" in attn and "self_attn.o_proj.bias" not in attn
+    assert attn["self_attn.q_norm.weight"] == (128,)
+    lite = load_model("glm-4.7-flash").spec
+    pc = count_params(lite)
+    assert (pc.total, pc.mtp) == (29_943_393_920, 1_278_094_656)
+    assert lite.is_mla and lite.kv_lora_rank == 512 and lite.num_heads == 20

@@ -50,7 +50,7 @@ _LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qw
                "helium", "smollm3", "ernie4_5", "glm", "seed_oss", "llama4_text", "hunyuan_v1_dense", "arcee",
                "nemotron", "solar", "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba",
                "jamba", "nemotron_h", "mamba2", "kimi_k2", "minimax_m2", "deepseek_v32", "glm_moe_dsa", "gemma4_text", "nemotron-nas", "deepseek_v4", "step3p5",
-               "step3p7", "mimo_v2_flash", "minimax_m3", "kimi_linear"}
+               "step3p7", "mimo_v2_flash", "minimax_m3", "kimi_linear", "glm4_moe", "glm4_moe_lite"}
 _RENAMED = {"mimo_v2", "minimax_m3_vl", "kimi_k3"}  # read as another model type (parse_config says which)
 _HYBRID = {"qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba", "jamba", "nemotron_h"}
 SUPPORTED_MODEL_TYPES = tuple(sorted(_LLAMA_LIKE | _RENAMED | {"gemma3", "llama4", "mistral3", "llava", "qwen3_5", "qwen3_5_moe",
@@ -69,7 +69,8 @@ _ARCH_TO_TYPE = {
     "Mamba2ForCausalLM": "mamba2", "DeciLMForCausalLM": "nemotron-nas", "DeepseekV4ForCausalLM": "deepseek_v4",
     "Step3p5ForCausalLM": "step3p5", "MiMoV2FlashForCausalLM": "mimo_v2_flash", "MiMoV2ForCausalLM": "mimo_v2", "MiniMaxM3ForCausalLM": "minimax_m3",
     "MiniMaxM3SparseForConditionalGeneration": "minimax_m3_vl", "DeepseekV32ForCausalLM": "deepseek_v32", "GlmMoeDsaForCausalLM": "glm_moe_dsa",
-    "KimiLinearForCausalLM": "kimi_linear", "KimiK3ForConditionalGeneration": "kimi_k3",
+    "KimiLinearForCausalLM": "kimi_linear", "Glm4MoeForCausalLM": "glm4_moe",
+    "Glm4MoeLiteForCausalLM": "glm4_moe_lite", "KimiK3ForConditionalGeneration": "kimi_k3",
 }
 
 MAX_DIM = 1 << 22  # 4M: no real hidden size, vocabulary or width is larger
@@ -224,8 +225,8 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
     if mt in ("deepseek_v32", "glm_moe_dsa"):  # DeepSeek-V3's layout + a DSA lightning indexer in the MLA layers
         dsa = mt
         mt = "deepseek_v3"
-    if mt == "kimi_k2":  # Kimi K2 is DeepSeek-V3's architecture under another model_type (its architectures say so)
-        mt = "deepseek_v3"
+    if mt in ("kimi_k2", "glm4_moe_lite"):  # DeepSeek-V3's architecture under another model_type (Kimi K2; GLM-4.7-
+        mt = "deepseek_v3"                   # Flash: MLA + MoE, its MTP layer storing its own embedding and head)
 
     h = r.int("hidden_size", required=True)
     layers = r.int("num_hidden_layers", required=True, hi=MAX_LAYERS)
@@ -235,7 +236,8 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
         raise InvalidModelSpec(f"{heads} attention heads are not a multiple of {kv} KV heads",
                                field=r.path("num_key_value_heads"))
     head_dim = r.int("head_dim") or (h // heads if h % heads == 0 else None)
-    if head_dim is None and mt == "kimi_linear":  # MLA sets its own head sizes (Kimi-K3: 7168 / 96 heads)
+    if head_dim is None and (mt == "kimi_linear" or r.int("kv_lora_rank")):  # MLA sets its own head sizes
+        # (Kimi-K3: 7168 / 96 heads; GLM-4.7-Flash: 2048 / 20)
         head_dim = (r.int("qk_nope_head_dim", 0, lo=0) or 0) + (r.int("qk_rope_head_dim", 0, lo=0) or 0) or None
     if head_dim is None:
         raise InvalidModelSpec(f"hidden size {h} is not divisible by {heads} heads and no head_dim is given",
@@ -264,7 +266,9 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
         if mt == "phi":
             kw.update(norms_per_layer=1, lm_head_bias=True)
     elif r.bool("attention_bias"):
-        kw.update(qkv_bias=True, o_bias=True)
+        kw.update(qkv_bias=True, o_bias=mt != "glm4_moe")  # GLM-4.5: q/k/v biases, o_proj without one
+    if mt == "glm4_moe":
+        kw["qk_norm"] = r.bool("use_qk_norm")
     if mt in ("qwen3", "qwen3_moe", "gemma3_text"):
         kw["qk_norm"] = True  # (Llama 4's use_qk_norm is a parameter-free L2 norm)
     if mt in ("gemma2", "gemma3_text", "gemma4_text"):
@@ -373,14 +377,14 @@ def _moe(r: _Reader, mt: str, layers: int, inter: int, kw: dict) -> None:
         shared = r.int("shared_expert_intermediate_size", 0, lo=0) or 0
         if shared:
             kw.update(shared_expert_intermediate_size=shared, shared_expert_gate=True)
-    elif mt in ("deepseek_v2", "deepseek_v3", "kimi_linear"):
+    elif mt in ("deepseek_v2", "deepseek_v3", "kimi_linear", "glm4_moe"):
         first = r.int("first_k_dense_replace", 0, lo=0, hi=MAX_LAYERS) or 0
         freq = r.int("moe_layer_freq", 1)
         kw["moe_layer_mask"] = tuple(i >= first and i % freq == 0 for i in range(layers))
         n_shared = r.int("num_shared_experts" if mt == "kimi_linear" else "n_shared_experts", 0, lo=0) or 0
         kw["shared_expert_intermediate_size"] = n_shared * kw["moe_intermediate_size"]
         # Kimi Linear's sigmoid router always carries the correction bias (the checkpoint's e_score_correction_bias)
-        kw["score_correction_bias"] = r.str("topk_method") == "noaux_tc" or mt == "kimi_linear"
+        kw["score_correction_bias"] = r.str("topk_method") == "noaux_tc" or mt in ("kimi_linear", "glm4_moe")
         kw["mtp_layers"] = r.int("num_nextn_predict_layers", 0, lo=0, hi=16) or 0
 
 
