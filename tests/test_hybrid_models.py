@@ -462,7 +462,9 @@ def test_deepseek_v4(model, main, mtp, active, kv_1m, checkpoint):
     fmt = format_from_quant_config(spec.quant_config)  # FP8 128x128 e8m0 scales + MXFP4 routed experts
     main_bytes = model_weight_bytes(spec, fmt).total_bytes
     stored = main_bytes + sum(fmt.tensor_bytes(t) for t in mtp_tensors(spec))
-    assert abs(stored / checkpoint - 1) < 2.5e-4
+    # exact: FP8 linears with e8m0 block scales, MXFP4 experts, fp32 hyper-connection / sink / compressor /
+    # score-bias tensors, the int64 hash tables and the MTP layer's FP8 e/h projections
+    assert stored == checkpoint
     if model == "deepseek-v4-flash":
         # the 0731 re-release's tensor table (gogongxt/python@c1feefbd scripts/models/deepseek_v4_flash_0731.md):
         # main-model bytes with the fp32 hyper-connection / sink / compressor-position tensors and the int64
@@ -762,3 +764,34 @@ def test_glm_4_5_and_4_7_flash_equal_their_tensor_tables():
     pc = count_params(lite)
     assert (pc.total, pc.mtp) == (29_943_393_920, 1_278_094_656)
     assert lite.is_mla and lite.kv_lora_rank == 512 and lite.num_heads == 20
+
+
+def test_checkpoint_side_tensors_keep_their_stored_width():
+    """From the checkpoints' tensor tables (gogongxt/python scripts/models): DeepSeek-V3.1 keeps fp32 block scales
+    although its config says scale_fmt ue8m0 (V4 stores e8m0 bytes); Qwen's FP8 releases store bf16 block scales;
+    the routers' score-correction biases are fp32; MiniMax-M2.x keeps its router in fp32; DeepSeek-V4 configs
+    without expert_dtype still hold MXFP4 experts."""
+    from pathlib import Path
+
+    import vramplan
+    from vramplan.api import model_weight_bytes
+    from vramplan.catalog.formats import format_from_quant_config
+    from vramplan.core.model import iter_tensors
+
+    v31 = {"quant_method": "fp8", "weight_block_size": [128, 128], "scale_fmt": "ue8m0"}
+    assert format_from_quant_config(v31).block2d_bits == 32
+    assert format_from_quant_config({**v31, "scale_dtype": "e8m0"}).block2d_bits == 8
+    qwen_cfg = json.loads((Path(vramplan.__file__).parent / "catalog/models/Qwen/Qwen3-30B-A3B/config.json").read_text())
+    qwen = parse_config({**qwen_cfg, "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]}},
+                        "q")
+    assert format_from_quant_config(qwen.quant_config).block2d_bits == 16
+    bias = [t for _, t in iter_tensors(load_model("deepseek-v3").spec) if t.name.endswith("e_score_correction_bias")]
+    assert bias and all(t.dtype_bytes == 4 for t in bias)
+    router = [t for _, t in iter_tensors(load_model("minimax-m2.5").spec) if t.role == "ffn_gate_inp"]
+    assert router and all(t.dtype_bytes == 4 for t in router)
+    cfg = json.loads((Path(vramplan.__file__).parent / "catalog/models/deepseek-ai/DeepSeek-V4-Flash/config.json")
+                     .read_text())
+    cfg.pop("expert_dtype")
+    spec = parse_config(cfg, "v4")
+    fmt = format_from_quant_config(spec.quant_config)
+    assert model_weight_bytes(spec, fmt).total_bytes == 156_015_698_140

@@ -222,7 +222,11 @@ def _format_from_quant_config(qc: dict, base_bytes: int = 2) -> WeightFormat | N
                 raise InvalidModelSpec(f"expected two positive whole numbers, got {wbs!r}",
                                        field="quantization_config.weight_block_size")
             bo, bi = wbs
-            extra = {"block2d_bits": 8} if str(qc.get("scale_fmt", "")).lower() == "ue8m0" else {}  # e8m0 scales
+            # the stored scale width: fp32 by default (DeepSeek-V3/V3.1/V3.2 keep fp32 even with scale_fmt ue8m0);
+            # DeepSeek-V4 stores float8_e8m0fnu and Qwen's FP8 releases bf16 (set by the config reader)
+            sd = str(qc.get("scale_dtype", "")).lower()
+            extra = {"block2d_bits": 8} if sd in ("e8m0", "float8_e8m0fnu") else \
+                {"block2d_bits": 16} if sd in ("bfloat16", "bf16") else {}
             fmt = _build("fp8-block", _table()["fp8-block"], block2d=(int(bo), int(bi)), base_bytes=base_bytes,
                          **extra)
         else:

@@ -544,7 +544,8 @@ def _dense_mlp(s: ModelSpec, width: int, prefix: str, suffix: str, group: str, g
 
 def _moe_tensors(s: ModelSpec, hashed: bool = False) -> list[Tensor]:
     h, e, w = s.hidden_size, s.num_experts, s.moe_intermediate_size
-    t = [Tensor("mlp.gate.weight", "ffn_gate_inp", (e, h), "router")]
+    # MiniMax-M2.x stores its router in fp32 (the M2.7 checkpoint's tensor table)
+    t = [Tensor("mlp.gate.weight", "ffn_gate_inp", (e, h), "router", 4 if s.model_type == "minimax_m2" else 0)]
     x = s.moe_latent_size or h  # the experts' input / output width
     if s.moe_latent_size and s.moe_latent_norm:
         # Kimi-K3: latent projections and norm beside the experts; its MXFP4 release keeps them bf16 (the
@@ -558,7 +559,8 @@ def _moe_tensors(s: ModelSpec, hashed: bool = False) -> list[Tensor]:
     if s.router_bias:
         t.append(Tensor("mlp.gate.bias", "bias", (e,), "router"))
     if s.score_correction_bias and not hashed:  # DeepSeek-V4's hash-routed layers have a token->expert table instead
-        t.append(Tensor("mlp.gate.e_score_correction_bias", "bias", (e,), "router", 4 if s.o_groups else 0))
+        # fp32 in the checkpoints' tensor tables (DeepSeek-V3/R1/V3.1/V3.2/V4, GLM-4.5/4.7/5.x, MiniMax, Kimi-K3)
+        t.append(Tensor("mlp.gate.e_score_correction_bias", "bias", (e,), "router", 4))
     if hashed:  # DeepSeek-V4: the token id -> top-k experts table of a hash-routed layer, int64
         t.append(Tensor("mlp.gate.tid2eid", "hash_table", (s.vocab_size, s.experts_per_token), "router", 8))
     if s.moe_gated:
@@ -676,11 +678,13 @@ def mtp_tensors(spec: ModelSpec) -> tuple[Tensor, ...]:
     h, v = spec.hidden_size, spec.vocab_size
     if spec.hc_mult:  # DeepSeek-V4: separate e/h projections, its own hc head, a sliding-window layer
         m = spec.hc_mult
-        one = [Tensor("e_proj.weight", "mtp_proj", (h, h), "mtp"), Tensor("h_proj.weight", "mtp_proj", (h, h), "mtp"),
+        # e/h projections are FP8 linears in the checkpoint (role attn_q_a: a linear the format converts); the hc
+        # head and the layer's fp32 tensors keep their stored width
+        one = [Tensor("e_proj.weight", "attn_q_a", (h, h), "mtp"), Tensor("h_proj.weight", "attn_q_a", (h, h), "mtp"),
                Tensor("enorm.weight", "norm", (h,), "mtp"), Tensor("hnorm.weight", "norm", (h,), "mtp"),
-               Tensor("norm.weight", "norm", (h,), "mtp"), Tensor("hc_head_fn", "hc", (m, m * h), "mtp"),
-               Tensor("hc_head_base", "hc", (m,), "mtp"), Tensor("hc_head_scale", "hc", (1,), "mtp")]
-        layer = [Tensor(x.name, x.role, x.shape, "mtp") for x in _layer_tensors(spec, SLIDING, True)]
+               Tensor("norm.weight", "norm", (h,), "mtp"), Tensor("hc_head_fn", "hc", (m, m * h), "mtp", 4),
+               Tensor("hc_head_base", "hc", (m,), "mtp", 4), Tensor("hc_head_scale", "hc", (1,), "mtp", 4)]
+        layer = [Tensor(x.name, x.role, x.shape, "mtp", x.dtype_bytes) for x in _layer_tensors(spec, SLIDING, True)]
         return tuple(one + layer) * spec.mtp_layers
     one = [Tensor("enorm.weight", "norm", (h,), "mtp"), Tensor("hnorm.weight", "norm", (h,), "mtp"),
            Tensor("eh_proj.weight", "mtp_proj", (h, 2 * h), "mtp"),
@@ -688,13 +692,13 @@ def mtp_tensors(spec: ModelSpec) -> tuple[Tensor, ...]:
     if spec.mtp_style in ("step", "mimo"):  # a sliding-window layer with a dense MLP; Step also keeps its own head
         if spec.mtp_style == "step":
             one.append(Tensor("shared_head.output.weight", "mtp_head", (v, h), "mtp"))
-        layer = [Tensor(x.name, x.role, x.shape, "mtp") for x in _layer_tensors(spec, SLIDING, DENSE)]
+        layer = [Tensor(x.name, x.role, x.shape, "mtp", x.dtype_bytes) for x in _layer_tensors(spec, SLIDING, DENSE)]
         return tuple(one + layer) * spec.mtp_layers
     if not spec.mtp_shares_embeddings:
         one += [Tensor("embed_tokens.weight", "mtp_embd", (v, h), "mtp"),
                 Tensor("shared_head.head.weight", "mtp_head", (v, h), "mtp")]
     last = FULL if spec.kinds[-1] == MAMBA else spec.kinds[-1]  # hybrids: the MTP layer is full attention
-    layer = [Tensor(x.name, x.role, x.shape, "mtp")
+    layer = [Tensor(x.name, x.role, x.shape, "mtp", x.dtype_bytes)
              for x in _layer_tensors(spec, last, spec.is_moe, bool(spec.indexer_heads))]
     return tuple(one + layer) * spec.mtp_layers
 

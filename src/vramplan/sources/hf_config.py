@@ -208,6 +208,9 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
     if quantize_config and not qcfg:
         qcfg = dict(quantize_config)
         qcfg.setdefault("quant_method", "gptq")
+    if (qcfg and str(mt).startswith("qwen") and str(qcfg.get("quant_method", "")).lower() == "fp8"
+            and qcfg.get("weight_block_size") and "scale_dtype" not in qcfg):
+        qcfg = {**qcfg, "scale_dtype": "bfloat16"}  # Qwen's FP8 releases store weight_scale_inv in bf16
     quant_json = json.dumps(qcfg, sort_keys=True, default=str) if qcfg else ""
 
     if mt in ("mamba", "falcon_mamba"):
@@ -217,8 +220,13 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
     if mt in ("step3p5", "step3p7", "mimo_v2_flash", "minimax_m3"):
         return _parse_moe_2026(r, mt, name, arch, dtype, quant_json, extra)
     if mt == "deepseek_v4":
-        if qcfg is not None and isinstance(cfg.get("expert_dtype"), str):
-            qcfg = {**qcfg, "expert_dtype": cfg["expert_dtype"]}
+        if qcfg is not None:
+            # both V4 releases store MXFP4 routed experts (packed int8 + e8m0 scales per 32) and e8m0 block scales
+            # for the FP8 linears, whether or not the config says so (the checkpoints' tensor tables)
+            ed = cfg.get("expert_dtype") if isinstance(cfg.get("expert_dtype"), str) else "fp4"
+            qcfg = {**qcfg, "expert_dtype": ed}
+            if str(qcfg.get("scale_fmt", "")).lower() == "ue8m0":
+                qcfg.setdefault("scale_dtype", "e8m0")
             quant_json = json.dumps(qcfg, sort_keys=True, default=str)
         return _parse_dsv4(r, name, arch, dtype, quant_json)
     dsa = None
