@@ -795,3 +795,23 @@ def test_checkpoint_side_tensors_keep_their_stored_width():
     spec = parse_config(cfg, "v4")
     fmt = format_from_quant_config(spec.quant_config)
     assert model_weight_bytes(spec, fmt).total_bytes == 156_015_698_140
+
+
+def test_glm_4_5v_text_and_vision():
+    """GLM-4.5V (glm4v_moe): GLM-4.5's text layout at 106B (no q/k norms, 1 dense layer, 128 experts + 1 shared) and
+    its vision tower; the checkpoint's tensor table (gogongxt/python scripts/models/glm_4.5v.md) sums to
+    107,710,933,120 (vision 858,681,856). The architecture fields below are the ones its config.json gives."""
+    cfg = {"architectures": ["Glm4vMoeForConditionalGeneration"], "model_type": "glm4v_moe",
+           "text_config": {"vocab_size": 151552, "head_dim": 128, "attention_bias": True, "first_k_dense_replace": 1,
+                           "hidden_size": 4096, "intermediate_size": 10944, "max_position_embeddings": 65536,
+                           "model_type": "glm4v_moe_text", "moe_intermediate_size": 1408, "n_routed_experts": 128,
+                           "n_shared_experts": 1, "num_attention_heads": 96, "num_experts_per_tok": 8,
+                           "num_hidden_layers": 46, "num_key_value_heads": 8, "partial_rotary_factor": 0.5,
+                           "use_qk_norm": False, "torch_dtype": "bfloat16"},
+           "vision_config": {"attention_bias": False, "depth": 24, "hidden_size": 1536, "image_size": 336, "in_channels": 3,
+                             "intermediate_size": 10944, "model_type": "glm4v_moe", "num_heads": 12, "out_hidden_size": 4096,
+                             "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}}
+    spec = parse_config(cfg, "glm-4.5v")
+    extra = dict(spec.extra_params)
+    assert extra["vision_tower"] + extra["multi_modal_projector"] == 858_681_856
+    assert count_params(spec).total == 107_710_933_120 and count_params(spec).mtp == 0

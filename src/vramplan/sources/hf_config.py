@@ -51,7 +51,7 @@ _LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qw
                "nemotron", "solar", "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba",
                "jamba", "nemotron_h", "mamba2", "kimi_k2", "minimax_m2", "deepseek_v32", "glm_moe_dsa", "gemma4_text", "nemotron-nas", "deepseek_v4", "step3p5",
                "step3p7", "mimo_v2_flash", "minimax_m3", "kimi_linear", "glm4_moe", "glm4_moe_lite"}
-_RENAMED = {"mimo_v2", "minimax_m3_vl", "kimi_k3"}  # read as another model type (parse_config says which)
+_RENAMED = {"mimo_v2", "minimax_m3_vl", "kimi_k3", "glm4v_moe"}  # read as another model type (parse_config says which)
 _HYBRID = {"qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba", "jamba", "nemotron_h"}
 SUPPORTED_MODEL_TYPES = tuple(sorted(_LLAMA_LIKE | _RENAMED | {"gemma3", "llama4", "mistral3", "llava", "qwen3_5", "qwen3_5_moe",
                                                     "qwen3_vl", "qwen3_vl_moe", "gemma4"}))
@@ -70,7 +70,7 @@ _ARCH_TO_TYPE = {
     "Step3p5ForCausalLM": "step3p5", "MiMoV2FlashForCausalLM": "mimo_v2_flash", "MiMoV2ForCausalLM": "mimo_v2", "MiniMaxM3ForCausalLM": "minimax_m3",
     "MiniMaxM3SparseForConditionalGeneration": "minimax_m3_vl", "DeepseekV32ForCausalLM": "deepseek_v32", "GlmMoeDsaForCausalLM": "glm_moe_dsa",
     "KimiLinearForCausalLM": "kimi_linear", "Glm4MoeForCausalLM": "glm4_moe",
-    "Glm4MoeLiteForCausalLM": "glm4_moe_lite", "KimiK3ForConditionalGeneration": "kimi_k3",
+    "Glm4MoeLiteForCausalLM": "glm4_moe_lite", "Glm4vMoeForConditionalGeneration": "glm4v_moe", "KimiK3ForConditionalGeneration": "kimi_k3",
 }
 
 MAX_DIM = 1 << 22  # 4M: no real hidden size, vocabulary or width is larger
@@ -171,7 +171,8 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
         prefix = "text_config."
         tmt = _model_type(text, prefix) or {"gemma3": "gemma3_text", "llama4": "llama4_text",
                                             "gemma4": "gemma4_text", "minimax_m3_vl": "minimax_m3"}.get(mt, "")
-        tmt = {"qwen3_vl_text": "qwen3", "qwen3_vl_moe_text": "qwen3_moe"}.get(tmt, tmt)  # same text towers
+        tmt = {"qwen3_vl_text": "qwen3", "qwen3_vl_moe_text": "qwen3_moe",  # the same text towers
+               "glm4v_moe_text": "glm4_moe"}.get(tmt, tmt)
         text.setdefault("model_type", tmt)
         if isinstance(cfg.get("vision_config"), dict):
             extra += _vision_params(cfg, text)
@@ -911,6 +912,25 @@ def _qwen_vl_vision_params(v: dict) -> list[tuple[str, int]]:
     return [("vision_tower", tower), ("multi_modal_projector", merger(h) + len(deep) * merger(wide))]
 
 
+def _glm4v_vision_params(v: dict) -> list[tuple[str, int]]:
+    """GLM-4.5V's vision tower (the checkpoint's tensor table, gogongxt/python scripts/models/glm_4.5v.md): a Conv3d
+    patch embedding with bias, a learned (image_size / patch)^2 position table, ``depth`` blocks of two RMSNorms,
+    bias-free qkv and proj and a gated MLP of out_hidden_size, two RMSNorms, a Conv2d merge-downsample to
+    out_hidden_size with bias; the merger: a projection, a LayerNorm with bias, a gated MLP of intermediate_size."""
+    r = _Reader(v, "vision_config.")
+    h, depth, out = r.int("hidden_size", required=True), r.int("depth", required=True, hi=MAX_LAYERS), \
+        r.int("out_hidden_size", required=True)
+    inter, patch, tps = r.int("intermediate_size", required=True), r.int("patch_size", 14), \
+        r.int("temporal_patch_size", 2)
+    ch, merge, img = r.int("in_channels", 3), r.int("spatial_merge_size", 2), r.int("image_size", 336)
+    bias = 1 if r.bool("attention_bias") else 0
+    block = 2 * h + (3 * h * h + bias * 3 * h) + (h * h + bias * h) + 3 * out * h
+    tower = ch * tps * patch * patch * h + h + (img // patch) ** 2 * h + depth * block + 2 * h
+    tower += out * h * merge * merge + out
+    merger = out * out + 2 * out + 3 * inter * out
+    return [("vision_tower", tower), ("multi_modal_projector", merger)]
+
+
 def _minimax_m3_vision_params(cfg: dict, text: dict) -> list[tuple[str, int]]:
     """MiniMax-M3's vision tower (minimax_m3_vl; the checkpoint's tensor table in gogongxt/python scripts/models/
     minimax_m3.md): a CLIP-style ViT with rotary positions (no position table): a bias-free Conv3d patch embedding
@@ -1023,6 +1043,8 @@ def _vision_params(cfg: dict, text: dict) -> list[tuple[str, int]]:
                                field="vision_config.model_type")
     if cfg.get("model_type") == "minimax_m3_vl":
         return _minimax_m3_vision_params(cfg, text)
+    if v.get("model_type") == "glm4v_moe" or cfg.get("model_type") == "glm4v_moe":
+        return _glm4v_vision_params(v)
     if "depth" in v and "temporal_patch_size" in v:
         return _qwen_vl_vision_params(v)
     if "vt_hidden_size" in v:
