@@ -68,12 +68,15 @@ def hardware_report(model, *, gpu=None, tensor_parallel_size=None, pipeline_para
 
 def _hardware_text(r: dict, cand: F.Candidate) -> str:
     ram, dsk, pw, ic = r["host_ram"], r["disk"], r["power"], r["interconnect"]
-    lines = [f"configuration: {cand.label()}",
+    chosen = r["configuration"].get("chosen", "")
+    lines = [f"configuration: {cand.label()}" + (" (the least hardware that fits: fewest GPUs, then the least GPU "
+                                                  "memory)" if chosen != "as requested" else ""),
              f"host RAM: at least {format_bytes(ram['minimum'])}, recommended {format_bytes(ram['recommended'])} "
              f"-> install {ram['recommended_installed_GiB']} GiB (checkpoint {format_bytes(ram['checkpoint'])} in "
              f"the page cache" + (f", {format_bytes(ram['offloaded'])} of offloaded layers" if ram['offloaded']
                                    else "") + ")",
-             f"disk: {format_bytes(dsk['needed'])} ({dsk['needed'] / 1e9:,.1f} GB) for the checkpoint; NVMe keeps "
+             f"disk: {format_bytes(dsk['needed'])} ({dsk['needed'] / 1e9:,.1f} GB) = the checkpoint's "
+             f"{format_bytes(dsk['checkpoint'])} + 5% for tokenizer, configs and file-system slack; NVMe keeps "
              f"loading fast"]
     if pw:
         lines.append(f"power: {pw['total_W']:,.0f} W ({pw['gpus_W']:,.0f} W GPUs + {pw['host_W']:,.0f} W host)"
