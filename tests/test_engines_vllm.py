@@ -232,3 +232,15 @@ def test_cli_default_version_named(run_json):
 def test_cli_bad_version(run_cli):
     code, out, err = run_cli("inference", "llama-3.1-8b", "--engine", "vllm", "--engine-version", "0.1", "--json")
     assert code != 0 and "vLLM version" in json.loads(out)["error"]
+
+
+def test_pipeline_concurrency_is_bounded_by_the_stage_needing_most_blocks():
+    """Bamba-9B -pp 4: stage 0 holds recurrent layers only (one block per request), the others an attention layer
+    each; all stages keep the smallest block count, so a request's 16 attention + 7 state blocks bound it (it was
+    3,983x, from stage 0's one block)."""
+    from vramplan.api import load_model, plan_inference
+
+    r = plan_inference(load_model("bamba-9b"), max_model_len=8192, engine="vllm", gpu="h100",
+                       pipeline_parallel_size=4)
+    blocks, block = r["capacity"]["kv_cache_blocks"], r["capacity"]["block_size"]
+    assert r["capacity"]["max_concurrency"] == round(blocks / (-(-8192 // block) + 7), 2)

@@ -615,11 +615,10 @@ def vllm_memory(spec: ModelSpec, wb: WeightBytes, fmt, *, gpu_total_bytes: int, 
     pooled = [st for st in stages if st.groups] or stages
     n_groups = len(pooled[0].groups)
     tokens = (num_blocks // n_groups) * block if n_groups else 0
-    # max concurrency: blocks needed by one max_model_len request across the heaviest stage's groups
+    # max concurrency: every stage holds num_blocks blocks; a request needs each stage's groups' blocks, so the stage
+    # needing the most per request bounds it (a stage of recurrent layers only needs one block per layer)
     conc = 0.0
-    per_req = 0
-    for g in pooled[0].groups:
-        per_req += request_blocks(g, max_model_len, block, mnbt)
+    per_req = max(sum(request_blocks(g, max_model_len, block, mnbt) for g in st.groups) for st in pooled)
     if per_req:
         conc = num_blocks / per_req
     per_token = max(sum(g.page_bytes * g.layers for g in st.groups) // block for st in stages)
