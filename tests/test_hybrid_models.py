@@ -815,3 +815,32 @@ def test_glm_4_5v_text_and_vision():
     extra = dict(spec.extra_params)
     assert extra["vision_tower"] + extra["multi_modal_projector"] == 858_681_856
     assert count_params(spec).total == 107_710_933_120 and count_params(spec).mtp == 0
+
+
+def test_deepseek_ocr_language_model_and_two_encoders():
+    """DeepSeek-OCR (deepseek_vl_v2): a DeepSeek-V2 MoE language model without MLA under language_config, a SAM ViT-B
+    and a CLIP-L/14 encoder, a linear projector; the checkpoint's tensor table (gogongxt/python scripts/models/
+    deepseek_ocr.md) sums to 3,336,106,240 (SAM 95,569,152, CLIP-L 303,177,728, projector and 2 vectors 2,625,280).
+    The fields below are those of its config.json."""
+    lang = {"architectures": ["DeepseekV2ForCausalLM"], "first_k_dense_replace": 1, "hidden_size": 1280,
+            "intermediate_size": 6848, "kv_lora_rank": None, "max_position_embeddings": 8192,
+            "moe_intermediate_size": 896, "n_routed_experts": 64, "n_shared_experts": 2, "num_attention_heads": 10,
+            "num_experts_per_tok": 6, "num_hidden_layers": 12, "num_key_value_heads": 10, "q_lora_rank": None,
+            "qk_nope_head_dim": 0, "qk_rope_head_dim": 0, "topk_method": "greedy", "torch_dtype": "bfloat16",
+            "use_mla": False, "v_head_dim": 0, "vocab_size": 129280}
+    vision = {"image_size": 1024, "mlp_ratio": 3.7362, "model_name": "deeplip_b_l", "model_type": "vision",
+              "width": {"clip-l-14-224": {"heads": 16, "image_size": 224, "layers": 24, "patch_size": 14, "width": 1024},
+                        "sam_vit_b": {"downsample_channels": [512, 1024], "global_attn_indexes": [2, 5, 8, 11],
+                                      "heads": 12, "layers": 12, "width": 768}}}
+    cfg = {"architectures": ["DeepseekOCRForCausalLM"], "model_type": "deepseek_vl_v2", "language_config": lang,
+           "vision_config": vision,
+           "projector_config": {"input_dim": 2048, "model_type": "mlp_projector", "n_embed": 1280,
+                                "projector_type": "linear"}}
+    spec = parse_config(cfg, "deepseek-ocr")
+    extra = dict(spec.extra_params)
+    assert extra["vision_tower"] == 95_569_152 + 303_177_728 and extra["multi_modal_projector"] == 2_625_280
+    assert count_params(spec).total == 3_336_106_240 and not spec.is_mla
+    bad = {**cfg, "vision_config": {**vision, "width": {"siglip_so400m": {}}}}
+    with pytest.raises(InvalidModelSpec) as e:
+        parse_config(bad, "vl2")
+    assert "vision_config.width" in str(e.value)

@@ -51,7 +51,7 @@ _LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qw
                "nemotron", "solar", "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba",
                "jamba", "nemotron_h", "mamba2", "kimi_k2", "minimax_m2", "deepseek_v32", "glm_moe_dsa", "gemma4_text", "nemotron-nas", "deepseek_v4", "step3p5",
                "step3p7", "mimo_v2_flash", "minimax_m3", "kimi_linear", "glm4_moe", "glm4_moe_lite"}
-_RENAMED = {"mimo_v2", "minimax_m3_vl", "kimi_k3", "glm4v_moe"}  # read as another model type (parse_config says which)
+_RENAMED = {"mimo_v2", "minimax_m3_vl", "kimi_k3", "glm4v_moe", "deepseek_vl_v2"}  # read as another model type (parse_config says which)
 _HYBRID = {"qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba", "jamba", "nemotron_h"}
 SUPPORTED_MODEL_TYPES = tuple(sorted(_LLAMA_LIKE | _RENAMED | {"gemma3", "llama4", "mistral3", "llava", "qwen3_5", "qwen3_5_moe",
                                                     "qwen3_vl", "qwen3_vl_moe", "gemma4"}))
@@ -166,6 +166,12 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
     top = cfg
     extra: list[tuple[str, int]] = []
     prefix = ""
+    if mt == "deepseek_vl_v2" and isinstance(cfg.get("language_config"), dict):  # DeepSeek-OCR / VL2
+        extra += _deepseek_ocr_vision_params(cfg)
+        cfg = {**cfg["language_config"]}
+        cfg.setdefault("model_type", "deepseek_v2")
+        mt = _model_type(cfg, "language_config.")
+        prefix = "language_config."
     if isinstance(cfg.get("text_config"), dict) and mt not in _LLAMA_LIKE:
         text = dict(cfg["text_config"])
         prefix = "text_config."
@@ -910,6 +916,42 @@ def _qwen_vl_vision_params(v: dict) -> list[tuple[str, int]]:
     deep = r.list("deepstack_visual_indexes") or []
     tower = embed + depth * block
     return [("vision_tower", tower), ("multi_modal_projector", merger(h) + len(deep) * merger(wide))]
+
+
+def _deepseek_ocr_vision_params(cfg: dict) -> list[tuple[str, int]]:
+    """DeepSeek-OCR's two encoders (the checkpoint's tensor table, gogongxt/python scripts/models/deepseek_ocr.md):
+    a SAM ViT-B (16-px patches with bias, an (image / 16)^2 position table, pre-norm blocks with biased qkv / proj /
+    MLP, relative-position tables of 2 x 14 - 1 rows in the 14-token windowed blocks and 2 x (image / 16) - 1 in the
+    global ones, a 256-channel neck and two stride-2 convs to downsample_channels) and a CLIP-L/14 at 224 px (class
+    and position embeddings, pre-LayerNorm, biased fused qkv); a linear projector with bias, the image_newline and
+    view_seperator vectors. Other DeepSeek-VL2 towers are refused by name."""
+    v = cfg.get("vision_config")
+    w = v.get("width") if isinstance(v, dict) else None
+    if not isinstance(w, dict) or set(w) != {"sam_vit_b", "clip-l-14-224"}:
+        raise InvalidModelSpec("only DeepSeek-OCR's sam_vit_b + clip-l-14-224 encoders are modelled",
+                               field="vision_config.width")
+    sam, clip = _Reader(w["sam_vit_b"], "vision_config.width.sam_vit_b."), \
+        _Reader(w["clip-l-14-224"], "vision_config.width.clip-l-14-224.")
+    img = _Reader(v, "vision_config.").int("image_size", 1024)
+    h, n, heads = sam.int("width", required=True), sam.int("layers", required=True, hi=MAX_LAYERS), \
+        sam.int("heads", required=True)
+    glob = sam.list("global_attn_indexes") or []
+    grid, hd, window = img // 16, h // heads, 14
+    sam_p = 3 * 16 * 16 * h + h + grid * grid * h
+    sam_p += n * (4 * h + (3 * h * h + 3 * h) + (h * h + h) + 2 * 4 * h * h + 4 * h + h)
+    sam_p += 2 * hd * (len(glob) * (2 * grid - 1) + (n - len(glob)) * (2 * window - 1))
+    down = sam.list("downsample_channels") or [512, 1024]
+    if len(down) != 2 or not all(isinstance(c, int) and not isinstance(c, bool) and 0 < c < MAX_DIM for c in down):
+        raise InvalidModelSpec("expected two channel counts", field="vision_config.width.sam_vit_b.downsample_channels")
+    sam_p += 256 * h + 2 * 256 + 256 * 256 * 9 + 2 * 256 + down[0] * 256 * 9 + down[1] * down[0] * 9
+    c, cl, cp, ci = clip.int("width", required=True), clip.int("layers", required=True, hi=MAX_LAYERS), \
+        clip.int("patch_size", 14), clip.int("image_size", 224)
+    clip_p = c + 3 * cp * cp * c + ((ci // cp) ** 2 + 1) * c + 2 * c
+    clip_p += cl * (4 * c + (3 * c * c + 3 * c) + (c * c + c) + (4 * c * c + 4 * c) + (4 * c * c + c))
+    pr = _Reader(cfg.get("projector_config") or {}, "projector_config.")
+    n_embed = pr.int("n_embed", required=True)
+    projector = pr.int("input_dim", required=True) * n_embed + n_embed + 2 * n_embed
+    return [("vision_tower", sam_p + clip_p), ("multi_modal_projector", projector)]
 
 
 def _glm4v_vision_params(v: dict) -> list[tuple[str, int]]:
