@@ -173,6 +173,7 @@ class ModelSpec:
     mla_output_gate: bool = False  # Kimi-K3: MLA layers carry the same g_proj output gate
     attn_residuals: bool = False  # Kimi-K3 attention residuals: a norm + a 1 x h projection per sub-block
     ssm_a_size: int = 0  # A_log values per recurrent layer where not one per head (Kimi-K3's checkpoint: 128)
+    norms_fp32: bool = False  # DeepSeek-V3.2's checkpoint stores every RMSNorm in fp32
     # Extras outside the decoder stack, counted separately: ((name, params), ...)
     extra_params: tuple[tuple[str, int], ...] = ()
     mtp_layers: int = 0  # DeepSeek-V3 multi-token-prediction modules stored in the checkpoint
@@ -618,6 +619,8 @@ def _layer_tensors(s: ModelSpec, kind: str, mlp: str | bool, indexer: bool = Fal
         t += [Tensor("per_layer_input_gate.weight", "ple_gate", (p, h), "per_layer_embedding"),
               Tensor("per_layer_projection.weight", "ple_proj", (h, p), "per_layer_embedding"),
               Tensor("post_per_layer_input_norm.weight", "norm", (h,), "norms")]
+    if s.norms_fp32:
+        t = [x._replace(dtype_bytes=4) if x.role == "norm" else x for x in t]
     return tuple(t)
 
 
@@ -646,7 +649,7 @@ def global_tensors(spec: ModelSpec) -> tuple[Tensor, ...]:
               Tensor("per_layer_projection_norm.weight", "norm", (spec.per_layer_input_dim,), "norms")]
     if spec.learned_pos_embeddings:
         t.append(Tensor("embed_positions.weight", "pos_embd", (spec.learned_pos_embeddings, h), "embedding"))
-    t.append(Tensor("norm.weight", "output_norm", (h,), "norms"))
+    t.append(Tensor("norm.weight", "output_norm", (h,), "norms", 4 if spec.norms_fp32 else 0))
     if spec.attn_residuals:
         t += [Tensor("output_attn_res_norm.weight", "norm", (h,), "norms"),
               Tensor("output_attn_res_proj.weight", "attn_res", (1, h), "attn_residuals")]
@@ -686,9 +689,10 @@ def mtp_tensors(spec: ModelSpec) -> tuple[Tensor, ...]:
                Tensor("hc_head_base", "hc", (m,), "mtp", 4), Tensor("hc_head_scale", "hc", (1,), "mtp", 4)]
         layer = [Tensor(x.name, x.role, x.shape, "mtp", x.dtype_bytes) for x in _layer_tensors(spec, SLIDING, True)]
         return tuple(one + layer) * spec.mtp_layers
-    one = [Tensor("enorm.weight", "norm", (h,), "mtp"), Tensor("hnorm.weight", "norm", (h,), "mtp"),
+    nb = 4 if spec.norms_fp32 else 0
+    one = [Tensor("enorm.weight", "norm", (h,), "mtp", nb), Tensor("hnorm.weight", "norm", (h,), "mtp", nb),
            Tensor("eh_proj.weight", "mtp_proj", (h, 2 * h), "mtp"),
-           Tensor("shared_head.norm.weight", "norm", (h,), "mtp")]
+           Tensor("shared_head.norm.weight", "norm", (h,), "mtp", nb)]
     if spec.mtp_style in ("step", "mimo"):  # a sliding-window layer with a dense MLP; Step also keeps its own head
         if spec.mtp_style == "step":
             one.append(Tensor("shared_head.output.weight", "mtp_head", (v, h), "mtp"))

@@ -316,6 +316,7 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
         kw["layer_kinds"] = (MLA,) * layers
         if dsa:
             _dsa(r, dsa, layers, kw)
+            kw["norms_fp32"] = dsa == "deepseek_v32"  # V3.2's tensor table: every RMSNorm in fp32
     if mt == "kimi_linear":
         _kimi_linear(r, layers, kw)
     spec = ModelSpec(**kw)
