@@ -844,3 +844,39 @@ def test_deepseek_ocr_language_model_and_two_encoders():
     with pytest.raises(InvalidModelSpec) as e:
         parse_config(bad, "vl2")
     assert "vision_config.width" in str(e.value)
+
+
+def test_glm4moe_gguf_metadata(tmp_path):
+    """A GLM-4.5-shaped GGUF header (llama.cpp's glm4moe keys): leading dense blocks, routed + shared experts, q/k/v
+    biases and q/k norms seen in the tensors, the NextN layer appended to block_count."""
+    gguf = pytest.importorskip("gguf")
+    np = pytest.importorskip("numpy")
+    path = tmp_path / "tiny-glm4moe.gguf"
+    w = gguf.GGUFWriter(str(path), "glm4moe")
+    w.add_block_count(5)  # 4 layers + 1 NextN layer
+    w.add_embedding_length(256)
+    w.add_head_count(8)
+    w.add_head_count_kv(2)
+    w.add_key_length(64)
+    w.add_value_length(64)
+    w.add_feed_forward_length(512)
+    w.add_expert_count(8)
+    w.add_expert_used_count(2)
+    w.add_expert_feed_forward_length(64)
+    w.add_context_length(4096)
+    for key, value in (("leading_dense_block_count", 1), ("expert_shared_count", 1), ("nextn_predict_layers", 1)):
+        w.add_uint32(f"glm4moe.{key}", value)
+    f16 = np.float16
+    w.add_tensor("token_embd.weight", np.zeros((1000, 256), f16))
+    w.add_tensor("output.weight", np.zeros((1000, 256), f16))
+    w.add_tensor("blk.0.attn_q.bias", np.zeros((512,), f16))
+    w.add_tensor("blk.0.attn_q_norm.weight", np.zeros((64,), f16))
+    w.add_tensor("blk.4.nextn.eh_proj.weight", np.zeros((256, 512), f16))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    spec = load_model(str(path)).spec
+    assert spec.model_type == "glm4_moe" and spec.num_layers == 4 and spec.mtp_layers == 1
+    assert spec.qkv_bias and not spec.o_bias and spec.qk_norm
+    assert spec.moe_mask == (False, True, True, True) and spec.shared_expert_intermediate_size == 64

@@ -7,7 +7,7 @@ tensor means untied embeddings, ``token_embd.weight``'s second dimension is the 
 other layer; gemma3: 5 local then 1 global; gpt-oss: alternating, local first) are written as the config fields
 transformers uses for the same models.
 
-Mapped architectures (``general.architecture`` -> ``model_type``): llama -> llama (mistral when it carries a sliding
+Mapped architectures (``general.architecture`` -> ``model_type``; glm4moe -> glm4_moe too): llama -> llama (mistral when it carries a sliding
 window, mixtral when it has experts), mistral3 -> as llama, qwen2, qwen2moe -> qwen2_moe, qwen3,
 qwen3moe -> qwen3_moe, gemma, gemma2, gemma3 -> gemma3_text, phi3, deepseek2 -> deepseek_v2 / deepseek_v3 (sigmoid
 gating or ``exp_probs_b``), gpt-oss -> gpt_oss, qwen3next / qwen35 / qwen35moe -> the gated-DeltaNet hybrids,
@@ -42,6 +42,7 @@ ARCHITECTURES: dict[str, tuple[str, str]] = {
     "qwen35moe": ("qwen3_5_moe_text", "Qwen3_5MoeForCausalLM"),
     "nemotron_h": ("nemotron_h", "NemotronHForCausalLM"),
     "nemotron_h_moe": ("nemotron_h", "NemotronHForCausalLM"),
+    "glm4moe": ("glm4_moe", "Glm4MoeForCausalLM"),
 }
 
 # {arch}.<suffix> -> config key, copied when present (scalars only)
@@ -255,6 +256,21 @@ def _deepseek2(cfg: dict, m: _Meta, tensors: dict, layers: int) -> None:
         cfg["num_nextn_predict_layers"] = nextn
 
 
+def _glm4moe(cfg: dict, m: _Meta, tensors: dict, layers: int) -> None:
+    """GLM-4.5 / 4.6 / 4.7 (llama.cpp's Glm4MoeModel converter): leading dense blocks, routed + shared experts, q/k/v
+    biases and q/k norms read from the tensors, the NextN (MTP) layer appended to the block count."""
+    cfg.update(first_k_dense_replace=m.int("leading_dense_block_count", 0),
+               n_shared_experts=m.int("expert_shared_count", 0), topk_method="noaux_tc",
+               attention_bias="blk.0.attn_q.bias" in tensors if tensors else True,
+               use_qk_norm="blk.0.attn_q_norm.weight" in tensors if tensors else False)
+    if "num_local_experts" in cfg:
+        cfg["n_routed_experts"] = cfg.pop("num_local_experts")
+    nextn = m.int("nextn_predict_layers", 0) or 0
+    if nextn and any(n.startswith(f"blk.{layers - 1}.nextn.") for n in tensors):
+        cfg["num_hidden_layers"] = layers - nextn
+        cfg["num_nextn_predict_layers"] = nextn
+
+
 def _gpt_oss(cfg: dict, m: _Meta, tensors: dict, layers: int) -> None:
     if cfg.get("moe_intermediate_size"):
         cfg["intermediate_size"] = cfg.pop("moe_intermediate_size")
@@ -339,5 +355,5 @@ def _nemotron_h(cfg: dict, m: _Meta, tensors: dict, layers: int) -> None:
 _ARCH_FIXUPS = {
     "llama": _llama, "mistral3": _llama, "qwen2moe": _qwen_moe, "qwen3moe": _qwen_moe, "gemma2": _gemma2,
     "gemma3": _gemma3, "deepseek2": _deepseek2, "gpt-oss": _gpt_oss, "qwen3next": _gated_deltanet,
-    "qwen35": _gated_deltanet, "qwen35moe": _gated_deltanet, "nemotron_h": _nemotron_h, "nemotron_h_moe": _nemotron_h,
+    "qwen35": _gated_deltanet, "qwen35moe": _gated_deltanet, "nemotron_h": _nemotron_h, "nemotron_h_moe": _nemotron_h, "glm4moe": _glm4moe,
 }
