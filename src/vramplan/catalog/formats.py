@@ -297,5 +297,10 @@ def _compressed_tensors(qc: dict, base_bytes: int) -> WeightFormat | None:
         else:
             kw.update(tensor_bits=32)
         name = f"compressed-tensors-{'fp' if is_float else 'int'}{bits}-{strategy}"
-        return WF(name=name, label=name, **kw)
+        kind = ("MXFP4" if is_float and bits == 4 and gs == 32 else "NVFP4-style" if is_float and bits == 4
+                else f"{'FP' if is_float else 'INT'}{bits}")
+        how = (f"one scale per {gs} values" if strategy == "group" and gs else "one scale per output channel"
+               if strategy == "channel" else "2-D block scales" if strategy == "block" else "one scale per tensor")
+        label = f"compressed-tensors {kind} weights, {how} (from checkpoint)"
+        return WF(name=name, label=label, **kw)
     return None
