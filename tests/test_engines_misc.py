@@ -160,3 +160,12 @@ def test_multi_gpu_tables_name_the_busiest_gpu():
                        tensor_parallel_size=2, quantization="Q4_K_M")
     busiest = max(r["devices"], key=lambda d: d["weights"] + d["kv_cache"] + d["compute"])
     assert r["memory"]["weights"] == busiest["weights"] and r["memory"]["kv_cache"] == busiest["kv_cache"]
+
+
+def test_transformers_caches_mla_layers_decompressed():
+    """transformers' DeepseekV3Attention caches the full per-head K (nope + rope) and V: GLM-4.7-Flash 47 layers x
+    20 heads x (192 + 64 + 256) x 2 B per token, not the 576-element latent."""
+    r = plan_inference(load_model("glm-4.7-flash"), max_model_len=1024, engine="transformers")
+    assert r["memory"]["kv_cache"] == 47 * 20 * (192 + 64 + 256) * 2 * 1024
+    assert r["kv_bytes_per_token"] == 47 * 20 * 512 * 2
+    assert plan_inference(load_model("kimi-linear"))["request"]["max_model_len"] == 1_048_576  # model_max_length

@@ -155,3 +155,20 @@ def test_ollama_server_starts_before_create_and_says_which_file():
     create = next(i for i, s in enumerate(steps) if "ollama create" in s)
     assert serve < create and steps[serve].endswith("&")
     assert any("Q4_K_M" in n for n in r["commands"]["ollama"]["notes"])
+
+
+def test_local_config_is_served_from_its_folder(tmp_path):
+    import json as _json
+
+    from vramplan.catalog import models as cat
+
+    d = tmp_path / "my-model"
+    d.mkdir()
+    (d / "config.json").write_text(open(cat.entry_file(cat.find_model("llama-3.2-1b"), "config.json")).read())
+    r = launch_commands(str(d / "config.json"), gpu="h100", engine="all")
+    assert _argv(r["commands"]["vllm"]["command"])[2] == str(d)
+    assert "my-model-Q4_K_M.gguf" in r["commands"]["llama.cpp"]["command"]
+    assert any("the folder of config.json" in m for m in r["messages"])
+    assert _json.dumps(r)  # serialisable
+    v4 = launch_commands("deepseek-v4-flash", gpu="h200", engine="vllm")
+    assert any("DeepSeek-V4 is not modelled" in m for m in v4["messages"])

@@ -279,8 +279,15 @@ def _explain_plain(spec, fmt, wb, mem, ctx, batch, kv_dtype, tp, pp) -> list[str
         lines.append(f"per GPU with TP={tp}, PP={pp}: {fb(mem.as_dict()['weights'])} (matrices split, norms "
                      f"replicated)")
     kinds = ", ".join(f"{k}: {fb(v)}" for k, v in mem.kv.by_kind)
-    lines.append(f"KV cache: {batch} x {ctx:,} tokens x {mem.kv.bytes_per_token:,} B/token ({kv_dtype}) -> "
-                 f"{fb(mem.kv.total_bytes)} [{kinds}]")
+    flat = batch * ctx * mem.kv.bytes_per_token
+    if flat == mem.kv.total_bytes:
+        lines.append(f"KV cache: {batch} x {ctx:,} tokens x {mem.kv.bytes_per_token:,} B/token ({kv_dtype}) -> "
+                     f"{fb(mem.kv.total_bytes)} [{kinds}]")
+    else:  # windows cap some layers, compressed layers keep one entry per r tokens, recurrent layers a fixed state
+        lines.append(f"KV cache: {batch} x {ctx:,} tokens ({kv_dtype}) -> {fb(mem.kv.total_bytes)} [{kinds}]; "
+                     f"{mem.kv.bytes_per_token:,} B/token while every window still grows, less beyond "
+                     f"(windowed layers stop, compressed layers add one entry per few tokens, recurrent states are "
+                     f"fixed per sequence)")
     from .core.memory import PREFILL_CHUNK_TOKENS
 
     lines.append(f"activations: prefill in chunks of up to {PREFILL_CHUNK_TOKENS:,} tokens, one layer live, "

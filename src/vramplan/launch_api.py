@@ -81,6 +81,18 @@ def launch_commands(model, *, gpu=None, tensor_parallel_size=None, pipeline_para
     name = served_model_name or lm.name
     repo = lm.hf_id or lm.name
     messages = list(lm.messages)
+    if lm.source in ("file", "directory"):  # engines load the folder that holds config.json and the weights
+        from pathlib import Path
+
+        where = Path(lm.provenance.split(" ", 1)[-1])
+        folder = where.parent if lm.source == "file" else where
+        repo = str(folder)
+        name = served_model_name or (folder.name or lm.name).removesuffix(".json")
+        if lm.source == "file":
+            messages.append(f"the commands serve {repo}, the folder of {where.name}: the weights must sit beside it")
+    if lm.spec.o_groups:  # DeepSeek-V4
+        messages.append("the engines' own memory accounting for DeepSeek-V4 is not modelled: these commands follow "
+                        "the plain plan (weights + KV cache); check the engine's start-up log")
     typed = str(model) if isinstance(model, str) else ""
     if (lm.source == "catalog" and typed and "/" not in typed and typed.lower() != lm.name
             and any(w in typed.lower() for w in ("instruct", "chat", "-it"))
@@ -158,7 +170,7 @@ def launch_commands(model, *, gpu=None, tensor_parallel_size=None, pipeline_para
 
     gguf_mix = fmt_name.upper() if is_gguf_mix else "Q4_K_M"
     own_file = lm.provenance.removeprefix("GGUF file ") if lm.source == "gguf" else None
-    gguf = gguf_file or own_file or f"{lm.name}-{gguf_mix}.gguf"
+    gguf = gguf_file or own_file or f"{name if lm.source in ('file', 'directory') else lm.name}-{gguf_mix}.gguf"
     # llama.cpp and Ollama load the GGUF file named below: when the plan's format is not a GGUF mix, the layers that
     # fit on the GPU are planned again for that file's mix (Q4_K_M layers are about a third of bf16 ones)
     gcand, gguf_note = cand, None
@@ -192,8 +204,10 @@ def launch_commands(model, *, gpu=None, tensor_parallel_size=None, pipeline_para
             argv += ["--split-mode", "layer", "--tensor-split", ",".join("1" for _ in range(count))]
             notes.append("llama.cpp splits layers over the GPUs (pipeline-style); TP as in vLLM is not used")
         if not is_gguf_mix and not gguf_file and lm.source != "gguf":
-            notes.append(f"make the GGUF first: python convert_hf_to_gguf.py <model dir> --outtype bf16 --outfile "
-                         f"{lm.name}-BF16.gguf, then llama-quantize {lm.name}-BF16.gguf {gguf} {gguf_mix}")
+            stem = name if lm.source in ("file", "directory") else lm.name
+            src = repo if lm.source in ("file", "directory") else "<model dir>"
+            notes.append(f"make the GGUF first: python convert_hf_to_gguf.py {src} --outtype bf16 --outfile "
+                         f"{stem}-BF16.gguf, then llama-quantize {stem}-BF16.gguf {gguf} {gguf_mix}")
         commands["llama.cpp"] = {"argv": argv, "env": {}, "command": _shell(argv), "notes": notes,
                                  "base_url": f"http://localhost:{port or PORTS['llama.cpp']}/v1"}
 

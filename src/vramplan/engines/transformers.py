@@ -19,7 +19,7 @@ from math import ceil
 
 from ..core.memory import CUDA_CONTEXT_BYTES, kv_bits, kv_elements_per_token_rank, prefill_activation_bytes
 from ..core.memory import pool_capacity, weights_per_gpu_bytes
-from ..core.model import MAMBA, SLIDING, ModelSpec
+from ..core.model import MAMBA, MLA, SLIDING, ModelSpec
 from ..errors import InvalidRequest, UnknownName
 
 VERSIONS = ("4.36.0", "4.45.0", "4.53.0")
@@ -39,6 +39,16 @@ def _ver(text) -> tuple[int, int]:
     return v
 
 
+def hf_cache_elements(spec: ModelSpec, kind: str, tp: int) -> int:
+    """Elements one token adds to one layer of transformers' cache. MLA layers (DeepSeek-V2/V3 and the models that
+    reuse their attention) cache the decompressed per-head K (nope + rope) and V, not the latent: transformers'
+    DeepseekV3Attention calls past_key_values.update on the full key and value states."""
+    if kind == MLA:
+        heads = max(1, spec.num_heads // tp)
+        return heads * (spec.qk_nope_head_dim + spec.qk_rope_head_dim + spec.v_head_dim)
+    return kv_elements_per_token_rank(spec, kind, tp)
+
+
 def dynamic_cache_bytes(spec: ModelSpec, tokens: int, batch: int, kv_dtype: str, tp: int,
                         window_capped: bool) -> tuple[int, int]:
     """(total cache bytes, bytes of the largest single layer) for ``batch`` sequences of ``tokens`` tokens."""
@@ -51,7 +61,7 @@ def dynamic_cache_bytes(spec: ModelSpec, tokens: int, batch: int, kv_dtype: str,
             t = tokens
             if kind == SLIDING and spec.sliding_window and window_capped:
                 t = min(tokens, spec.sliding_window - 1)
-            b = ceil(kv_elements_per_token_rank(spec, kind, tp) * t * batch * bits / 8)
+            b = ceil(hf_cache_elements(spec, kind, tp) * t * batch * bits / 8)
         total += b
         biggest = max(biggest, b)
     return total, biggest
@@ -84,7 +94,7 @@ def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", t
            "engine": {"name": "transformers", "version": str(engine_version or DEFAULT_VERSION),
                       "attn_implementation": attn, "max_new_tokens": new_tokens}}
     total_gpu = options.get("gpu_memory_bytes") or (gpu.memory_total_bytes if gpu is not None else None)
-    per_tok = sum(kv_elements_per_token_rank(spec, k, tp) for k in spec.cache_kinds if k != MAMBA)
+    per_tok = sum(hf_cache_elements(spec, k, tp) for k in spec.cache_kinds if k != MAMBA)
     per_tok_b = ceil(per_tok * kv_bits(kv_dtype) / 8)
     if total_gpu:
         room = int(total_gpu) - (memory["total"] - kv)
@@ -98,6 +108,8 @@ def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", t
         f"transformers {engine_version or DEFAULT_VERSION} generate ({attn} attention): weights {g(weights)}",
         f"DynamicCache for {batch} x {context:,} tokens: {g(kv)}"
         + (" (sliding layers capped at their window)" if capped and SLIDING in spec.kinds else "")
+        + (" (MLA layers: transformers caches the decompressed per-head K and V, not the latent vLLM / SGLang keep)"
+           if spec.is_mla else "")
         + f"; torch.cat copies one layer ({g(layer_kv)}) per step",
         f"prefill of {prompt:,} tokens: {g(act)} including "
         + ("the last token's logits (num_logits_to_keep, transformers >= 4.45)" if logits_tokens == 1
