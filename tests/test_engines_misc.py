@@ -169,3 +169,20 @@ def test_transformers_caches_mla_layers_decompressed():
     assert r["memory"]["kv_cache"] == 47 * 20 * (192 + 64 + 256) * 2 * 1024
     assert r["kv_bytes_per_token"] == 47 * 20 * 512 * 2
     assert plan_inference(load_model("kimi-linear"))["request"]["max_model_len"] == 1_048_576  # model_max_length
+
+
+def test_batch_beyond_the_pool_is_said():
+    r = plan_inference(load_model("llama-3.1-8b"), max_model_len=32768, engine="vllm", gpu="rtx-4090", batch_size=8)
+    assert r["capacity"]["max_concurrency"] < 8
+    assert any(e.startswith("batch 8 is more than") for e in r["explain"])
+    r = plan_inference(load_model("llama-3.1-8b"), max_model_len=4096, engine="vllm", gpu="h100", batch_size=8)
+    assert not any(e.startswith("batch 8 is more than") for e in r["explain"])
+
+
+def test_speed_explains_the_fixed_time_it_adds():
+    from vramplan.fit_api import plan_speed
+
+    r = plan_speed("kimi-linear", gpu="h200", tensor_parallel_size=8)
+    fixed = r["decode"]["fixed_seconds_per_step"]["expected"]
+    assert fixed == pytest.approx(20 * 60e-6 + 7 * 450e-6)
+    assert any("7 MLA layers under tensor parallelism" in e for e in r["explain"])

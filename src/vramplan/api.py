@@ -251,6 +251,12 @@ def plan_inference(model, *, quantization: str | None = None, dtype: str = "auto
         if unused:  # engine settings with no engine named change nothing: say so rather than drop them silently
             result["explain"].append(f"ignored without an engine: {', '.join(unused)} (name one: vllm, sglang, "
                                      f"llama.cpp, transformers)")
+    cap = result.get("capacity") or {}
+    conc = cap.get("max_concurrency")
+    if conc is not None and cap.get("fits", True) and 1 <= conc < batch:
+        result.setdefault("explain", []).append(
+            f"batch {batch} is more than the {conc:.2f} requests of {ctx:,} tokens the KV pool holds: an engine runs "
+            f"{int(conc)} at once at full length and queues the rest (shorter requests fit more)")
     limit = spec.max_position_embeddings
     if limit and ctx > limit:  # counted as asked, but the model was not trained for it
         result.setdefault("explain", []).append(

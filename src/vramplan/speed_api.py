@@ -137,6 +137,21 @@ def _cost_band(usd_per_hour: float, throughput: T.Band) -> dict:
     return T.Band(per_m(throughput.high), per_m(throughput.expected), per_m(throughput.low)).as_dict(3)
 
 
+def _fixed_text(spec, tp: int) -> str:
+    """The fixed per-step time as computed: the general band per layer, MLA layers under TP at theirs."""
+    g, m = T.LAYER_STEP_SECONDS, T.LAYER_STEP_SECONDS_MLA
+    total = T.fixed_step_seconds(spec, tp)
+    mla = spec.kinds.count("mla") if spec.is_mla and tp > 1 else 0
+    parts = []
+    if spec.num_layers - mla:
+        parts.append(f"{spec.num_layers - mla} layers x {g.low * 1e6:.0f}-{g.high * 1e6:.0f} us (expected "
+                     f"{g.expected * 1e6:.0f})")
+    if mla:
+        parts.append(f"{mla} MLA layers under tensor parallelism x {m.low * 1e6:.0f}-{m.high * 1e6:.0f} us "
+                     f"(expected {m.expected * 1e6:.0f}, measured on DeepSeek-V3 at TP8)")
+    return " + ".join(parts) + f" = {total.expected * 1e3:.2f} ms expected"
+
+
 def _speed_explain(w: _Workload, dec: T.DecodeSpeed, pre, cand: F.Candidate) -> list[str]:
     sb = dec.step_bytes
     lines = [f"decode step reads {format_bytes(sb.weights_bytes)} of weights (dense {format_bytes(sb.dense_bytes)}, "
@@ -144,14 +159,11 @@ def _speed_explain(w: _Workload, dec: T.DecodeSpeed, pre, cand: F.Candidate) -> 
              + (f", routed experts {format_bytes(sb.experts_read_bytes)} of {format_bytes(sb.experts_total_bytes)}"
                 f" = {sb.experts_touched_per_layer:.1f} of {w.lm.spec.num_experts} per layer at batch {sb.batch}"
                 if w.lm.spec.is_moe else "")
-             + f") + {format_bytes(sb.kv_bytes)} of KV cache ({sb.batch} x {sb.context:,} tokens)",
+             + f") + {format_bytes(sb.kv_bytes)} of KV cache ({sb.batch} x {sb.context:,} tokens)"
+             + (f", over all GPUs; {format_bytes(dec.bytes_per_gpu)} on the busiest" if cand.count > 1 else ""),
              f"time per token = bytes per GPU / (bandwidth x MBU {dec.mbu.low}-{dec.mbu.high}, expected "
-             f"{dec.mbu.expected}) + communication + {w.lm.spec.num_layers} layers x "
-             f"{dec.layer_step.low * 1e6:.0f}-{dec.layer_step.high * 1e6:.0f} us fixed time (expected "
-             f"{dec.layer_step.expected * 1e6:.0f} us"
-             + (", the band for MLA layers under tensor parallelism, measured on DeepSeek-V3 at TP8"
-                if dec.layer_step is T.LAYER_STEP_SECONDS_MLA else "")
-             + f"); {dec.bound}-bound at this batch"]
+             f"{dec.mbu.expected}) + communication + a fixed time per layer: " + _fixed_text(w.lm.spec, cand.tp)
+             + f"; {dec.bound}-bound at this batch"]
     lines += list(dec.notes)
     if pre is not None:
         lines.append(f"prefill of {pre.tokens:,} tokens: {pre.flops:.3g} FLOPs (2 x active params x tokens + "

@@ -401,7 +401,8 @@ class DecodeSpeed:
     mbu: Efficiency
     layout: Layout
     notes: tuple[str, ...]
-    layer_step: Efficiency = LAYER_STEP_SECONDS  # the fixed per-layer time band used
+    layer_step: Efficiency = LAYER_STEP_SECONDS  # the fixed per-layer time band of the attention layers
+    fixed_seconds: Band | None = None  # the fixed time per step over all layers (MLA layers under TP at their band)
 
     def as_dict(self) -> dict:
         return {"tokens_per_s": self.tokens_per_s.as_dict(),
@@ -413,6 +414,7 @@ class DecodeSpeed:
                 else _round(self.compute_seconds, 4),
                 "bound": self.bound, "batch": self.step_bytes.batch, "context": self.step_bytes.context,
                 "efficiency": self.mbu.as_dict(), "layer_step_seconds": self.layer_step.as_dict(),
+                "fixed_seconds_per_step": self.fixed_seconds.as_dict() if self.fixed_seconds else None,
                 "notes": list(self.notes)}
 
 
@@ -488,7 +490,7 @@ def decode_speed(spec: ModelSpec, wb: WeightBytes, gpu: GPU, *, context: int, ba
     per_seq = Band(1.0 / times.high, 1.0 / times.expected, 1.0 / times.low)
     thr = Band(batch * per_seq.low, batch * per_seq.expected, batch * per_seq.high)
     return DecodeSpeed(per_seq, thr, times, sb, bytes_per_gpu, mem, compute, comm, host, bound, mbu, layout,
-                       tuple(notes), floor)
+                       tuple(notes), floor, fixed)
 
 
 # ----- prefill -------------------------------------------------------------------------------------------------
