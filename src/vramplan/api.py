@@ -294,6 +294,10 @@ def _explain_plain(spec, fmt, wb, mem, ctx, batch, kv_dtype, tp, pp) -> list[str
                      f"{mem.kv.bytes_per_token:,} B/token while every window still grows, less beyond "
                      f"(windowed layers stop, compressed layers add one entry per few tokens, recurrent states are "
                      f"fixed per sequence)")
+    if spec.indexer_heads and spec.is_mla and not spec.indexer_layer_mask:
+        lines.append(f"DSA lightning-indexer keys ({spec.indexer_head_dim} per token per layer) are counted at the KV "
+                     f"dtype, as llama.cpp stores them; vLLM and SGLang keep them as fp8 + one fp32 scale per 128 "
+                     f"({spec.indexer_head_dim + spec.indexer_head_dim // 128 * 4} B), see --engine")
     from .core.memory import PREFILL_CHUNK_TOKENS
 
     lines.append(f"activations: prefill in chunks of up to {PREFILL_CHUNK_TOKENS:,} tokens, one layer live, "
