@@ -8,6 +8,7 @@ with their own pools and buffers in ``vramplan.engines``.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from math import ceil
 
 from .model import (COMPRESS_RATIO, FULL, MAMBA, MLA, SLIDING, ModelSpec, global_tensors, group_mlp_width,
@@ -83,21 +84,28 @@ def kv_cache(spec: ModelSpec, context: int, batch: int = 1, kv_dtype: str = "aut
     With pipeline parallelism the heaviest stage is reported, each stage holding its contiguous layers
     [i*L//pp, (i+1)*L//pp) (the same split as the weights), so models whose cache layers cluster are right.
     """
-    n = spec.num_layers
-    ranges = [range(i * n // pp, (i + 1) * n // pp) for i in range(pp)] if pp > 1 else [range(n)]
-    kinds, mask = spec.cache_kinds, spec.indexer_mask
     best = None
-    for rng in ranges:
-        kv = _kv_for(spec, [kinds[i] for i in rng], sum(mask[i] for i in rng), context, batch, kv_dtype, tp)
+    for counts, indexer_layers in _stage_kind_counts(spec, pp):
+        kv = _kv_for(spec, counts, indexer_layers, context, batch, kv_dtype, tp)
         if best is None or kv.total_bytes > best.total_bytes:
             best = kv
     return best
 
 
-def _kv_for(spec: ModelSpec, kinds: list[str], indexer_layers: int, context: int, batch: int, kv_dtype: str,
-            tp: int) -> KVCache:
+@lru_cache(maxsize=512)
+def _stage_kind_counts(spec: ModelSpec, pp: int) -> tuple[tuple[tuple[tuple[str, int], ...], int], ...]:
+    """Per pipeline stage (contiguous layers [i*L//pp, (i+1)*L//pp)): the count of each cache kind and the layers
+    with an indexer. Cached: estimates vary the context and batch on one spec."""
+    n = spec.num_layers
+    ranges = [range(i * n // pp, (i + 1) * n // pp) for i in range(pp)] if pp > 1 else [range(n)]
+    kinds, mask = spec.cache_kinds, spec.indexer_mask
+    return tuple((tuple(_count(kinds[i] for i in rng).items()), sum(mask[i] for i in rng)) for rng in ranges)
+
+
+def _kv_for(spec: ModelSpec, counts: tuple[tuple[str, int], ...], indexer_layers: int, context: int, batch: int,
+            kv_dtype: str, tp: int) -> KVCache:
     bits = kv_bits(kv_dtype)
-    counts = _count(kinds)
+    counts = dict(counts)
     per_kind: dict[str, int] = {}
     per_token_elems = state = 0
     for kind, n in counts.items():
@@ -220,16 +228,24 @@ def prefill_activation_bytes(spec: ModelSpec, tokens: int, batch: int = 1, tp: i
     """
     n = tokens * batch
     h = spec.hidden_size
-    width = max((sum(group_mlp_width(spec, g)) for g in layer_groups(spec)), default=0)
-    attn = max((2 * spec.heads_for(k) * spec.head_dim_for(k)
-                + 2 * spec.kv_heads_for(k) * (spec.v_head_dim or spec.head_dim_for(k)) for k in set(spec.kinds)
-                if k in (FULL, SLIDING)), default=0) // tp
-    if spec.is_mla:
-        attn = (spec.num_heads * (spec.head_dim + spec.qk_nope_head_dim + 2 * spec.value_head_dim)) // tp
+    width, attn_full = _prefill_widths(spec)
+    attn = attn_full // tp
     mlp = 3 * width // tp
     per_token = (2 * h + max(attn, mlp)) * dtype_bytes
     logits = logits_tokens * batch * spec.vocab_size * (dtype_bytes + 4) // tp
     return n * per_token + logits
+
+
+@lru_cache(maxsize=512)
+def _prefill_widths(spec: ModelSpec) -> tuple[int, int]:
+    """(widest feed-forward width of any layer group, widest attention projection width, unsplit)."""
+    width = max((sum(group_mlp_width(spec, g)) for g in layer_groups(spec)), default=0)
+    attn = max((2 * spec.heads_for(k) * spec.head_dim_for(k)
+                + 2 * spec.kv_heads_for(k) * (spec.v_head_dim or spec.head_dim_for(k)) for k in set(spec.kinds)
+                if k in (FULL, SLIDING)), default=0)
+    if spec.is_mla:
+        attn = spec.num_heads * (spec.head_dim + spec.qk_nope_head_dim + 2 * spec.value_head_dim)
+    return width, attn
 
 
 def chunked_prefill_activation_bytes(spec: ModelSpec, context: int, batch: int = 1, tp: int = 1,
