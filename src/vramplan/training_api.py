@@ -464,8 +464,10 @@ def article_training_rows(models=tuple(ARTICLE_TRAINING)) -> list[dict]:
                           "mixed-precision AdamW is 16 B/param plus activations and the optimizer step's temporaries")
             elif label == "LoRA":
                 assumed = bf16
+                pct = 100 * (printed_bytes / assumed - 1) if printed_bytes else 0.0
                 assumption = (f"2 B/param bf16 weights = {bf16 / GB_bytes:,.1f} GB, "
-                              f"{_pct(printed_bytes, assumed)} headroom")
+                              + (f"{_pct(printed_bytes, assumed)} headroom" if abs(pct) >= 0.5
+                                 else "the weights alone, no headroom"))
                 detail = "the frozen bf16 weights alone; adapters, their optimizer state and activations are extra"
             else:
                 assumed = nf4
