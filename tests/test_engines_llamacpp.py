@@ -210,3 +210,22 @@ def test_non_gguf_formats_map_to_the_nearest_mix():
     assert mix_for(resolve_format(load_model("kimi-k3"))) == "MXFP4_MOE"  # compressed-tensors MXFP4, group 32
     assert mix_for(get_format("nvfp4")) == "Q4_K_M" and mix_for(get_format("mxfp8")) == "Q8_0"
     assert mix_for(get_format("awq")) == "Q4_K_M" and mix_for(get_format("bf16")) == "BF16"
+
+
+def test_pipeline_parallel_copies_and_mmproj_towers():
+    """llama-context.cpp: several GPUs holding every layer with the layer split turn pipeline parallelism on, and the
+    scheduler keeps GGML_SCHED_MAX_COPIES (4) copies of the compute buffers (a public 2-GPU Qwen3.5-27B log: 1,597
+    MiB per GPU for a 404 MiB graph); --n-cpu-moe (a tensor override) or partial offload turn it off. Vision / audio
+    towers belong to the separate mmproj GGUF."""
+    from vramplan.api import load_model, plan_inference
+    from vramplan.engines.llamacpp import PIPELINE_COPIES, tensors_from_spec
+
+    lm = load_model("llama-3.1-8b")
+    one = plan_inference(lm, max_model_len=8192, engine="llama.cpp", quantization="Q4_K_M")
+    two = plan_inference(lm, max_model_len=8192, engine="llama.cpp", quantization="Q4_K_M", tensor_parallel_size=2)
+    assert two["devices"][0]["compute"] == PIPELINE_COPIES * one["devices"][0]["compute"]
+    part = plan_inference(lm, max_model_len=8192, engine="llama.cpp", quantization="Q4_K_M", tensor_parallel_size=2,
+                          n_gpu_layers=20)
+    assert part["devices"][0]["compute"] < two["devices"][0]["compute"]
+    spec = load_model("qwen3.5-27b").spec
+    assert spec.extra_params and not any(t.name in dict(spec.extra_params) for t in tensors_from_spec(spec, "Q4_K_M"))

@@ -168,6 +168,8 @@ def tensors_from_spec(spec: ModelSpec, mix: str, fused_qkv: bool = False, logits
     drops the output head."""
     out = []
     for (layer, name, typ, nbytes), (_, t) in zip(gguf_tensor_types(spec, mix), iter_tensors(spec)):
+        if t.role in ("vision", "extra"):  # vision / audio towers go to a separate mmproj GGUF (--mmproj)
+            continue
         if layer < 0 and (t.role in ("output", "output_norm") or (t.role == "bias" and t.group == "lm_head")):
             if not logits and t.role != "output_norm":
                 continue
@@ -350,6 +352,11 @@ class LlamaCppPlan:
     notes: tuple[str, ...] = field(default=())
 
 
+PIPELINE_COPIES = 4
+"""GGML_SCHED_MAX_COPIES (ggml-backend.cpp, compile-time default 4): graph buffer copies with pipeline parallelism; a
+multi-GPU Qwen3.5-27B log shows 1,597 MiB of compute per GPU against 404 MiB for one copy."""
+
+
 def llamacpp_memory(spec: ModelSpec, tensors: list[PlacedTensor], *, n_ctx: int, n_seq: int = 1,
                     n_ubatch: int = 512, n_batch: int = 2048, n_gpu_layers: int | None = None,
                     flash_attn: bool | None = None, type_k: str = "f16", type_v: str | None = None,
@@ -441,8 +448,14 @@ def llamacpp_memory(spec: ModelSpec, tensors: list[PlacedTensor], *, n_ctx: int,
                          op_offload=backend == "cuda")
     out_buf = ((spec.vocab_size if logits else 0) + (spec.hidden_size if embeddings else 0)) * max(n_seq, 1) * 4
     gname = {"cuda": "CUDA", "metal": "Metal", "rocm": "ROCm", "vulkan": "Vulkan"}.get(backend, backend.upper())
-    gpus = tuple(DeviceMemory(f"{gname}{i}", model[i], kv[i], cb.gpu_bytes if any_gpu and (i == 0 or kv_layers[i])
-                              else 0, 0, kv_layers[i]) for i in range(n_dev)) if any_gpu else ()
+    # llama-context.cpp: pipeline parallelism (the scheduler keeps GGML_SCHED_MAX_COPIES = 4 copies of the graph
+    # buffers) when several GPUs hold every layer (-ngl > n_layer) with the layer split, the KV cache offloaded and no
+    # tensor overrides (--n-cpu-moe is one)
+    pipeline = n_dev > 1 and ngl > n_layer and not no_kv_offload and not n_cpu_moe and backend != "cpu"
+    copies = PIPELINE_COPIES if pipeline else 1
+    gpus = tuple(DeviceMemory(f"{gname}{i}", model[i], kv[i], copies * cb.gpu_bytes
+                              if any_gpu and (i == 0 or kv_layers[i]) else 0, 0, kv_layers[i])
+                 for i in range(n_dev)) if any_gpu else ()
     host = DeviceMemory("host", host_model, host_kv, cb.host_bytes, out_buf)
     if moe_host:
         notes.append(f"--n-cpu-moe {min(n_cpu_moe, n_layer)}: the routed experts of the first {min(n_cpu_moe, n_layer)} "
@@ -452,7 +465,9 @@ def llamacpp_memory(spec: ModelSpec, tensors: list[PlacedTensor], *, n_ctx: int,
         notes.append(f"recurrent layers: llama_memory_recurrent keeps R (conv) and S (SSM) states in f32 for "
                      f"{rs_cells} sequence(s): {rs_total / 2**20:.2f} MiB (RS buffer), counted with the KV cache")
     if n_gpus > 1:
-        notes.append("compute buffers on GPUs after the first are taken equal to the first (an upper bound)")
+        notes.append("compute buffers on GPUs after the first are taken equal to the first (an upper bound)"
+                     + (f"; pipeline parallelism is on (every layer on the GPUs, layer split), so each holds "
+                        f"{PIPELINE_COPIES} copies" if pipeline else ""))
     if spec.is_moe:
         notes.append("MoE compute buffer approximated with the active experts' width")
     return LlamaCppPlan(rules, n_ctx, cells, sw_cells, n_seq, ub, fa, tk, tv, ngl, gpus, host, cb, per_cell_total,
@@ -492,6 +507,10 @@ def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", t
         tensors = tensors_from_spec(spec, mix, spec.model_type.lower() in FUSED_QKV_TYPES,
                                     logits=not bool(options.get("embedding_model", False)))
         source = f"llama.cpp's {mix} mix (core/gguf_mix.py)"
+        if spec.extra_params:
+            towers = sum(n for _, n in spec.extra_params)
+            source += (f"; the {towers:,}-parameter vision/audio towers are left out: llama.cpp keeps them in a "
+                       f"separate mmproj GGUF, loaded only with --mmproj")
         own = str(getattr(fmt, "name", fmt)).upper().replace("-", "_")
         if own not in GGUF_MIXES and mix not in ("BF16", "F16", "F32"):
             source += (f"; llama.cpp loads GGUF files only, so {getattr(fmt, 'name', fmt)} weights are planned as the "
