@@ -172,3 +172,12 @@ def test_local_config_is_served_from_its_folder(tmp_path):
     assert _json.dumps(r)  # serialisable
     v4 = launch_commands("deepseek-v4-flash", gpu="h200", engine="vllm")
     assert any("DeepSeek-V4 is not modelled" in m for m in v4["messages"])
+
+
+def test_repo_ids_listed_as_aliases_are_served_as_listed():
+    """Qwen3.6-27B is listed under qwen3.5-27b (identical tensor tables): naming it serves it, in the catalog's
+    spelling; a name matched only by its last part (mistralai/mistral-nemo) serves the entry's own repo."""
+    r = launch_commands("qwen/qwen3.6-27b", gpu="h200", engine="vllm")
+    assert _argv(r["commands"]["vllm"]["command"])[2] == "Qwen/Qwen3.6-27B"
+    r = launch_commands("mistralai/mistral-nemo", gpu="h100", engine="vllm")
+    assert _argv(r["commands"]["vllm"]["command"])[2] == "mistralai/Mistral-Nemo-Instruct-2407"

@@ -66,9 +66,12 @@ def load_model(model: str | os.PathLike | ModelSpec, *, revision: str | None = N
     if "/" in typed and typed.lower() != (entry.hf_id or "").lower():
         note = f"{typed}: config from the catalog entry {entry.key} ({entry.hf_id}), the same architecture"
         last = typed.rsplit("/", 1)[-1].lower()
-        if ":" not in typed and typed.count("/") == 1 and any(w in last for w in ("instruct", "chat", "-it")):
-            # an Instruct/chat repo listed under its base model's entry: serve what was named
-            lm = lm._replace(hf_id=typed, messages=lm.messages + (note,))
+        listed = next((a for a in entry.aliases if "/" in a and a.lower() == typed.lower()), None)
+        if listed or (":" not in typed and typed.count("/") == 1
+                      and any(w in last for w in ("instruct", "chat", "-it"))):
+            # a repo listed under this entry (same architecture), or an Instruct/chat repo of its base model:
+            # serve what was named
+            lm = lm._replace(hf_id=listed or typed, messages=lm.messages + (note,))
         else:
             lm = lm._replace(messages=lm.messages + (note + f"; the repo served is {entry.hf_id}",))
     return lm
