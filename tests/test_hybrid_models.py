@@ -880,3 +880,29 @@ def test_glm4moe_gguf_metadata(tmp_path):
     assert spec.model_type == "glm4_moe" and spec.num_layers == 4 and spec.mtp_layers == 1
     assert spec.qkv_bias and not spec.o_bias and spec.qk_norm
     assert spec.moe_mask == (False, True, True, True) and spec.shared_expert_intermediate_size == 64
+
+
+def test_hostile_ocr_and_context_fields():
+    """A non-object encoder entry is named; a tokenizer-style model_max_length sentinel counts as no context."""
+    from pathlib import Path
+
+    import vramplan
+
+    cfg = json.loads((Path(vramplan.__file__).parents[2] / "benchmarks/checkpoint_configs/deepseek_ocr.json")
+                     .read_text()) if (Path(vramplan.__file__).parents[2] / "benchmarks").exists() else None
+    if cfg is not None:
+        bad = json.loads(json.dumps(cfg))
+        bad["vision_config"]["width"]["sam_vit_b"] = 5
+        with pytest.raises(InvalidModelSpec) as e:
+            parse_config(bad, "ocr")
+        assert "vision_config.width.sam_vit_b" in str(e.value)
+        bad = json.loads(json.dumps(cfg))
+        bad["vision_config"]["width"]["sam_vit_b"]["global_attn_indexes"] = [2, "x"]
+        with pytest.raises(InvalidModelSpec) as e:
+            parse_config(bad, "ocr")
+        assert "global_attn_indexes" in str(e.value)
+    llama = json.loads((Path(vramplan.__file__).parent / "catalog/models/meta-llama/Llama-3.1-8B/config.json")
+                       .read_text())
+    llama.pop("max_position_embeddings")
+    llama["model_max_length"] = 1000000000000000019884624838656
+    assert parse_config(llama, "l").max_position_embeddings == 0

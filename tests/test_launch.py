@@ -181,3 +181,10 @@ def test_repo_ids_listed_as_aliases_are_served_as_listed():
     assert _argv(r["commands"]["vllm"]["command"])[2] == "Qwen/Qwen3.6-27B"
     r = launch_commands("mistralai/mistral-nemo", gpu="h100", engine="vllm")
     assert _argv(r["commands"]["vllm"]["command"])[2] == "mistralai/Mistral-Nemo-Instruct-2407"
+
+
+def test_short_aliases_say_which_repo_is_served():
+    r = launch_commands("qwen3.6-27b", gpu="h200", engine="vllm")
+    assert _argv(r["commands"]["vllm"]["command"])[2] == "Qwen/Qwen3.6-27B"
+    r = launch_commands("kimi-k2.6", gpu="h200", engine="vllm")
+    assert any("'kimi-k2.6' is listed under the catalog entry kimi-k2.5" in m for m in r["messages"])

@@ -63,6 +63,11 @@ def load_model(model: str | os.PathLike | ModelSpec, *, revision: str | None = N
         catalog.resolve_model(name)  # raises UnknownName with suggestions
     lm = loaders.load_catalog(entry)
     typed = name.strip()
+    if "/" not in typed:  # a short alias with a repo listed under the same entry (qwen3.6-27b -> Qwen/Qwen3.6-27B)
+        repo = next((a for a in entry.aliases if "/" in a and a.rsplit("/", 1)[-1].lower() == typed.lower()), None)
+        if repo:
+            lm = lm._replace(hf_id=repo, messages=lm.messages + (
+                f"{typed}: {repo}, config from the catalog entry {entry.key} ({entry.hf_id}), the same architecture",))
     if "/" in typed and typed.lower() != (entry.hf_id or "").lower():
         note = f"{typed}: config from the catalog entry {entry.key} ({entry.hf_id}), the same architecture"
         last = typed.rsplit("/", 1)[-1].lower()

@@ -81,24 +81,30 @@ def launch_commands(model, *, gpu=None, tensor_parallel_size=None, pipeline_para
     name = served_model_name or lm.name
     repo = lm.hf_id or lm.name
     messages = list(lm.messages)
-    if lm.source in ("file", "directory"):  # engines load the folder that holds config.json and the weights
+    local = lm.source in ("file", "directory", "safetensors")
+    if local:  # engines load the folder that holds config.json and the weights
         from pathlib import Path
 
         where = Path(lm.provenance.split(" ", 1)[-1])
-        folder = where.parent if lm.source == "file" else where
+        folder = where if lm.source == "directory" else where.parent
         repo = str(folder)
         name = served_model_name or (folder.name or lm.name).removesuffix(".json")
-        if lm.source == "file":
+        if lm.source != "directory":
             messages.append(f"the commands serve {repo}, the folder of {where.name}: the weights must sit beside it")
     if lm.spec.o_groups:  # DeepSeek-V4
         messages.append("the engines' own memory accounting for DeepSeek-V4 is not modelled: these commands follow "
                         "the plain plan (weights + KV cache); check the engine's start-up log")
     typed = str(model) if isinstance(model, str) else ""
-    if (lm.source == "catalog" and typed and "/" not in typed and typed.lower() != lm.name
-            and any(w in typed.lower() for w in ("instruct", "chat", "-it"))
-            and not any(w in repo.lower() for w in ("instruct", "chat", "-it"))):
-        messages.append(f"'{typed}' shares the catalog entry {lm.name}, whose repo {repo} is the base model: the "
-                        f"commands serve {repo}; name the instruct/chat repo's Hugging Face id to serve it instead")
+    short = typed.lower()
+    if (lm.source == "catalog" and typed and "/" not in typed and short != lm.name
+            and short != repo.rsplit("/", 1)[-1].lower()):
+        if any(w in short for w in ("instruct", "chat", "-it")) and not any(
+                w in repo.lower() for w in ("instruct", "chat", "-it")):
+            messages.append(f"'{typed}' shares the catalog entry {lm.name}, whose repo {repo} is the base model: the "
+                            f"commands serve {repo}; name the instruct/chat repo's Hugging Face id to serve it instead")
+        else:
+            messages.append(f"'{typed}' is listed under the catalog entry {lm.name} (the same architecture): the "
+                            f"commands serve {repo}; name a Hugging Face id to serve another repo")
     fmt_name = w.fmt.name
     from .core.gguf_mix import GGUFMixFormat
 
@@ -170,7 +176,7 @@ def launch_commands(model, *, gpu=None, tensor_parallel_size=None, pipeline_para
 
     gguf_mix = fmt_name.upper() if is_gguf_mix else "Q4_K_M"
     own_file = lm.provenance.removeprefix("GGUF file ") if lm.source == "gguf" else None
-    gguf = gguf_file or own_file or f"{name if lm.source in ('file', 'directory') else lm.name}-{gguf_mix}.gguf"
+    gguf = gguf_file or own_file or f"{name if local else lm.name}-{gguf_mix}.gguf"
     # llama.cpp and Ollama load the GGUF file named below: when the plan's format is not a GGUF mix, the layers that
     # fit on the GPU are planned again for that file's mix (Q4_K_M layers are about a third of bf16 ones)
     gcand, gguf_note = cand, None
@@ -204,8 +210,8 @@ def launch_commands(model, *, gpu=None, tensor_parallel_size=None, pipeline_para
             argv += ["--split-mode", "layer", "--tensor-split", ",".join("1" for _ in range(count))]
             notes.append("llama.cpp splits layers over the GPUs (pipeline-style); TP as in vLLM is not used")
         if not is_gguf_mix and not gguf_file and lm.source != "gguf":
-            stem = name if lm.source in ("file", "directory") else lm.name
-            src = repo if lm.source in ("file", "directory") else "<model dir>"
+            stem = name if local else lm.name
+            src = repo if local else "<model dir>"
             notes.append(f"make the GGUF first: python convert_hf_to_gguf.py {src} --outtype bf16 --outfile "
                          f"{stem}-BF16.gguf, then llama-quantize {stem}-BF16.gguf {gguf} {gguf_mix}")
         commands["llama.cpp"] = {"argv": argv, "env": {}, "command": _shell(argv), "notes": notes,

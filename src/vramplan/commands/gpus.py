@@ -15,7 +15,7 @@ def _row(g) -> dict:
             "memory_marketed_bytes": g.memory_marketed_bytes, "memory_total_bytes": g.memory_total_bytes,
             "memory_usable_bytes": g.memory_usable_bytes, "hbm_bytes_per_s": g.hbm_bytes_per_s,
             "bf16_flop_per_s": g.bf16_flop_per_s, "fp8_flop_per_s": g.fp8_flop_per_s,
-            "fp4_flop_per_s": g.fp4_flop_per_s, "power_w": g.power_w, "unified_memory": g.unified_memory,
+            "fp4_flop_per_s": g.fp4_flop_per_s, "fp16_flop_per_s": g.fp16_flop_per_s, "power_w": g.power_w, "unified_memory": g.unified_memory,
             "interconnect": g.interconnect, "interconnect_bytes_per_s": g.interconnect_bytes_per_s,
             "price_per_hour_usd": g.price_per_hour_usd, "aliases": list(g.aliases), "inferred": list(g.inferred),
             "source": g.source, "notes": g.notes}
@@ -59,7 +59,9 @@ def render(r: dict, args) -> str:
         shown = marketed / 2**30 if marketed % 2**30 == 0 else marketed / 1e9  # the vendor's number either way
         rows.append([g["key"], g["name"], f"{shown:,.0f}", f"{g['memory_total_bytes'] / 2**30:,.2f}",
                      f"{g['memory_usable_bytes'] / 2**30:,.2f}", _num(g["hbm_bytes_per_s"], 1e9),
-                     _num(g["bf16_flop_per_s"], 1e12, ",.1f"), _num(g["fp8_flop_per_s"], 1e12, ",.1f"),
+                     _num(g["bf16_flop_per_s"], 1e12, ",.1f") if g["bf16_flop_per_s"] or not g.get("fp16_flop_per_s")
+                     else _num(g["fp16_flop_per_s"], 1e12, ",.1f") + " (fp16)",
+                     _num(g["fp8_flop_per_s"], 1e12, ",.1f"),
                      _num(g["power_w"], 1), "-" if g["price_per_hour_usd"] is None else f"{g['price_per_hour_usd']:.2f}"])
     head = ["key", "name", "marketed GB", "total GiB", "usable GiB", "GB/s", "BF16 TF", "FP8 TF", "W", "$/h"]
     lines = [table(rows, head, align="llrrrrrrrr"),
@@ -67,6 +69,7 @@ def render(r: dict, args) -> str:
              "marketed GB: the vendor's figure (the catalog reads most as the binary GiB the DRAM physically has: "
              "HBM/GDDR dies are power-of-two sized; see vramplan.core.hardware); total: what torch reports (measured or derived); "
              "usable: total less the 0.5 GiB CUDA context, or for Apple the default GPU working-set limit",
-             "TFLOPs are dense tensor figures (sparse datasheet numbers halved); GB/s = 10^9 bytes/s; "
+             "TFLOPs are dense tensor figures (sparse datasheet numbers halved; '(fp16)': no bf16, the fp16 rate); "
+             "GB/s = 10^9 bytes/s; "
              "'-' = not published or not in the catalog. Sources: vramplan gpus NAME --json"]
     return "\n".join(lines)

@@ -560,8 +560,10 @@ def _moe_tensors(s: ModelSpec, hashed: bool = False) -> list[Tensor]:
     if s.router_bias:
         t.append(Tensor("mlp.gate.bias", "bias", (e,), "router"))
     if s.score_correction_bias and not hashed:  # DeepSeek-V4's hash-routed layers have a token->expert table instead
-        # fp32 in the checkpoints' tensor tables (DeepSeek-V3/R1/V3.1/V3.2/V4, GLM-4.5/4.7/5.x, MiniMax, Kimi-K3)
-        t.append(Tensor("mlp.gate.e_score_correction_bias", "bias", (e,), "router", 4))
+        # fp32 in the checkpoints' tensor tables (DeepSeek-V3/R1/V3.1/V3.2/V4, GLM-4.5/4.7/5.x, MiniMax, Kimi-K3);
+        # bf16 in Kimi Linear's
+        wide = 0 if s.architecture == "KimiLinearForCausalLM" else 4
+        t.append(Tensor("mlp.gate.e_score_correction_bias", "bias", (e,), "router", wide))
     if hashed:  # DeepSeek-V4: the token id -> top-k experts table of a hash-routed layer, int64
         t.append(Tensor("mlp.gate.tid2eid", "hash_table", (s.vocab_size, s.experts_per_token), "router", 8))
     if s.moe_gated:

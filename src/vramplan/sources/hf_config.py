@@ -140,6 +140,14 @@ class _Reader:
         return v
 
 
+def _context_length(r: "_Reader") -> int:
+    """max_position_embeddings (or an alias); a tokenizer-style model_max_length sentinel (1e30) counts as unset."""
+    k, v = r.raw("max_position_embeddings")
+    if k == "model_max_length" and isinstance(v, (int, float)) and not isinstance(v, bool) and not 0 <= v <= 1 << 30:
+        return 0
+    return r.int("max_position_embeddings", 0, lo=0, hi=1 << 30) or 0
+
+
 def _short(v: Any) -> str:
     text = repr(v)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -271,7 +279,7 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
     kw: dict[str, Any] = dict(
         name=name, hidden_size=h, num_layers=layers, num_heads=heads, num_kv_heads=kv, head_dim=head_dim,
         intermediate_size=inter, vocab_size=vocab, architecture=arch, model_type=mt, tie_embeddings=tie,
-        max_position_embeddings=r.int("max_position_embeddings", 0, lo=0, hi=1 << 30) or 0,
+        max_position_embeddings=_context_length(r),
         torch_dtype=dtype or "bfloat16", quantization=quant_json, extra_params=tuple(extra),
     )
     # attention biases and norms
@@ -636,7 +644,7 @@ def _parse_moe_2026(r: _Reader, mt: str, name: str, arch: str, dtype: str, quant
         name=name, hidden_size=h, num_layers=layers, num_heads=heads, num_kv_heads=kv, head_dim=d, vocab_size=r.int(
             "vocab_size", required=True), architecture=arch, model_type=mt, tie_embeddings=r.bool("tie_word_embeddings"),
         num_experts=experts, experts_per_token=r.int("num_experts_per_tok", required=True, hi=experts),
-        moe_intermediate_size=width, max_position_embeddings=r.int("max_position_embeddings", 0, lo=0, hi=1 << 30) or 0,
+        moe_intermediate_size=width, max_position_embeddings=_context_length(r),
         torch_dtype=dtype or "bfloat16", quantization=quant, extra_params=tuple(extra),
         sliding_window=r.int("sliding_window", 0, lo=0, hi=1 << 30) or 0)
     if mt in ("step3p5", "step3p7"):
@@ -721,7 +729,7 @@ def _parse_dsv4(r: _Reader, name: str, arch: str, dtype: str, quant: str) -> Mod
         num_experts=experts, experts_per_token=r.int("num_experts_per_tok", required=True, hi=experts),
         moe_intermediate_size=width, shared_expert_intermediate_size=(r.int("n_shared_experts", 1, lo=0) or 0) * width,
         score_correction_bias=True, mtp_layers=mtp, mtp_shares_embeddings=True,
-        max_position_embeddings=r.int("max_position_embeddings", 0, lo=0, hi=1 << 30) or 0,
+        max_position_embeddings=_context_length(r),
         torch_dtype=dtype or "bfloat16", quantization=quant)
 
 
@@ -932,12 +940,18 @@ def _deepseek_ocr_vision_params(cfg: dict) -> list[tuple[str, int]]:
     if not isinstance(w, dict) or set(w) != {"sam_vit_b", "clip-l-14-224"}:
         raise InvalidModelSpec("only DeepSeek-OCR's sam_vit_b + clip-l-14-224 encoders are modelled",
                                field="vision_config.width")
+    for part in ("sam_vit_b", "clip-l-14-224"):
+        if not isinstance(w[part], dict):
+            raise InvalidModelSpec("expected an object", field=f"vision_config.width.{part}")
     sam, clip = _Reader(w["sam_vit_b"], "vision_config.width.sam_vit_b."), \
         _Reader(w["clip-l-14-224"], "vision_config.width.clip-l-14-224.")
     img = _Reader(v, "vision_config.").int("image_size", 1024)
     h, n, heads = sam.int("width", required=True), sam.int("layers", required=True, hi=MAX_LAYERS), \
         sam.int("heads", required=True)
     glob = sam.list("global_attn_indexes") or []
+    if not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n for i in glob):
+        raise InvalidModelSpec(f"expected layer numbers in 0..{n - 1}",
+                               field="vision_config.width.sam_vit_b.global_attn_indexes")
     grid, hd, window = img // 16, h // heads, 14
     sam_p = 3 * 16 * 16 * h + h + grid * grid * h
     sam_p += n * (4 * h + (3 * h * h + 3 * h) + (h * h + h) + 2 * 4 * h * h + 4 * h + h)
