@@ -888,8 +888,8 @@ def test_hostile_ocr_and_context_fields():
 
     import vramplan
 
-    cfg = json.loads((Path(vramplan.__file__).parents[2] / "benchmarks/checkpoint_configs/deepseek_ocr.json")
-                     .read_text()) if (Path(vramplan.__file__).parents[2] / "benchmarks").exists() else None
+    cfg = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/checkpoint_configs/deepseek_ocr.json")
+                     .read_text())
     if cfg is not None:
         bad = json.loads(json.dumps(cfg))
         bad["vision_config"]["width"]["sam_vit_b"] = 5
