@@ -437,7 +437,8 @@ def _kda_tensors(s: ModelSpec) -> list[Tensor]:
     h, hd, nh = s.hidden_size, s.lin_v_dim, s.lin_v_heads
     p, k = nh * hd, s.ssm_conv_kernel
     t = [Tensor(f"self_attn.{x}_proj.weight", f"attn_{x}", (p, h), "ssm") for x in "qkv"]
-    t += [Tensor(f"self_attn.{x}_conv1d.weight", "ssm_conv1d", (p, 1, k), "ssm") for x in "qkv"]
+    k3 = 4 if s.kda_full_rank_gate else 0  # Kimi-K3's table: fp32 short convs and o_norm (bf16 in Kimi Linear)
+    t += [Tensor(f"self_attn.{x}_conv1d.weight", "ssm_conv1d", (p, 1, k), "ssm", k3) for x in "qkv"]
     t += [Tensor("self_attn.f_a_proj.weight", "ssm_f_a", (hd, h), "ssm"),
           Tensor("self_attn.f_b_proj.weight", "ssm_f_b", (p, hd), "ssm"),
           Tensor("self_attn.b_proj.weight", "ssm_beta", (nh, h), "ssm")]
@@ -448,7 +449,7 @@ def _kda_tensors(s: ModelSpec) -> list[Tensor]:
               Tensor("self_attn.g_b_proj.weight", "ssm_g_b", (p, hd), "ssm")]
     t += [Tensor("self_attn.A_log", "ssm_a", (s.ssm_a_size or nh,), "ssm", 4),  # fp32 in the checkpoint
           Tensor("self_attn.dt_bias", "ssm_dt_bias", (p,), "ssm", 4),
-          Tensor("self_attn.o_norm.weight", "norm", (hd,), "norms"),
+          Tensor("self_attn.o_norm.weight", "norm", (hd,), "norms", k3),
           Tensor("self_attn.o_proj.weight", "attn_output", (h, p), "ssm")]
     return t
 
@@ -562,7 +563,7 @@ def _moe_tensors(s: ModelSpec, hashed: bool = False) -> list[Tensor]:
     if s.score_correction_bias and not hashed:  # DeepSeek-V4's hash-routed layers have a token->expert table instead
         # fp32 in the checkpoints' tensor tables (DeepSeek-V3/R1/V3.1/V3.2/V4, GLM-4.5/4.7/5.x, MiniMax, Kimi-K3);
         # bf16 in Kimi Linear's
-        wide = 0 if s.architecture == "KimiLinearForCausalLM" else 4
+        wide = 0 if s.architecture == "KimiLinearForCausalLM" and not s.kda_full_rank_gate else 4
         t.append(Tensor("mlp.gate.e_score_correction_bias", "bias", (e,), "router", wide))
     if hashed:  # DeepSeek-V4: the token id -> top-k experts table of a hash-routed layer, int64
         t.append(Tensor("mlp.gate.tid2eid", "hash_table", (s.vocab_size, s.experts_per_token), "router", 8))
