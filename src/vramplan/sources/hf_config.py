@@ -964,7 +964,9 @@ def _deepseek_ocr_vision_params(cfg: dict) -> list[tuple[str, int]]:
         clip.int("patch_size", 14), clip.int("image_size", 224)
     clip_p = c + 3 * cp * cp * c + ((ci // cp) ** 2 + 1) * c + 2 * c
     clip_p += cl * (4 * c + (3 * c * c + 3 * c) + (c * c + c) + (4 * c * c + 4 * c) + (4 * c * c + c))
-    pr = _Reader(cfg.get("projector_config") or {}, "projector_config.")
+    if not isinstance(cfg.get("projector_config"), dict):
+        raise InvalidModelSpec("expected an object with input_dim and n_embed", field="projector_config")
+    pr = _Reader(cfg["projector_config"], "projector_config.")
     n_embed = pr.int("n_embed", required=True)
     projector = pr.int("input_dim", required=True) * n_embed + n_embed + 2 * n_embed
     return [("vision_tower", sam_p + clip_p), ("multi_modal_projector", projector)]
