@@ -648,10 +648,12 @@ def vllm_memory(spec: ModelSpec, wb: WeightBytes, fmt, *, gpu_total_bytes: int, 
                      f"max_model_len to {est:,} or less, use kv_cache_dtype fp8, or add GPUs "
                      f"(tensor_parallel_size {tp * 2})")
     if spec.extra_params and any("vision" in n or "projector" in n for n, _ in spec.extra_params):
-        notes.append("multimodal model: vLLM also profiles the vision encoder with dummy images (its budget follows "
-                     "max_num_batched_tokens), which this plan does not model: public logs show the KV cache 1.2 GiB "
-                     "(Gemma 4, 8,192 batched tokens) to 3.8 GiB (Qwen3.6, a 16,384-token image budget) smaller than "
-                     "predicted, and within 1% at 2,048 (--limit-mm-per-prompt '{\"image\": 0}' skips it)")
+        notes.append("multimodal model: vLLM also profiles the vision encoder with dummy images and videos (its budget "
+                     "follows max_num_batched_tokens), which this plan does not model: public logs show the KV cache "
+                     "1.2 GiB (Gemma 4, 8,192 batched tokens) to 3.8 GiB (Qwen3.6) smaller than predicted, within 1% "
+                     "at 2,048, and video profiling can take far more (Qwen2.5-VL-3B on an A100-40GB: 5.26 GiB of KV "
+                     "cache, 25.05 GiB with video off; vllm-project/vllm PR #25631). A zero --limit-mm-per-prompt for "
+                     "every modality ('{\"image\": 0, \"video\": 0}') skips it for text-only serving")
     return VllmPlan(rules.label if version in (None, "", "latest") else str(version), rules, gpu_total_bytes, util,
                     requested, max_model_len, mnbt, seqs, block, tp, pp, kv_dtype, tuple(stages), num_blocks, tokens,
                     conc, per_token, ctx, fits, error, tuple(notes))
