@@ -188,3 +188,15 @@ def test_short_aliases_say_which_repo_is_served():
     assert _argv(r["commands"]["vllm"]["command"])[2] == "Qwen/Qwen3.6-27B"
     r = launch_commands("kimi-k2.6", gpu="h200", engine="vllm")
     assert any("'kimi-k2.6' is listed under the catalog entry kimi-k2.5" in m for m in r["messages"])
+
+
+def test_multimodal_models_are_launched_text_only_as_planned():
+    """vLLM profiles vision/audio encoders with dummy inputs unless every modality's limit is 0; the plan leaves that
+    out, so the command sets the limits (Gemma 4 E2B has an audio tower too)."""
+    r = launch_commands("gemma-4-26b-a4b", gpu="h100", engine="vllm")
+    argv = _argv(r["commands"]["vllm"]["command"])
+    assert json.loads(_opt(argv, "--limit-mm-per-prompt")) == {"image": 0, "video": 0}
+    r = launch_commands("gemma-4-e2b-it", gpu="h100", engine="vllm")
+    assert json.loads(_opt(_argv(r["commands"]["vllm"]["command"]), "--limit-mm-per-prompt"))["audio"] == 0
+    assert "--limit-mm-per-prompt" not in launch_commands("llama-3.1-8b", gpu="h100", engine="vllm")[
+        "commands"]["vllm"]["command"]

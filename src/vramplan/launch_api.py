@@ -3,6 +3,8 @@ OpenAI-compatible streaming client in Python (importable from :mod:`vramplan.fit
 
 from __future__ import annotations
 
+import json
+
 from ._plan_common import (_check_tp, _context, _fraction, _gpu, _int, _layout_for, _model_summary, _parallel_sizes,
                            _Workload)
 from .api import load_model
@@ -132,6 +134,13 @@ def launch_commands(model, *, gpu=None, tensor_parallel_size=None, pipeline_para
             notes.append("GGUF mixes are llama.cpp's format; serve them with llama-server or Ollama")
         if dtype not in (None, "", "auto"):
             argv += ["--dtype", dtype]
+        towers = {n for n, _ in lm.spec.extra_params}
+        if any("vision" in n or "projector" in n or "audio" in n for n in towers):
+            limits = {"image": 0, "video": 0} | ({"audio": 0} if any("audio" in n for n in towers) else {})
+            argv += ["--limit-mm-per-prompt", json.dumps(limits, separators=(",", ":"))]
+            notes.append("text-only serving, as planned: the zero multimodal limits skip vLLM's encoder profiling, "
+                         "which the plan does not include (drop the flag to accept images; the KV cache then shrinks, "
+                         "by up to tens of GiB with video)")
         kv = _VLLM_KV.get(kv_cache_dtype.lower())
         if kv:
             argv += ["--kv-cache-dtype", kv]
