@@ -66,16 +66,25 @@ def parse_tokens(text: str | int) -> int:
         if not m:
             raise ValueError(f"not a token count: {text!r} (use e.g. 4096, 128k)")
         mult = {"": 1, "k": 1024, "m": 1024 * 1024}[m.group(2).lower()]
-        value = float(m.group(1)) * mult
-        if value > MAX_TOKENS:  # before int(): '1e400'-sized digit strings overflow to infinity
-            raise ValueError(f"{text!r} tokens is absurd (more than {MAX_TOKENS:,})")
-        if value != int(value):
-            raise ValueError(f"not a whole number of tokens: {text!r}")
-        n = int(value)
+        n = _whole_count(float(m.group(1)) * mult, text, MAX_TOKENS)
+    return _checked_count(n, text, MAX_TOKENS)
+
+
+def _whole_count(value, text, limit: int) -> int:
+    """A scaled mantissa (float or Decimal) as a whole token count; the bound is checked first, before int(), since
+    '1e400'-sized digit strings overflow a float to infinity."""
+    if value > limit:
+        raise ValueError(f"{text!r} tokens is absurd (more than {limit:,})")
+    if value != int(value):
+        raise ValueError(f"not a whole number of tokens: {text!r}")
+    return int(value)
+
+
+def _checked_count(n: int, text, limit: int) -> int:
     if n <= 0:
         raise ValueError(f"a token count must be positive, got {text!r}")
-    if n > MAX_TOKENS:
-        raise ValueError(f"{text!r} tokens is absurd (more than {MAX_TOKENS:,})")
+    if n > limit:
+        raise ValueError(f"{text!r} tokens is absurd (more than {limit:,})")
     return n
 
 
@@ -101,16 +110,8 @@ def parse_token_budget(text: str | int) -> int:
             value = Decimal(m.group(1)) * mult  # exact: '8.2b' is 8,200,000,000, not a float near it
         except InvalidOperation:
             raise ValueError(f"not a token count: {text!r}") from None
-        if value > MAX_TOKEN_BUDGET:
-            raise ValueError(f"{text!r} tokens is absurd (more than {MAX_TOKEN_BUDGET:,})")
-        if value != value.to_integral_value():
-            raise ValueError(f"not a whole number of tokens: {text!r}")
-        n = int(value)
-    if n <= 0:
-        raise ValueError(f"a token count must be positive, got {text!r}")
-    if n > MAX_TOKEN_BUDGET:
-        raise ValueError(f"{text!r} tokens is absurd (more than {MAX_TOKEN_BUDGET:,})")
-    return n
+        n = _whole_count(value, text, MAX_TOKEN_BUDGET)
+    return _checked_count(n, text, MAX_TOKEN_BUDGET)
 
 
 def gib(n_bytes: float) -> float:

@@ -370,17 +370,20 @@ def evaluate_offload(stack: StackMemory, gpu: GPU, *, headroom: float = DEFAULT_
     plan = offload_plan(stack, limit)
     if plan is None:
         return None
-    notes = []
-    fits = True
-    if host_ram_bytes is not None and plan.host_bytes > host_ram_bytes:
-        fits = False
-        notes.append("the offloaded layers need more host RAM than given")
+    fits, notes = _host_ram_check(plan.host_bytes, host_ram_bytes, "the offloaded layers")
     s = stack.shard(1)
     comps = (("weights_and_kv", plan.gpu_bytes - s.activation_bytes - s.runtime_bytes),
              ("activations", s.activation_bytes), ("runtime", s.runtime_bytes))
     c = Candidate(gpu, 1, 1, 1, 1, (plan.gpu_layers,), plan.gpu_bytes, limit, capacity_for(gpu), fits,
                   comps, plan.host_layers, plan.host_bytes, plan.host_fraction, notes=tuple(notes))
     return _with_speed(c, speed_fn) if speed_fn is not None and fits else c
+
+
+def _host_ram_check(needed_bytes: int, host_ram_bytes: int | None, what: str) -> tuple[bool, list[str]]:
+    """(fits, notes) for the part kept in host RAM against the host RAM given (None: unchecked)."""
+    if host_ram_bytes is not None and needed_bytes > host_ram_bytes:
+        return False, [f"{what} need more host RAM than given"]
+    return True, []
 
 
 def evaluate_expert_offload(stack: StackMemory, gpu: GPU, *, headroom: float = DEFAULT_HEADROOM,
@@ -395,11 +398,7 @@ def evaluate_expert_offload(stack: StackMemory, gpu: GPU, *, headroom: float = D
     need = full.need_bytes - stack.expert_bytes
     if need > limit:
         return None
-    notes = []
-    fits = True
-    if host_ram_bytes is not None and stack.expert_bytes > host_ram_bytes:
-        fits = False
-        notes.append("the routed experts need more host RAM than given")
+    fits, notes = _host_ram_check(stack.expert_bytes, host_ram_bytes, "the routed experts")
     comps = tuple((k, v - stack.expert_bytes if k == "weights" else v) for k, v in full.components)
     c = Candidate(gpu, 1, 1, 1, 1, (stack.layers,), need, limit, capacity_for(gpu), fits, comps, 0,
                   stack.expert_bytes, stack.expert_read_fraction, notes=tuple(notes), expert_offload=True)
