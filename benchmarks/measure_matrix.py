@@ -40,24 +40,25 @@ TINY_CONFIG = {
 }
 
 
-def _inference(model: str, context: int, batch: int) -> dict:
+def _inference(model: str, context: int, batch: int, attention: str = "sdpa") -> dict:
     short = model.replace("llama-", "")
     return {"id": f"inf-{short}-ctx{context // 1024 if context >= 1024 else context}{'k' if context >= 1024 else ''}"
-                  f"-b{batch}",
+                  f"-b{batch}{'' if attention == 'sdpa' else '-' + attention}",
             "model": model, "mode": "inference",
-            "args": ["--max-model-len", str(context), "--batch-size", str(batch), "--attention", "sdpa"]}
+            "args": ["--max-model-len", str(context), "--batch-size", str(batch), "--attention", attention]}
 
 
 def _training(model: str, method: str, *, batch: int, seq: int, ckpt: bool = False, rank: int = 16,
-              optimizer: str = "adamw", precision: str = "bf16", steps: int = 3) -> dict:
+              optimizer: str = "adamw", precision: str = "bf16", steps: int = 3, attention: str = "sdpa") -> dict:
     short = model.replace("llama-", "")
     tag = f"{method}{'-r' + str(rank) if method == 'lora' else ''}{'-ckpt' if ckpt else ''}-{optimizer}-{precision}"
     args = ["--mode", "train", "--method", method, "--optimizer", optimizer, "--precision", precision,
-            "--batch-size", str(batch), "--seq-len", str(seq), "--steps", str(steps), "--attention", "sdpa"]
+            "--batch-size", str(batch), "--seq-len", str(seq), "--steps", str(steps), "--attention", attention]
     if method == "lora":
         args += ["--lora-rank", str(rank), "--lora-targets", "all-linear"]
     if ckpt:
         args.append("--gradient-checkpointing")
+    tag += "" if attention == "sdpa" else "-" + attention
     return {"id": f"train-{short}-{tag}-b{batch}-s{seq}", "model": model, "mode": "train", "args": args}
 
 
@@ -74,7 +75,31 @@ def default_matrix() -> list[dict]:
     cases = inference + training
     by_id = {c["id"]: c for c in cases}
     assert len(by_id) == len(cases), "case ids must be unique"
-    return [by_id[i] for i in first] + [c for c in cases if c["id"] not in first]
+    return [by_id[i] for i in first] + [c for c in cases if c["id"] not in first] + extended_matrix()
+
+
+def extended_matrix() -> list[dict]:
+    """Run after the default cases while the budget lasts (a card with room for them, e.g. 141 GB H200): the
+    training variants the default matrix lacks (full with checkpointing, mixed precision, SGD, Adafactor, eager
+    attention, 8B full fine-tuning, a longer sequence) and other architectures (Qwen3 with tied embeddings and a
+    151k vocabulary, Gemma 3 with sliding-window layers and a 262k vocabulary, the Qwen3-30B-A3B MoE)."""
+    return [
+        _training("llama-3.2-1b", "full", batch=4, seq=1024, ckpt=True),
+        _training("llama-3.2-1b", "full", batch=4, seq=1024, precision="bf16-mixed"),
+        _inference("qwen3-0.6b", 4096, 4),
+        _training("qwen3-0.6b", "full", batch=4, seq=1024),
+        _inference("gemma-3-1b-it", 16384, 1),
+        _training("gemma-3-1b-it", "full", batch=2, seq=2048),
+        _training("llama-3.1-8b", "full", batch=2, seq=1024, ckpt=True),
+        _training("llama-3.2-1b", "full", batch=4, seq=1024, optimizer="sgd"),
+        _training("llama-3.2-1b", "full", batch=4, seq=1024, optimizer="adafactor"),
+        _inference("llama-3.2-3b", 4096, 1, attention="eager"),
+        _training("llama-3.2-1b", "full", batch=2, seq=1024, attention="eager"),
+        _training("llama-3.1-8b", "lora", batch=1, seq=8192, ckpt=True),
+        _inference("qwen3-8b", 8192, 2),
+        _training("qwen3-8b", "lora", batch=4, seq=1024),
+        _inference("qwen3-30b-a3b", 4096, 1),
+    ]
 
 
 def tiny_matrix(config_path: str) -> list[dict]:
@@ -202,7 +227,8 @@ def summary_line(row: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--matrix", choices=["default", "tiny"], default="default")
+    p.add_argument("--matrix", choices=["default", "extended", "tiny"], default="default",
+                   help="default: every case; extended: only the cases after the original 24")
     p.add_argument("--output-dir", default=str(MEASUREMENTS_DIR), help="where <gpu>-<date>.jsonl is written")
     p.add_argument("--output", default=None, help="exact output file (overrides --output-dir)")
     p.add_argument("--budget-s", type=float, default=480.0, help="total time budget in seconds (default 480)")
@@ -219,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = tiny_dir / "config.json"
         cfg.write_text(json.dumps(TINY_CONFIG), encoding="utf-8")
         cases = tiny_matrix(str(cfg))
+    elif args.matrix == "extended":
+        cases = extended_matrix()
     else:
         cases = default_matrix()
     if args.only:

@@ -365,7 +365,10 @@ def test_allocator_and_device_figures_are_wired(tiny, monkeypatch):
 # ----- the prepared GPU matrix ------------------------------------------------------------------------------
 
 def test_default_matrix_covers_the_plan():
-    cases = measure_matrix.default_matrix()
+    extended = measure_matrix.extended_matrix()
+    everything = measure_matrix.default_matrix()
+    assert everything[-len(extended):] == extended  # the extended cases run last, while the budget lasts
+    cases = everything[:-len(extended)]
     ids = [c["id"] for c in cases]
     assert len(ids) == len(set(ids))
     inf = [c for c in cases if c["mode"] == "inference"]
@@ -379,6 +382,17 @@ def test_default_matrix_covers_the_plan():
                      ("llama-3.1-8b", "lora", False), ("llama-3.1-8b", "lora", True)}
     kinds_first = {(c["mode"], "lora" in c["id"]) for c in cases[:4]}
     assert kinds_first == {("inference", False), ("train", True), ("train", False)}
+
+
+def test_extended_matrix_adds_the_missing_kinds():
+    ext = measure_matrix.extended_matrix()
+    ids = [c["id"] for c in ext]
+    assert len(ids) == len(set(ids))
+    assert not set(ids) & {c["id"] for c in measure_matrix.default_matrix()[:-len(ext)]}
+    args = [" ".join(c["args"]) for c in ext]
+    for needle in ("--optimizer sgd", "--optimizer adafactor", "--precision bf16-mixed", "--attention eager"):
+        assert any(needle in a for a in args), needle
+    assert {c["model"] for c in ext} >= {"qwen3-0.6b", "gemma-3-1b-it", "qwen3-30b-a3b"}
 
 
 def test_every_default_case_parses(run_cli):
