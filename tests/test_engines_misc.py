@@ -87,10 +87,36 @@ def test_transformers_logits_by_version():
     assert extra == (8192 - 1) * 128256 * 6
 
 
-def test_transformers_eager_scores():
-    sdpa = plan_with_engine("transformers", **_kw(), context=4096)
-    eager = plan_with_engine("transformers", **_kw(), context=4096, attn_implementation="eager")
-    assert eager["memory"]["activations"] - sdpa["memory"]["activations"] == 32 * 4096 * 4096 * 6
+def test_transformers_prefill_and_eager_scores():
+    """Llama-3.1-8B, one 4,096-token prompt: the measured transformers layout (4 h + 3 I per token at 16 bits, the
+    last token's logits with their fp32 copy, 32 MiB of cuBLAS workspace); eager attention peaks at the attention
+    instead: 4 h + q + k + v + o per token, 10 bytes per score of one layer, and the 16-bit additive mask."""
+    from vramplan.core.memory import CUBLAS_WORKSPACE_BYTES
+
+    h, inter, n, heads, vocab = 4096, 14336, 4096, 32, 128256
+    fixed = vocab * 6 + CUBLAS_WORKSPACE_BYTES
+    sdpa = plan_with_engine("transformers", **_kw(), context=n)
+    eager = plan_with_engine("transformers", **_kw(), context=n, attn_implementation="eager")
+    assert sdpa["memory"]["activations"] == n * (4 * h + 3 * inter) * 2 + fixed
+    attn_width = 2 * 32 * 128 + 2 * 8 * 128
+    assert eager["memory"]["activations"] == n * (4 * h + attn_width) * 2 + heads * n * n * 10 + n * n * 2 + fixed
+    for r in (sdpa, eager):
+        m = r["memory"]
+        assert m["allocator_cache"] == int(0.4 * m["activations"])
+        assert m["total"] == sum(v for k, v in m.items() if k != "total")
+
+
+def test_transformers_sliding_window_mask_only_past_the_window():
+    kw = _kw("gemma-3-1b-it")
+    short = plan_with_engine("transformers", **kw, context=512)["memory"]["activations"]  # window 512: no mask
+    long_ = plan_with_engine("transformers", **kw, context=4096)["memory"]["activations"]
+    per_token = (4 * 1152 + 3 * 6912) * 2
+    assert long_ - short == (4096 - 512) * per_token + 4096 * 4096 * 1  # the boolean mask of the long prompt
+
+
+def test_transformers_decode_copy_is_not_added_to_the_prefill_peak():
+    m = plan_with_engine("transformers", **_kw(), context=4096, max_new_tokens=8)["memory"]
+    assert m["kv_transient"] == 0  # one layer's cache (32 MiB) is far below the prefill transient
 
 
 def test_transformers_sliding_window_cache():

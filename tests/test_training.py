@@ -332,3 +332,30 @@ def test_bad_options_in_json_mode(run_cli):
 def test_api_errors(kw, exc):
     with pytest.raises(exc):
         plan_training("llama-3.2-1b", **kw)
+
+
+# ----- measured on our own GPU (benchmarks/measurements/h200-2026-11-26.jsonl) -----------------------------------
+
+def test_checkpointing_reserves_one_fp32_logits_block_more(llama8b):
+    """With gradient checkpointing and a plain cross-entropy, the allocator holds one more fp32-logits block
+    (tokens x V x 4) than the peak allocation; the allocation itself does not change. A fused loss keeps no such
+    block."""
+    from vramplan.core.training import ALLOCATOR_CHECKPOINT_LOGITS
+
+    base = TrainingSetup(method="lora", precision="bf16", batch_size=4, seq_len=1024)
+    plain = plan_training_memory(llama8b, base)
+    ckpt = plan_training_memory(llama8b, replace(base, gradient_checkpointing=True))
+    no_ckpt_slack = plain.reserved_peak_bytes - plain.allocated_peak_bytes
+    block = int(ALLOCATOR_CHECKPOINT_LOGITS * 4 * 1024 * 128256 * 4)
+    assert ckpt.reserved_peak_bytes - ckpt.allocated_peak_bytes >= block
+    assert ckpt.reserved_peak_bytes - ckpt.allocated_peak_bytes - block <= no_ckpt_slack
+    fused = plan_training_memory(llama8b, replace(base, gradient_checkpointing=True, loss="fused"))
+    assert fused.reserved_peak_bytes - fused.allocated_peak_bytes < block
+
+
+def test_training_runtime_is_the_measured_torch_process():
+    from vramplan.core.memory import TORCH_TRAINING_RUNTIME_BYTES
+
+    assert TORCH_TRAINING_RUNTIME_BYTES == 767 * 2**20  # 766.8 MiB in all 14 SDPA training runs on the H200
+    one = plan_training("llama-3.2-1b", method="lora", batch_size=1, seq_len=512)
+    assert one["memory"]["runtime"] == TORCH_TRAINING_RUNTIME_BYTES

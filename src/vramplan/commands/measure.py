@@ -81,7 +81,8 @@ def run(args) -> dict:
             result = measure.prediction_only("train", args.model, **_train_options(args))
         else:
             result = measure.prediction_only("inference", args.model, max_model_len=args.max_model_len or 4096,
-                                             batch_size=args.batch_size, dtype=args.dtype)
+                                             batch_size=args.batch_size, dtype=args.dtype, attention=args.attention,
+                                             decode_tokens=args.decode_tokens)
         result["error"] = reason
         result["_exit"] = 1
         result["_error"] = reason

@@ -24,6 +24,22 @@ transformers engine model (engines/transformers.py) instead prefills whole promp
 CUDA_CONTEXT_BYTES = 512 * 1024 * 1024
 """CUDA context + cuBLAS workspaces per process per GPU: formulas.md 4.3 plans 0.3-0.6 GiB; we take 0.5 GiB."""
 
+_MiB = 1024 * 1024
+TORCH_CONTEXT_BYTES = 619 * _MiB
+"""Device memory a PyTorch process holds outside its caching allocator once CUDA is initialised (the CUDA context):
+618.8 MiB measured on an H200 (driver 580.159.04, CUDA 13.0, torch 2.11, lazy module loading), identical in all 38
+runs of benchmarks/measurements/h200-2026-11-26.jsonl (``device_used_before_model``)."""
+TORCH_INFERENCE_RUNTIME_BYTES = 695 * _MiB
+"""Outside the allocator at the end of a transformers prefill + decode (context + the kernels loaded on first use):
+694.8 MiB in all 22 SDPA inference runs of the same file (686.8 MiB with eager attention)."""
+TORCH_TRAINING_RUNTIME_BYTES = 767 * _MiB
+"""Outside the allocator after forward, backward and optimizer steps (more kernels loaded): 766.8 MiB in all 14
+SDPA training runs of the same file, whatever the model, method or optimizer (750.8 MiB with eager attention)."""
+CUBLAS_WORKSPACE_BYTES = 32 * _MiB
+"""cuBLAS workspace PyTorch allocates through its caching allocator at the first matmul: 32 MiB on Hopper and later
+(4 MiB before; NVIDIA cuBLAS docs, cublasSetWorkspace). Measured as the 32-45 MiB intercept of transformers prefill
+activations against tokens on the H200 (benchmarks/measurements/h200-2026-11-26.jsonl)."""
+
 
 def kv_bits(kv_dtype: str) -> float:
     try:
@@ -218,20 +234,21 @@ def weights_per_gpu_bytes(spec: ModelSpec, wb: WeightBytes, tp: int = 1, pp: int
 
 
 def prefill_activation_bytes(spec: ModelSpec, tokens: int, batch: int = 1, tp: int = 1,
-                             dtype_bytes: int = 2, logits_tokens: int = 1) -> int:
+                             dtype_bytes: int = 2, logits_tokens: int = 1, live_hidden: int = 2) -> int:
     """Transient peak of one prefill forward (inference, no grads), SDPA/flash attention, one layer live.
 
-    Live at the worst point of a layer: the residual stream and the normed input (2 x h), Q/K/V and the attention
-    output ((2 n_h + 2 n_kv) d), and in the MLP gate and up outputs plus their product (3 x I, I split over TP ranks).
-    Plus the logits: ``logits_tokens`` rows of V in the model dtype and their fp32 copy (transformers >= 4.45 keeps
-    only the last token's logits; formulas.md 4.1).
+    Live at the worst point of a layer: ``live_hidden`` hidden-sized tensors (the residual stream and the normed
+    input: 2 x h in the engines' fused layers; transformers' eager Python layers hold 4 x h, measured), Q/K/V and the
+    attention output ((2 n_h + 2 n_kv) d), and in the MLP gate and up outputs plus their product (3 x I, I split over
+    TP ranks). Plus the logits: ``logits_tokens`` rows of V in the model dtype and their fp32 copy (transformers >= 4.45
+    keeps only the last token's logits; formulas.md 4.1).
     """
     n = tokens * batch
     h = spec.hidden_size
     width, attn_full = _prefill_widths(spec)
     attn = attn_full // tp
     mlp = 3 * width // tp
-    per_token = (2 * h + max(attn, mlp)) * dtype_bytes
+    per_token = (live_hidden * h + max(attn, mlp)) * dtype_bytes
     logits = logits_tokens * batch * spec.vocab_size * (dtype_bytes + 4) // tp
     return n * per_token + logits
 

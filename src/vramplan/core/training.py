@@ -13,14 +13,15 @@ allocated):
 What the GPU must have (reserved) is the peak plus what the caching allocator cannot reuse: blocks cached for one
 phase's tensor shapes (activations scale with tokens) are only partly usable by the other phase's (gradients and
 optimizer temporaries have parameter shapes), so a fraction ``ALLOCATOR_CROSS_PHASE`` of the smaller phase's
-working set ends up in segments of its own. Then the CUDA context (and NCCL buffers with several GPUs).
+working set ends up in segments of its own. Then what the process holds outside the allocator: the CUDA context
+and loaded kernels (767 MiB measured on an H200, core/memory.py), and NCCL buffers with several GPUs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from .memory import CUDA_CONTEXT_BYTES
+from .memory import TORCH_TRAINING_RUNTIME_BYTES
 from .model import ModelSpec, global_tensors, layer_groups
 from .peft import AdapterPlan, adapter_plan, with_modules_to_save
 from .peft_methods import LORA_LIKE
@@ -37,6 +38,12 @@ ALLOCATOR_CROSS_PHASE = 0.25
 allocator cannot place in blocks cached for the other phase. Fitted on PEFT's full fine-tuning run of
 Llama-3.2-3B (torch 2.13, 99th-percentile reserved 34.78 GiB); checked on the same run's mean reserved memory and
 held out everywhere else (benchmarks/training_accuracy.py). It is 0 in effect for adapters (their step is tiny)."""
+ALLOCATOR_CHECKPOINT_LOGITS = 1.0
+"""With gradient checkpointing (and a plain cross-entropy over the whole vocabulary), the caching allocator reserves
+about one more fp32-logits-sized block (tokens x V x 4 bytes) than the peak allocation: measured reserved - allocated
+over that size 0.86 / 1.10 / 0.99 (LoRA r16 on Llama-3.2-3B / 3.1-8B at 4 x 1024 and 3.1-8B at 1 x 8192), 1.16 (full
+fine-tuning of 3.1-8B) and 2.7 (full fine-tuning of 3.2-1B) on an H200 (benchmarks/measurements/h200-2026-11-26.jsonl).
+The one-block rule is read off those runs, not fitted to a public one."""
 DS_MAX_LIVE_PARAMETERS = 1_000_000_000
 """DeepSpeed ZeRO-3 ``stage3_max_live_parameters`` default: parameters gathered at once (FSDP gathers whole units)."""
 NCCL_BYTES = 512 * 1024 * 1024
@@ -205,8 +212,12 @@ def plan_training_memory(spec: ModelSpec, setup: TrainingSetup) -> TrainingMemor
     peak_name, peak_dyn = max(phases, key=lambda p: p[1])
     allocated_peak = persistent + peak_dyn
     overhead = int(ALLOCATOR_CROSS_PHASE * min(work_a, work_b))
+    if setup.gradient_checkpointing and setup.loss == "full" and not setup.fused_kernels:
+        # the fp32 logits block freed after the loss is split by the recomputed layers' tensors: one more such
+        # block ends up reserved (ALLOCATOR_CHECKPOINT_LOGITS)
+        overhead += int(ALLOCATOR_CHECKPOINT_LOGITS * act.tokens * spec.vocab_size * 4)
     reserved_peak = allocated_peak + overhead
-    runtime = CUDA_CONTEXT_BYTES + (NCCL_BYTES if n_d > 1 else 0)
+    runtime = TORCH_TRAINING_RUNTIME_BYTES + (NCCL_BYTES if n_d > 1 else 0)
     after_step = persistent + states.gradients + act.retained_after_step_bytes
     if setup.loop == "trainer":  # HF Trainer zeroes (frees) the grads right after the step
         after_step = persistent + (states.gradients if accumulating else 0)

@@ -4,12 +4,22 @@
   the new token onto every layer's K and V, so one layer's cache exists twice for a moment (a transient of one
   layer). Sliding-window layers keep ``sliding_window - 1`` tokens from transformers 4.53 (``DynamicSlidingWindowLayer``;
   older releases kept the full length in some paths, formulas.md 3.3).
-* Prefill activations (one layer live, inference mode): core/memory.py ``prefill_activation_bytes`` with SDPA/flash
-  attention; eager attention adds the fp32 scores and their 16-bit copy, ``b x n_h x s^2 x 6`` bytes, for one layer.
+* Prefill activations (one layer live, inference mode), measured on an H200 with transformers 5.17 / torch 2.11
+  (benchmarks/measurements/h200-2026-11-26.jsonl; fitted on the 18 Llama runs, held out on Qwen3 0.6B / 8B):
+  ``(4 h + 3 I) x 2`` bytes per prompt token (the eager Python layer holds four hidden-sized tensors beside the
+  MLP's gate, up and product; the fused engines hold two), or at the attention, ``(4 h + q + k + v + o) x 2`` plus
+  what the attention implementation adds; plus the cuBLAS workspace (32 MiB on Hopper). Eager attention adds, for
+  one layer, ``b x n_h x s^2`` scores in the model dtype, their fp32 upcast inside softmax and the fp32 result
+  (10 bytes per score at 16 bits; 9.7 measured), and an additive mask ``b x s^2`` in the model dtype. SDPA on a
+  model with sliding-window layers and a prompt longer than the window gets a boolean ``b x s^2`` mask (it cannot
+  use ``is_causal``), which SDPA copies to the model dtype inside those layers.
 * Logits (formulas.md 4.1): up to 4.44 every ``*ForCausalLM.forward`` returned fp32 logits for the whole prompt
   (``b x s x V x (2 + 4)`` bytes); from 4.45 ``generate`` keeps only the last token's logits (``num_logits_to_keep``)
   and copies them to fp32 (``b x V x 4``).
-* Runtime: the CUDA context and cuBLAS workspaces (0.5 GiB, core/memory.py).
+* Decode: each step ``torch.cat``s one token onto every layer's cache, so one layer's cache briefly exists twice; the
+  step's activations are tiny, so the peak is the larger of that copy and the prefill transient, not their sum.
+* Runtime: what a PyTorch process holds outside its allocator after prefill and decode, 695 MiB measured on an H200
+  (CUDA context 619 MiB + kernels loaded on first use; core/memory.py ``TORCH_INFERENCE_RUNTIME_BYTES``).
 """
 
 from __future__ import annotations
@@ -17,8 +27,8 @@ from __future__ import annotations
 import re
 from math import ceil
 
-from ..core.memory import CUDA_CONTEXT_BYTES, kv_bits, kv_elements_per_token_rank, prefill_activation_bytes
-from ..core.memory import pool_capacity, weights_per_gpu_bytes
+from ..core.memory import (CUBLAS_WORKSPACE_BYTES, TORCH_INFERENCE_RUNTIME_BYTES, _prefill_widths, kv_bits,
+                           kv_elements_per_token_rank, pool_capacity, weights_per_gpu_bytes)
 from ..core.model import MAMBA, MLA, SLIDING, ModelSpec
 from ..errors import InvalidRequest, UnknownName
 
@@ -67,6 +77,37 @@ def dynamic_cache_bytes(spec: ModelSpec, tokens: int, batch: int, kv_dtype: str,
     return total, biggest
 
 
+ALLOCATOR_SLACK = 0.4
+"""What PyTorch's caching allocator reserves beyond the prefill's peak allocation, as a fraction of the prefill
+transient: blocks freed by one layer's MLP are split by the next layer's cache tensors, so a later MLP tensor may need
+a new segment. Measured reserved - allocated over the transient: median 0.46 (0.18-0.68, and two 1k-token batch-1 runs
+at 4-6x) on the 18 Llama SDPA runs of benchmarks/measurements/h200-2026-11-26.jsonl; 0.4 minimises their median
+device-total error (1.0%); held out: Qwen3 0.6B / 8B, Qwen3-30B-A3B and eager Llama-3.2-3B."""
+LIVE_HIDDEN = 4
+"""Hidden-sized tensors alive at a transformers decoder layer's peak beside the MLP's (measured, see above)."""
+
+
+def prefill_peak_bytes(spec: ModelSpec, prompt: int, batch: int, tp: int, dtype_bytes: int, logits_tokens: int,
+                       attn: str) -> int:
+    """The prefill forward's transient peak above the weights and the cache (one layer live, inference mode)."""
+    n = prompt * batch
+    h = spec.hidden_size
+    width, attn_width = _prefill_widths(spec)
+    mlp_time = n * (LIVE_HIDDEN * h + 3 * width // tp) * dtype_bytes
+    attn_time = n * (LIVE_HIDDEN * h + attn_width // tp) * dtype_bytes
+    mask = 0
+    if attn == "eager":
+        heads = max(1, spec.num_heads // tp)
+        upcast = 0 if dtype_bytes >= 4 else 4  # softmax(dtype=float32) copies 16-bit scores to fp32 first
+        attn_time += batch * heads * prompt * prompt * (dtype_bytes + upcast + 4)
+        mask = batch * prompt * prompt * dtype_bytes
+    elif attn == "sdpa" and SLIDING in spec.kinds and spec.sliding_window and prompt > spec.sliding_window:
+        mask = batch * prompt * prompt  # torch.bool
+        attn_time += batch * prompt * prompt * dtype_bytes
+    logits = logits_tokens * batch * spec.vocab_size * (dtype_bytes + 4) // tp
+    return max(mlp_time, attn_time) + mask + logits + CUBLAS_WORKSPACE_BYTES
+
+
 def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", tp: int = 1, pp: int = 1, gpu=None,
          engine_version=None, gpu_memory_utilization=None, max_num_batched_tokens=None, max_num_seqs=None,
          **options) -> dict:
@@ -84,11 +125,13 @@ def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", t
     capped = v >= (4, 53)
     kv, layer_kv = dynamic_cache_bytes(spec, context, batch, kv_dtype, tp, capped)
     logits_tokens = 1 if v >= (4, 45) else prompt
-    act = prefill_activation_bytes(spec, prompt, batch, tp, dtype_bytes, logits_tokens)
-    if attn == "eager":
-        act += batch * (spec.num_heads // tp) * prompt * prompt * 6
-    runtime = CUDA_CONTEXT_BYTES
-    memory = {"weights": weights, "kv_cache": kv, "activations": act, "kv_transient": layer_kv, "runtime": runtime}
+    act = prefill_peak_bytes(spec, prompt, batch, tp, dtype_bytes, logits_tokens, attn)
+    runtime = TORCH_INFERENCE_RUNTIME_BYTES
+    # the decode step's cache copy and the prefill transient are never live together: the peak takes the larger
+    copy_extra = max(0, layer_kv - act)
+    slack = int(ALLOCATOR_SLACK * act)
+    memory = {"weights": weights, "kv_cache": kv, "activations": act, "kv_transient": copy_extra,
+              "allocator_cache": slack, "runtime": runtime}
     memory["total"] = sum(memory.values())
     out = {"memory": memory,
            "engine": {"name": "transformers", "version": str(engine_version or DEFAULT_VERSION),
@@ -110,9 +153,17 @@ def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", t
         + (" (sliding layers capped at their window)" if capped and SLIDING in spec.kinds else "")
         + (" (MLA layers: transformers caches the decompressed per-head K and V, not the latent vLLM / SGLang keep)"
            if spec.is_mla else "")
-        + f"; torch.cat copies one layer ({g(layer_kv)}) per step",
+        + f"; torch.cat copies one layer ({g(layer_kv)}) per decode step"
+        + (f", {g(copy_extra)} above the prefill transient" if copy_extra else ", within the prefill transient"),
         f"prefill of {prompt:,} tokens: {g(act)} including "
         + ("the last token's logits (num_logits_to_keep, transformers >= 4.45)" if logits_tokens == 1
-           else "fp32 logits for the whole prompt (transformers <= 4.44)"),
-        f"runtime: CUDA context and cuBLAS workspaces {g(runtime)}"]
+           else "fp32 logits for the whole prompt (transformers <= 4.44)")
+        + f" and the cuBLAS workspace ({CUBLAS_WORKSPACE_BYTES // (1 << 20)} MiB)"
+        + (f"; eager attention's scores for one layer ({batch} x {spec.num_heads // tp} heads x {prompt:,}^2)"
+           if attn == "eager" else "")
+        + ("; SDPA's boolean sliding-window mask and its 16-bit copy" if attn == "sdpa" and SLIDING in spec.kinds
+           and spec.sliding_window and prompt > spec.sliding_window else ""),
+        f"PyTorch caching allocator: {g(slack)} reserved beyond the peak allocation (0.4 x the prefill transient, "
+        "measured)",
+        f"runtime: CUDA context and loaded kernels of a PyTorch process {g(runtime)} (measured on an H200, CUDA 13)"]
     return out

@@ -28,7 +28,8 @@ def measure_inference(model, *, max_model_len, batch_size: int = 1, dtype: str =
     check_choice(attention, ATTENTIONS, "attention")
     cfg = raw_config(model)
     dt = resolve_dtype(dtype, cfg)
-    predicted = predict_inference(model, max_model_len=context, batch_size=batch_size, dtype=dt)
+    predicted = predict_inference(model, max_model_len=context, batch_size=batch_size, dtype=dt, attention=attention,
+                                  decode_tokens=decode_tokens)
     dev = target_device(device, allow_cpu)
     t_start = time.perf_counter()
     probe, base = open_probe(dev)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-INFERENCE_SOURCE = "vramplan.api.plan_inference (plain accounting)"
+INFERENCE_SOURCE = "vramplan.api.plan_inference, engine transformers (what the harness runs)"
 TRAINING_SOURCE = "vramplan.training_api.plan_training"
 
 
@@ -12,10 +12,16 @@ def model_arg(model) -> str:
     return os.fspath(model)
 
 
-def predict_inference(model, *, max_model_len: int, batch_size: int = 1, dtype: str = "auto") -> dict:
-    from ..api import plan_inference
+def predict_inference(model, *, max_model_len: int, batch_size: int = 1, dtype: str = "auto",
+                      attention: str = "sdpa", decode_tokens: int = 8) -> dict:
+    """The transformers engine model for the harness's run: one prefill of ``max_model_len - decode_tokens`` tokens
+    per sequence, then ``decode_tokens`` steps with the DynamicCache (engines/transformers.py)."""
+    from ..api import plan_inference, tokens_arg
 
-    return plan_inference(model_arg(model), max_model_len=max_model_len, batch_size=batch_size, dtype=dtype)
+    context = tokens_arg(max_model_len) or 4096
+    return plan_inference(model_arg(model), max_model_len=context, batch_size=batch_size, dtype=dtype,
+                          engine="transformers", attn_implementation=attention,
+                          max_new_tokens=max(0, min(decode_tokens, context - 1)))
 
 
 def training_options(method: str = "full", optimizer: str = "adamw", precision: str = "bf16", batch_size: int = 1,
