@@ -32,7 +32,7 @@ from ..core.memory import (CUBLAS_WORKSPACE_BYTES, TORCH_INFERENCE_RUNTIME_BYTES
 from ..core.model import MAMBA, MLA, SLIDING, ModelSpec
 from ..errors import InvalidRequest, UnknownName
 
-VERSIONS = ("4.36.0", "4.45.0", "4.53.0")
+VERSIONS = ("4.36.0", "4.45.0", "4.53.0", "5.17.0")  # behaviour changes; 5.17 is the release we measured
 DEFAULT_VERSION = VERSIONS[-1]
 GiB = 1 << 30
 
@@ -155,7 +155,7 @@ def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", t
            if spec.is_mla else "")
         + f"; torch.cat copies one layer ({g(layer_kv)}) per decode step"
         + (f", {g(copy_extra)} above the prefill transient" if copy_extra else ", within the prefill transient"),
-        f"prefill of {prompt:,} tokens: {g(act)} including "
+        f"prefill of {batch} x {prompt:,} tokens: {g(act)} including "
         + ("the last token's logits (num_logits_to_keep, transformers >= 4.45)" if logits_tokens == 1
            else "fp32 logits for the whole prompt (transformers <= 4.44)")
         + f" and the cuBLAS workspace ({CUBLAS_WORKSPACE_BYTES // (1 << 20)} MiB)"
