@@ -173,8 +173,9 @@ def test_gpu_rows_are_predicted_again_with_the_current_code(tmp_path):
 
 def test_committed_gpu_measurements_stay_predicted():
     """The project's own H200 runs (benchmarks/measurements/): the transformers engine model predicts the peak torch
-    allocation of every dense SDPA inference run within 1%, and every training run's model states exactly; a change
-    that breaks this moves a number the README reports."""
+    allocation of every dense SDPA inference run within 1%; training runs' peak allocation within 2% and the bytes
+    autograd saves within 5%, and their model states exactly; a change that breaks this moves a number the README
+    reports."""
     scored, skipped = accuracy.score_measurements(ROOT / "benchmarks" / "measurements")
     assert not [s for s in skipped if "measured on the CPU" not in s.get("reason", "")]
     rows = {(r["category"], r["id"]): r for r in scored}
@@ -182,6 +183,9 @@ def test_committed_gpu_measurements_stay_predicted():
              and "eager" not in rid and "gemma" not in rid]
     assert len(alloc) >= 20
     assert max(abs(r["error_pct"]) for r in alloc) < 1.0
+    for comp, limit in (("peak_allocated", 2.0), ("saved_for_backward", 5.0)):  # never fitted to these runs
+        got = [r for (cat, _), r in rows.items() if cat == f"gpu_train_{comp}"]
+        assert len(got) >= 15 and max(abs(r["error_pct"]) for r in got) < limit, comp
     for comp in ("weights", "gradients", "optimizer", "trainable_params"):
         got = [r for (cat, _), r in rows.items() if cat == f"gpu_train_{comp}"]
         assert got and all(r["predicted"] == r["measured"] for r in got), comp  # SGD: 0 optimizer bytes

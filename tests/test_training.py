@@ -359,3 +359,28 @@ def test_training_runtime_is_the_measured_torch_process():
     assert TORCH_TRAINING_RUNTIME_BYTES == 767 * 2**20  # 766.8 MiB in all 14 SDPA training runs on the H200
     one = plan_training("llama-3.2-1b", method="lora", batch_size=1, seq_len=512)
     assert one["memory"]["runtime"] == TORCH_TRAINING_RUNTIME_BYTES
+
+
+def test_gemma_norms_keep_fp32_normalized_inputs_for_their_weight_grads():
+    """Gemma's RMSNorm scales by (1 + w) in fp32 before casting back, so a trained norm weight keeps the fp32
+    normalized input (4 B/element) where Llama's keeps the 16-bit one; frozen norms (LoRA) keep neither."""
+    gemma = load_model("gemma-3-1b-it").spec
+    setup = TrainingSetup(precision="bf16", batch_size=2, seq_len=2048)
+    full = plan_training_memory(gemma, setup).activations
+    terms = dict(full.layer_terms)
+    assert terms["input norm: normalized input (weight grad)"] == 4 * gemma.hidden_size
+    llama = plan_training_memory(load_model("llama-3.2-1b").spec, setup).activations
+    assert dict(llama.layer_terms)["input norm: normalized input (weight grad)"] == 2 * 2048
+    lora = plan_training_memory(gemma, replace(setup, method="lora")).activations
+    assert "input norm: normalized input (weight grad)" not in dict(lora.layer_terms)
+
+
+def test_loss_and_autocast_saved_tensors_are_reported(llama3b):
+    """What autograd saves beside the layers: the plain cross-entropy's fp32 log-softmax (tokens x V x 4) and, under
+    autocast without checkpointing, the 16-bit weight copies; the harness's saved-tensor count includes both."""
+    setup = TrainingSetup(precision="bf16-mixed", batch_size=4, seq_len=1024)
+    mem = plan_training_memory(llama3b, setup)
+    assert mem.activations.loss_saved_bytes == 4 * 1024 * 128256 * 4
+    assert mem.autocast_saved_bytes > 0
+    assert plan_training_memory(llama3b, replace(setup, gradient_checkpointing=True)).autocast_saved_bytes == 0
+    assert plan_training_memory(llama3b, replace(setup, loss="fused")).activations.loss_saved_bytes == 0

@@ -209,6 +209,8 @@ def _result(lm, setup: TrainingSetup, mem: TrainingMemory) -> dict:
                         "bytes_per_token_per_layer": dict(act.per_layer),
                         "layer_terms": dict(act.layer_terms),
                         "saved_bytes": act.saved_bytes,
+                        "loss_saved_bytes": act.loss_saved_bytes,
+                        "autocast_saved_bytes": mem.autocast_saved_bytes,
                         "checkpoint_bytes_per_token": act.checkpoint_bytes_per_token,
                         "loss_forward_bytes": act.loss_forward_bytes,
                         "loss_backward_bytes": act.loss_backward_bytes,

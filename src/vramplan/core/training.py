@@ -67,6 +67,7 @@ class TrainingMemory:
     setup: TrainingSetup
     phases: tuple[tuple[str, int], ...]
     explain: tuple[str, ...] = field(default=())
+    autocast_saved_bytes: int = 0  # autocast's 16-bit weight copies the forward saves for backward (none with ckpt)
 
     def as_dict(self) -> dict[str, int]:
         d = dict(self.components)
@@ -155,6 +156,8 @@ def plan_training_memory(spec: ModelSpec, setup: TrainingSetup) -> TrainingMemor
         adapter = with_modules_to_save(adapter, spec, setup.modules_to_save)
     states = model_states(spec, setup, adapter, base_fmt)
     am = _activation_model(setup, adapter)
+    if spec.model_type.startswith("gemma"):
+        am = replace(am, norm_scale_fp32=True)
     act = activations(spec, am, setup.batch_size, setup.seq_len, adapter.virtual_tokens if adapter else 0)
     a = am.act_bytes if setup.precision != "fp32" else 4
     n_d = setup.gpus
@@ -253,8 +256,9 @@ def plan_training_memory(spec: ModelSpec, setup: TrainingSetup) -> TrainingMemor
     comps.append(("runtime", runtime))
     total = sum(b for _, b in comps)
     host = states.host
+    autocast_saved = 0 if setup.gradient_checkpointing else sum(b for n, b in transient if n.startswith("autocast"))
     return TrainingMemory(tuple(comps), total, allocated_peak, reserved_peak, after_step, peak_name, states, act,
-                          adapter, host, setup, phases)
+                          adapter, host, setup, phases, autocast_saved_bytes=autocast_saved)
 
 
 def _nf4() -> WeightFormat:

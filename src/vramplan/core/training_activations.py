@@ -10,7 +10,7 @@ What is saved depends on what requires grad, because autograd keeps a linear lay
 trained. So the same rules give frozen-base PEFT runs (LoRA, DoRA, IA3, prompt tuning) their own, smaller figure:
 
 - RMSNorm (HF ``LlamaRMSNorm``): an fp32 copy of its input (4h) and rsqrt (4 B); the normalized input (in the
-  residual dtype) only when the norm weight is trained.
+  residual dtype; fp32 for Gemma's norms, which scale by ``1 + w`` in fp32) only when the norm weight is trained.
 - Linear layers: their input when the weight is trained; under torch autocast each linear saves its own 16-bit cast.
 - LoRA/DoRA (PEFT): each adapted module casts its input to the adapter dtype (fp32 by default,
   ``autocast_adapter_dtype=True``) and ``lora_A`` keeps that copy; ``lora_B`` keeps the rank-r intermediate. DoRA
@@ -78,6 +78,7 @@ class ActivationModel:
     fused_kernels: bool = False  # Liger-style fused RMSNorm / SwiGLU (minimal saves)
     loss: str = "full"
     checkpointing: bool = False
+    norm_scale_fp32: bool = False  # Gemma's RMSNorm scales by (1 + w) in fp32: its weight grad keeps fp32 inputs
 
     @property
     def cache_on(self) -> bool:
@@ -99,12 +100,13 @@ class Activations:
     logits_bytes_per_token: int
     loss_forward_bytes: int  # at the loss in the forward (whole micro-batch)
     loss_backward_bytes: int  # at the log-softmax backward
-    saved_bytes: int  # everything saved for backward at the end of the forward (whole micro-batch)
+    saved_bytes: int  # everything the layers save for backward at the end of the forward (whole micro-batch)
     forward_peak_bytes: int
     backward_peak_bytes: int
     retained_after_step_bytes: int  # outputs kept by the loop after the step (logits, KV cache)
     eager_scores_bytes: int = 0  # the s^2 part held at once (all layers; one layer with checkpointing)
     adapter_fixed_bytes: int = 0  # weight-shaped tensors adapted modules keep (delta weights, rotations, copies)
+    loss_saved_bytes: int = 0  # the plain cross-entropy's fp32 log-softmax output, saved for its backward
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -117,8 +119,14 @@ def _norm_terms(width: int, m: ActivationModel, label: str) -> list[tuple[str, i
         return [(f"{label} (fused: input + rstd)", m.residual_bytes * width + 4)]
     t = [(f"{label}: fp32 input + rsqrt", 4 * width + 4)]
     if m.full or m.norms_trainable:
-        t.append((f"{label}: normalized input (weight grad)", m.residual_bytes * width))
+        t.append((f"{label}: normalized input (weight grad)", _norm_saved_bytes(m) * width))
     return t
+
+
+def _norm_saved_bytes(m: ActivationModel) -> int:
+    """Bytes per element of the normalized input a trained norm weight keeps: the residual dtype (HF LlamaRMSNorm
+    casts before scaling), fp32 for Gemma's norms, which scale by (1 + w) before casting back."""
+    return 4 if m.norm_scale_fp32 else m.residual_bytes
 
 
 def _targets_on(m: ActivationModel, roles: tuple[str, ...]) -> list[AdapterTarget]:
@@ -207,7 +215,7 @@ def _attention_terms(spec: ModelSpec, kind: str, m: ActivationModel, seq_len: in
     if spec.qk_norm:
         t.append(("q/k norms: fp32 inputs + rsqrt", 4 * (nh + nkv) * d + 4 * (nh + nkv)))
         if m.full or m.norms_trainable:
-            t.append(("q/k norms: normalized", m.residual_bytes * (nh + nkv) * d))
+            t.append(("q/k norms: normalized", _norm_saved_bytes(m) * (nh + nkv) * d))
     if m.attention == "eager":
         t.append(("attention: Q, K and V repeated to every head", a * nh * (2 * d + vd)))
         scores = (4 + a) * nh * seq_len
@@ -413,6 +421,7 @@ def activations(spec: ModelSpec, m: ActivationModel, batch: int, seq_len: int, v
                        loss_forward_bytes=n * loss_f + chunk_fixed + fused_fixed,
                        loss_backward_bytes=n * loss_b + chunk_fixed + fused_fixed,
                        saved_bytes=saved, forward_peak_bytes=fwd, backward_peak_bytes=bwd,
+                       loss_saved_bytes=n * 4 * spec.vocab_size if m.loss == "full" else 0,
                        retained_after_step_bytes=retained,
                        eager_scores_bytes=n * (scores // max(spec.num_layers, 1) if m.checkpointing else scores),
                        adapter_fixed_bytes=ad_fixed + glob_fixed, notes=tuple(notes))

@@ -63,7 +63,10 @@ def training_comparison(predicted: dict | None, m: dict) -> dict:
     pred_alloc = pred_alloc if pred_alloc is not None else (None if total is None else total - runtime)
     pred_res = _pick(predicted, "reserved_peak") or _pick(peak, "reserved") or _pick(pm, "peak_reserved")
     pred_res = pred_res if pred_res is not None else pred_alloc
-    saved = _pick(predicted.get("activations") or {}, "saved_bytes")
+    acts = predicted.get("activations") or {}
+    saved = _pick(acts, "saved_bytes")
+    if saved is not None:  # the harness counts every tensor autograd saves: the loss's and autocast's copies too
+        saved += (acts.get("loss_saved_bytes") or 0) + (acts.get("autocast_saved_bytes") or 0)
     pairs = [
         ("weights", states.get("weights"), m.get("weights"), "tensor"),
         ("gradients", states.get("gradients"), m.get("gradients"), "tensor"),
