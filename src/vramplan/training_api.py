@@ -290,7 +290,9 @@ def _explain(lm, setup: TrainingSetup, mem: TrainingMemory) -> list[str]:
     if setup.gradient_checkpointing:
         lines.append(f"gradient checkpointing: {act.checkpoint_bytes_per_token:,} B/token kept (each layer's input), "
                      f"plus one layer's working set ({act.layer_work_bytes_per_token:,} B/token) during backward; "
-                     f"without it: {per} per token")
+                     f"without it: {per} per token"
+                     + ("; the caching allocator keeps one more fp32-logits-sized block reserved "
+                        f"({fb(act.loss_saved_bytes)}, measured on an H200)" if act.loss_saved_bytes else ""))
     else:
         lines.append(f"activations saved per token per layer: {per}; {act.tokens:,} tokens per micro-batch")
     if act.eager_scores_bytes:
