@@ -29,7 +29,7 @@ from math import ceil
 
 from ..core.memory import (CUBLAS_WORKSPACE_BYTES, TORCH_INFERENCE_RUNTIME_BYTES, _prefill_widths, kv_bits,
                            kv_elements_per_token_rank, pool_capacity, weights_per_gpu_bytes)
-from ..core.model import MAMBA, MLA, SLIDING, ModelSpec
+from ..core.model import MAMBA, MLA, SLIDING, ModelSpec, group_mlp_width, layer_groups
 from ..errors import InvalidRequest, UnknownName
 
 VERSIONS = ("4.36.0", "4.45.0", "4.53.0", "5.17.0")  # behaviour changes; 5.17 is the release we measured
@@ -87,13 +87,35 @@ LIVE_HIDDEN = 4
 """Hidden-sized tensors alive at a transformers decoder layer's peak beside the MLP's (measured, see above)."""
 
 
+def _mlp_peak_elements(spec: ModelSpec, tp: int, grouped_moe: bool) -> int:
+    """Elements per token live in the widest feed-forward block beside the hidden-sized tensors.
+
+    Dense (and shared-expert) MLPs: gate, up and their product, 3 x width. Routed experts from transformers 5
+    (``grouped_mm_experts_forward``): each token's hidden state copied once per chosen expert (k x h, held to the end),
+    then either the gate-up output, its masked copy and the gated product (k x (2I + 2I)), or, at the end, the down
+    output, its masked and weighted copies and the re-ordered one (k x 4h minus the held copy) - the larger of
+    k x (h + 4I) and k x 4h. Measured on Qwen3-30B-A3B: 0.60 GiB predicted 0.59 GiB at 4,088 tokens. Before 5.0 the
+    experts ran one at a time on their own tokens, a small transient; we keep 3 x the routed width there."""
+    h = spec.hidden_size
+    best = 0
+    for g in layer_groups(spec):
+        dense, routed = group_mlp_width(spec, g)
+        peak = 3 * dense // tp
+        if routed:
+            k, inter = spec.experts_per_token, spec.moe_intermediate_size // tp
+            moe = k * max(h + 4 * inter, 4 * h) if grouped_moe else 3 * routed // tp
+            peak = max(moe, peak + h if dense else 0)  # the shared expert runs with the routed output held
+        best = max(best, peak)
+    return best
+
+
 def prefill_peak_bytes(spec: ModelSpec, prompt: int, batch: int, tp: int, dtype_bytes: int, logits_tokens: int,
-                       attn: str) -> int:
+                       attn: str, grouped_moe: bool = True) -> int:
     """The prefill forward's transient peak above the weights and the cache (one layer live, inference mode)."""
     n = prompt * batch
     h = spec.hidden_size
-    width, attn_width = _prefill_widths(spec)
-    mlp_time = n * (LIVE_HIDDEN * h + 3 * width // tp) * dtype_bytes
+    _, attn_width = _prefill_widths(spec)
+    mlp_time = n * (LIVE_HIDDEN * h + _mlp_peak_elements(spec, tp, grouped_moe)) * dtype_bytes
     attn_time = n * (LIVE_HIDDEN * h + attn_width // tp) * dtype_bytes
     mask = 0
     if attn == "eager":
@@ -125,7 +147,7 @@ def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", t
     capped = v >= (4, 53)
     kv, layer_kv = dynamic_cache_bytes(spec, context, batch, kv_dtype, tp, capped)
     logits_tokens = 1 if v >= (4, 45) else prompt
-    act = prefill_peak_bytes(spec, prompt, batch, tp, dtype_bytes, logits_tokens, attn)
+    act = prefill_peak_bytes(spec, prompt, batch, tp, dtype_bytes, logits_tokens, attn, grouped_moe=v >= (5, 0))
     runtime = TORCH_INFERENCE_RUNTIME_BYTES
     # the decode step's cache copy and the prefill transient are never live together: the peak takes the larger
     copy_extra = max(0, layer_kv - act)
