@@ -228,3 +228,18 @@ def test_transformers_5_grouped_experts_prefill():
     old = plan_with_engine("transformers", **kw, context=4096, max_new_tokens=8,
                            engine_version="4.53.0")["memory"]["activations"]
     assert old == n * (4 * h + 3 * k * inter) * 2 + vocab * 6 + CUBLAS_WORKSPACE_BYTES
+
+
+def test_transformers_sliding_window_sdpa_mask_at_the_attention():
+    """Gemma 3 1B, one 16,384-token prompt (window 512): the boolean mask (1 B per element) lives through the forward;
+    inside a sliding layer SDPA adds the additive mask in bf16 and its logical_not temporary (3 B per element), and
+    transformers repeats the one KV head to the 4 query heads (no GQA path with a mask). Here that attention moment
+    outweighs the MLP's (4 h + 3 I per token)."""
+    from vramplan.core.memory import CUBLAS_WORKSPACE_BYTES
+
+    h, inter, n, heads, d, vocab = 1152, 6912, 16384, 4, 256, 262144
+    act = plan_with_engine("transformers", **_kw("gemma-3-1b-it"), context=n)["memory"]["activations"]
+    attn_width = 2 * heads * d + 2 * 1 * d
+    attention = n * (4 * h + attn_width) * 2 + n * n * 3 + n * 2 * heads * d * 2
+    assert attention > n * (4 * h + 3 * inter) * 2
+    assert act == attention + n * n + vocab * 6 + CUBLAS_WORKSPACE_BYTES
