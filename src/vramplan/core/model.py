@@ -100,6 +100,7 @@ class ModelSpec:
     qk_norm: bool = False
     norms_per_layer: int = 2
     norm_bias: bool = False  # LayerNorm with bias (Phi-2, GPT-NeoX) instead of RMSNorm
+    parametric_norms: bool = True  # OLMo 1: LayerNorm without weight or bias (no stored tensors)
     mlp_gated: bool = True  # SwiGLU/GeGLU: gate, up, down; False: fc1, fc2
     mlp_bias: bool = False
     lm_head_bias: bool = False
@@ -652,7 +653,8 @@ def global_tensors(spec: ModelSpec) -> tuple[Tensor, ...]:
               Tensor("per_layer_projection_norm.weight", "norm", (spec.per_layer_input_dim,), "norms")]
     if spec.learned_pos_embeddings:
         t.append(Tensor("embed_positions.weight", "pos_embd", (spec.learned_pos_embeddings, h), "embedding"))
-    t.append(Tensor("norm.weight", "output_norm", (h,), "norms", 4 if spec.norms_fp32 else 0))
+    if spec.parametric_norms:
+        t.append(Tensor("norm.weight", "output_norm", (h,), "norms", 4 if spec.norms_fp32 else 0))
     if spec.attn_residuals:
         t += [Tensor("output_attn_res_norm.weight", "norm", (h,), "norms"),
               Tensor("output_attn_res_proj.weight", "attn_res", (1, h), "attn_residuals")]

@@ -41,6 +41,9 @@ MODEL_TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
     "siglip_vision_model": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
                             "num_attention_heads": 12, "num_channels": 3, "image_size": 224, "patch_size": 16},
     "llama": {"tie_word_embeddings": False},
+    "cohere": {"tie_word_embeddings": True},
+    "cohere2": {"tie_word_embeddings": True, "sliding_window": 4096},
+    "olmo3": {"sliding_window": 4096},
     "mistral": {"sliding_window": 4096},
 }
 
@@ -51,7 +54,8 @@ _LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qw
                "helium", "smollm3", "ernie4_5", "glm", "seed_oss", "llama4_text", "hunyuan_v1_dense", "arcee",
                "nemotron", "solar", "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba",
                "jamba", "nemotron_h", "mamba2", "kimi_k2", "minimax_m2", "deepseek_v32", "glm_moe_dsa", "gemma4_text", "nemotron-nas", "deepseek_v4", "step3p5",
-               "step3p7", "mimo_v2_flash", "minimax_m3", "kimi_linear", "glm4_moe", "glm4_moe_lite"}
+               "step3p7", "mimo_v2_flash", "minimax_m3", "kimi_linear", "glm4_moe", "glm4_moe_lite",
+               "olmo2", "olmo3", "cohere2"}
 _RENAMED = {"mimo_v2", "minimax_m3_vl", "kimi_k3", "glm4v_moe", "deepseek_vl_v2"}  # read as another model type (parse_config says which)
 _HYBRID = {"qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba", "jamba", "nemotron_h"}
 SUPPORTED_MODEL_TYPES = tuple(sorted(_LLAMA_LIKE | _RENAMED | {"gemma3", "llama4", "mistral3", "llava", "qwen3_5", "qwen3_5_moe",
@@ -71,7 +75,8 @@ _ARCH_TO_TYPE = {
     "Step3p5ForCausalLM": "step3p5", "MiMoV2FlashForCausalLM": "mimo_v2_flash", "MiMoV2ForCausalLM": "mimo_v2", "MiniMaxM3ForCausalLM": "minimax_m3",
     "MiniMaxM3SparseForConditionalGeneration": "minimax_m3_vl", "DeepseekV32ForCausalLM": "deepseek_v32", "GlmMoeDsaForCausalLM": "glm_moe_dsa",
     "KimiLinearForCausalLM": "kimi_linear", "Glm4MoeForCausalLM": "glm4_moe",
-    "Glm4MoeLiteForCausalLM": "glm4_moe_lite", "Glm4vMoeForConditionalGeneration": "glm4v_moe", "KimiK3ForConditionalGeneration": "kimi_k3",
+    "Glm4MoeLiteForCausalLM": "glm4_moe_lite", "OlmoForCausalLM": "olmo", "Olmo2ForCausalLM": "olmo2",
+    "Olmo3ForCausalLM": "olmo3", "CohereForCausalLM": "cohere", "Cohere2ForCausalLM": "cohere2", "Glm4vMoeForConditionalGeneration": "glm4v_moe", "KimiK3ForConditionalGeneration": "kimi_k3",
 }
 
 MAX_DIM = 1 << 22  # 4M: no real hidden size, vocabulary or width is larger
@@ -295,6 +300,14 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
         kw["qk_norm"] = r.bool("use_qk_norm")
     if mt in ("qwen3", "qwen3_moe", "gemma3_text"):
         kw["qk_norm"] = True  # (Llama 4's use_qk_norm is a parameter-free L2 norm)
+    if mt in ("olmo2", "olmo3"):  # RMSNorm over all heads' q (and k), after the projections; post-norms only
+        kw.update(qk_norm=True, qk_norm_full=True)
+    if mt == "olmo":  # OLMo 1: non-parametric LayerNorm, nothing stored
+        kw.update(norms_per_layer=0, parametric_norms=False)
+    if mt in ("cohere", "cohere2"):  # one LayerNorm (weight only) feeding attention and MLP in parallel
+        kw["norms_per_layer"] = 1
+        if mt == "cohere" and r.bool("use_qk_norm"):  # Command R+: LayerNorms over (heads, head_dim)
+            kw.update(qk_norm=True, qk_norm_full=True)
     if mt in ("gemma2", "gemma3_text", "gemma4_text"):
         kw["norms_per_layer"] = 4
     if mt == "gpt_oss":
@@ -365,6 +378,9 @@ def _layer_kinds(r: _Reader, mt: str, layers: int) -> tuple[tuple[str, ...], int
         return tuple(SLIDING if i >= first else FULL for i in range(layers)), window
     if mt in ("mistral", "mixtral", "starcoder2", "phi3"):
         return (SLIDING,) * layers, window
+    if mt in ("olmo3", "cohere2"):  # transformers' default pattern when layer_types is absent: every 4th is global
+        pattern = r.int("sliding_window_pattern", 4)
+        return tuple(SLIDING if (i + 1) % pattern else FULL for i in range(layers)), window
     return (), 0
 
 
