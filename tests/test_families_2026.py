@@ -1,4 +1,5 @@
-"""Model families added in session 3: OLMo 1 / 2 / 3 and Cohere 1 / 2 (Command R, R7B, Tiny Aya).
+"""Model families added in session 3: OLMo 1 / 2 / 3, Cohere 1 / 2 (Command R, R7B, Tiny Aya), EXAONE 4.0,
+GPT-NeoX / Pythia, Phi-3.5-MoE and ERNIE 4.5 MoE.
 
 Every expected total is a published exact count (sources beside each case: HF API safetensors totals, safetensors
 index total_size, training logs, model-card tables); the configs are the checkpoints' architecture fields.
@@ -42,6 +43,28 @@ CASES = [
      "published parameter count of CohereForAI/aya-expanse-8b"),
     ("tiny-aya (cohere2)", _cfg("cohere2", 2048, 11008, 36, 16, 4, 262144, head_dim=128, sliding_window=4096),
      3_349_227_520, "rasbt/LLMs-from-scratch standalone-tiny-aya notebook output"),
+    # EXAONE 4.0: OLMo 2's post-norm layer with per-head q/k norms; the 32B's layer_types as its config gives them
+    ("EXAONE-4.0-32B", _cfg("exaone4", 5120, 27392, 64, 40, 8, 102400, head_dim=128, tie_word_embeddings=False,
+                            sliding_window=4096, sliding_window_pattern="LLLG",
+                            layer_types=(["sliding_attention"] * 3 + ["full_attention"]) * 16),
+     32_003_216_384, "model.safetensors.index.json total_size / 2 of LGAI-EXAONE/EXAONE-4.0-32B @a1d54d1c"),
+    ("EXAONE-4.0-1.2B", _cfg("exaone4", 2048, 4096, 30, 32, 8, 102400, head_dim=64, tie_word_embeddings=True),
+     1_279_391_488, "a logged model.num_parameters() of LGAI-EXAONE/EXAONE-4.0-1.2B"),
+    # GPT-NeoX / Pythia: fused QKV with bias, LayerNorms with bias, GELU MLP with bias, untied embed_in / embed_out
+    ("pythia-70m", _cfg("gpt_neox", 512, 2048, 6, 8, 8, 50304), 70_426_624, "Pythia model card table"),
+    ("pythia-160m", _cfg("gpt_neox", 768, 3072, 12, 12, 12, 50304), 162_322_944, "Pythia model card table"),
+    ("pythia-6.9b", _cfg("gpt_neox", 4096, 16384, 32, 32, 32, 50432), 6_857_302_016, "Pythia model card table"),
+    ("gpt-neox-20b", _cfg("gpt_neox", 6144, 24576, 44, 64, 64, 50432), 20_554_567_680,
+     "EleutherAI/gpt-neox-20b model card (nparameters)"),
+    # Phi-3.5-MoE: Mixtral's layout with LayerNorms (bias), attention biases and an lm_head bias
+    ("Phi-3.5-MoE", _cfg("phimoe", 4096, 6400, 32, 32, 8, 32064, num_local_experts=16, num_experts_per_tok=2,
+                         attention_bias=True, lm_head_bias=True, sliding_window=131072),
+     41_873_153_344, "published exact count of microsoft/Phi-3.5-MoE-instruct (HF page: 41.9B)"),
+    # ERNIE 4.5 MoE: layer 0 dense, 64 experts top-6 + 2 shared, fp32 router and correction bias, tied
+    ("ERNIE-4.5-21B-A3B", _cfg("ernie4_5_moe", 2560, 12288, 28, 20, 4, 103424, moe_intermediate_size=1536, moe_k=6,
+                               moe_layer_start_index=1, moe_layer_end_index=27, moe_layer_interval=1,
+                               moe_num_experts=64, moe_num_shared_experts=2, tie_word_embeddings=True),
+     21_825_437_888, "HF API safetensors total of baidu/ERNIE-4.5-21B-A3B-Thinking (same architecture)"),
 ]
 
 
@@ -87,3 +110,20 @@ def test_sliding_layers_cap_the_cache(tmp_path):
     per_token = 2 * 8 * 128 * 2
     r7b = plan_inference(str(path), max_model_len=32768)
     assert r7b["memory"]["kv_cache"] == 8 * 32768 * per_token + 24 * 4096 * per_token
+
+
+def test_ernie_stores_its_router_and_correction_bias_in_fp32(tmp_path):
+    """HF's safetensors summary of ERNIE-4.5-21B-A3B: F32 4,425,408 (27 MoE layers x (64 x 2560 router + 64
+    correction-bias)) and BF16 21,821,012,480."""
+    cfg = dict(CASES[-1][1], torch_dtype="bfloat16")
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    weights = plan_inference(str(path), max_model_len=4096)["memory"]["weights"]
+    assert weights == 21_821_012_480 * 2 + 4_425_408 * 4
+
+
+def test_exaone4_string_pattern_repeats_from_layer_0_and_ends_global():
+    spec = parse_config(_cfg("exaone4", 1024, 2048, 6, 8, 8, 1000, sliding_window=4096, sliding_window_pattern="LLLG"))
+    assert spec.layer_kinds == (SLIDING, SLIDING, SLIDING, FULL, SLIDING, FULL)
+    with pytest.raises(Exception, match="sliding_window_pattern"):
+        parse_config(_cfg("exaone4", 1024, 2048, 6, 8, 8, 1000, sliding_window=4096, sliding_window_pattern="LXG"))

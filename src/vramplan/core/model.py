@@ -548,7 +548,10 @@ def _dense_mlp(s: ModelSpec, width: int, prefix: str, suffix: str, group: str, g
 def _moe_tensors(s: ModelSpec, hashed: bool = False) -> list[Tensor]:
     h, e, w = s.hidden_size, s.num_experts, s.moe_intermediate_size
     # MiniMax-M2.x stores its router in fp32 (the M2.7 checkpoint's tensor table)
-    t = [Tensor("mlp.gate.weight", "ffn_gate_inp", (e, h), "router", 4 if s.model_type == "minimax_m2" else 0)]
+    # MiniMax-M2.x and ERNIE 4.5 store their routers in fp32 (the M2.7 tensor table; ERNIE's
+    # _keep_in_fp32_modules and its HF safetensors summary)
+    t = [Tensor("mlp.gate.weight", "ffn_gate_inp", (e, h), "router",
+                4 if s.model_type in ("minimax_m2", "ernie4_5_moe") else 0)]
     x = s.moe_latent_size or h  # the experts' input / output width
     if s.moe_latent_size and s.moe_latent_norm:
         # Kimi-K3: latent projections and norm beside the experts; its MXFP4 release keeps them bf16 (the

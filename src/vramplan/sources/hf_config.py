@@ -25,7 +25,8 @@ KEY_ALIASES: dict[str, tuple[str, ...]] = {
     "max_position_embeddings": ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length",
                                 "model_max_length"),
     "num_local_experts": ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts"),
-    "num_experts_per_tok": ("num_experts_per_tok", "experts_per_token", "num_experts_per_token", "moe_top_k", "top_k"),
+    "num_experts_per_tok": ("num_experts_per_tok", "experts_per_token", "num_experts_per_token", "moe_top_k", "top_k",
+                            "moe_k"),
 }
 
 # What transformers' config classes default to when config.json omits a field (per model_type).
@@ -44,6 +45,9 @@ MODEL_TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
     "cohere": {"tie_word_embeddings": True},
     "cohere2": {"tie_word_embeddings": True, "sliding_window": 4096},
     "olmo3": {"sliding_window": 4096},
+    "gpt_neox": {"tie_word_embeddings": False, "attention_bias": True},
+    "ernie4_5_moe": {"tie_word_embeddings": True},
+    "phimoe": {"tie_word_embeddings": False},
     "mistral": {"sliding_window": 4096},
 }
 
@@ -55,7 +59,7 @@ _LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qw
                "nemotron", "solar", "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba",
                "jamba", "nemotron_h", "mamba2", "kimi_k2", "minimax_m2", "deepseek_v32", "glm_moe_dsa", "gemma4_text", "nemotron-nas", "deepseek_v4", "step3p5",
                "step3p7", "mimo_v2_flash", "minimax_m3", "kimi_linear", "glm4_moe", "glm4_moe_lite",
-               "olmo2", "olmo3", "cohere2"}
+               "olmo2", "olmo3", "cohere2", "exaone4", "gpt_neox", "phimoe", "ernie4_5_moe"}
 _RENAMED = {"mimo_v2", "minimax_m3_vl", "kimi_k3", "glm4v_moe", "deepseek_vl_v2"}  # read as another model type (parse_config says which)
 _HYBRID = {"qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba", "jamba", "nemotron_h"}
 SUPPORTED_MODEL_TYPES = tuple(sorted(_LLAMA_LIKE | _RENAMED | {"gemma3", "llama4", "mistral3", "llava", "qwen3_5", "qwen3_5_moe",
@@ -76,7 +80,9 @@ _ARCH_TO_TYPE = {
     "MiniMaxM3SparseForConditionalGeneration": "minimax_m3_vl", "DeepseekV32ForCausalLM": "deepseek_v32", "GlmMoeDsaForCausalLM": "glm_moe_dsa",
     "KimiLinearForCausalLM": "kimi_linear", "Glm4MoeForCausalLM": "glm4_moe",
     "Glm4MoeLiteForCausalLM": "glm4_moe_lite", "OlmoForCausalLM": "olmo", "Olmo2ForCausalLM": "olmo2",
-    "Olmo3ForCausalLM": "olmo3", "CohereForCausalLM": "cohere", "Cohere2ForCausalLM": "cohere2", "Glm4vMoeForConditionalGeneration": "glm4v_moe", "KimiK3ForConditionalGeneration": "kimi_k3",
+    "Olmo3ForCausalLM": "olmo3", "CohereForCausalLM": "cohere", "Cohere2ForCausalLM": "cohere2",
+    "Exaone4ForCausalLM": "exaone4", "GPTNeoXForCausalLM": "gpt_neox", "PhimoeForCausalLM": "phimoe",
+    "Ernie4_5_MoeForCausalLM": "ernie4_5_moe", "Glm4vMoeForConditionalGeneration": "glm4v_moe", "KimiK3ForConditionalGeneration": "kimi_k3",
 }
 
 MAX_DIM = 1 << 22  # 4M: no real hidden size, vocabulary or width is larger
@@ -294,6 +300,14 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
         kw.update(qkv_bias=True, o_bias=True, norm_bias=True, mlp_gated=False, mlp_bias=True)
         if mt == "phi":
             kw.update(norms_per_layer=1, lm_head_bias=True)
+    elif mt == "gpt_neox":  # fused query_key_value (+ bias), dense (+ bias), LayerNorms with bias, GELU MLP with bias
+        bias = r.bool("attention_bias", True)
+        kw.update(qkv_bias=bias, o_bias=bias, norm_bias=True, mlp_gated=False, mlp_bias=True)
+    elif mt == "phimoe":  # Mixtral's layout with LayerNorms (bias) and, in Phi-3.5-MoE, attention and lm_head biases
+        kw.update(norm_bias=True, qkv_bias=r.bool("attention_bias"), o_bias=r.bool("attention_bias"),
+                  lm_head_bias=r.bool("lm_head_bias"))
+    elif mt == "ernie4_5_moe" and r.bool("use_bias"):
+        kw.update(qkv_bias=True, o_bias=True, mlp_bias=True, lm_head_bias=True)
     elif r.bool("attention_bias"):
         kw.update(qkv_bias=True, o_bias=mt != "glm4_moe")  # GLM-4.5: q/k/v biases, o_proj without one
     if mt == "glm4_moe":
@@ -302,6 +316,8 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
         kw["qk_norm"] = True  # (Llama 4's use_qk_norm is a parameter-free L2 norm)
     if mt in ("olmo2", "olmo3"):  # RMSNorm over all heads' q (and k), after the projections; post-norms only
         kw.update(qk_norm=True, qk_norm_full=True)
+    if mt == "exaone4":  # OLMo 2's post-norm layer with per-head q/k RMSNorms
+        kw["qk_norm"] = True
     if mt == "olmo":  # OLMo 1: non-parametric LayerNorm, nothing stored
         kw.update(norms_per_layer=0, parametric_norms=False)
     if mt in ("cohere", "cohere2"):  # one LayerNorm (weight only) feeding attention and MLP in parallel
@@ -381,6 +397,17 @@ def _layer_kinds(r: _Reader, mt: str, layers: int) -> tuple[tuple[str, ...], int
     if mt in ("olmo3", "cohere2"):  # transformers' default pattern when layer_types is absent: every 4th is global
         pattern = r.int("sliding_window_pattern", 4)
         return tuple(SLIDING if (i + 1) % pattern else FULL for i in range(layers)), window
+    if mt == "exaone4":  # an int period, or a string such as "LLLG" repeated from layer 0 (the last layer global)
+        k, pattern = r.raw("sliding_window_pattern", 4)
+        if isinstance(pattern, str) and pattern and set(pattern.upper()) <= {"L", "G"}:
+            kinds = [SLIDING if pattern.upper()[i % len(pattern)] == "L" else FULL for i in range(layers)]
+            kinds[-1] = FULL
+            return tuple(kinds), window
+        if isinstance(pattern, bool) or not isinstance(pattern, int) or pattern < 1:
+            raise InvalidModelSpec(f"expected a period or a string of L and G, got {_short(pattern)}", field=r.path(k))
+        return tuple(SLIDING if (i + 1) % pattern else FULL for i in range(layers)), window
+    if mt == "phimoe":
+        return (SLIDING,) * layers, window
     return (), 0
 
 
@@ -401,8 +428,19 @@ def _moe(r: _Reader, mt: str, layers: int, inter: int, kw: dict) -> None:
         return
     top_k = r.int("num_experts_per_tok", required=True, hi=experts)
     kw.update(num_experts=experts, experts_per_token=top_k)
-    if mt in ("mixtral", "gpt_oss", "granitemoe", "minimax_m2"):
+    if mt in ("mixtral", "gpt_oss", "granitemoe", "minimax_m2", "phimoe"):
         kw["moe_intermediate_size"] = inter
+        return
+    if mt == "ernie4_5_moe":  # MoE from moe_layer_start_index to moe_layer_end_index every moe_layer_interval
+        kw["moe_intermediate_size"] = r.int("moe_intermediate_size", required=True)
+        start = r.int("moe_layer_start_index", 0, lo=0, hi=MAX_LAYERS) or 0
+        end = r.int("moe_layer_end_index", -1, lo=-1, hi=MAX_LAYERS)
+        end = layers - 1 if end is None or end < 0 else end
+        step = r.int("moe_layer_interval", 1)
+        kw["moe_layer_mask"] = tuple((i + 1) % step == 0 and start <= i <= end for i in range(layers))
+        shared = r.int("moe_num_shared_experts", 0, lo=0) or 0
+        kw["shared_expert_intermediate_size"] = shared * kw["moe_intermediate_size"]
+        kw["score_correction_bias"] = True  # moe_statics.e_score_correction_bias, fp32
         return
     if mt == "llama4_text":  # experts and the one shared expert use intermediate_size; dense layers _mlp
         width = r.int("intermediate_size", required=True)
