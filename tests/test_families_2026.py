@@ -12,6 +12,7 @@ import json
 import pytest
 
 from vramplan.api import load_model, plan_inference
+from vramplan.catalog import models as cat
 from vramplan.core.model import FULL, SLIDING, count_params
 from vramplan.sources.hf_config import parse_config
 
@@ -127,3 +128,54 @@ def test_exaone4_string_pattern_repeats_from_layer_0_and_ends_global():
     assert spec.layer_kinds == (SLIDING, SLIDING, SLIDING, FULL, SLIDING, FULL)
     with pytest.raises(Exception, match="sliding_window_pattern"):
         parse_config(_cfg("exaone4", 1024, 2048, 6, 8, 8, 1000, sliding_window=4096, sliding_window_pattern="LXG"))
+
+
+# ----- Qwen2-VL / Qwen2.5-VL: a Qwen2 text model plus the vision tower and patch merger -----------------------------
+
+def _qwen2_vl(h, inter, layers, heads, kv, vocab, tie, vision_out):
+    return {"model_type": "qwen2_vl", "hidden_size": h, "intermediate_size": inter, "num_hidden_layers": layers,
+            "num_attention_heads": heads, "num_key_value_heads": kv, "vocab_size": vocab, "tie_word_embeddings": tie,
+            "vision_config": {"depth": 32, "embed_dim": 1280, "mlp_ratio": 4, "num_heads": 16, "in_chans": 3,
+                              "hidden_size": vision_out, "patch_size": 14, "spatial_merge_size": 2,
+                              "temporal_patch_size": 2}}
+
+
+@pytest.mark.parametrize("cfg,total", [
+    (_qwen2_vl(1536, 8960, 28, 12, 2, 151936, True, 1536), 2_208_985_600),
+    (_qwen2_vl(3584, 18944, 28, 28, 4, 152064, False, 3584), 8_291_375_616),
+    (_qwen2_vl(8192, 29568, 80, 64, 8, 152064, False, 8192), 73_405_560_320),
+], ids=["Qwen2-VL-2B", "Qwen2-VL-7B", "Qwen2-VL-72B"])
+def test_qwen2_vl_counts(cfg, total):
+    """HF safetensors parameter counts of Qwen/Qwen2-VL-{2B,7B,72B}-Instruct (floschne/gimmick@81c06a5e lists them;
+    the 2B index's total_size 4,417,971,200 B is twice its count)."""
+    assert count_params(parse_config(cfg)).total == total
+
+
+def test_qwen2_5_vl_catalog_entry_and_sizes():
+    """Qwen2.5-VL-7B-Instruct (verbatim config): 8,292,166,656 = HF's numParameters, split vision 676,550,144 +
+    text 7,615,616,512 as a training log prints it; 3B (tied) 3,754,622,976 and 32B (vision MLP 3456)
+    33,452,718,336 as published for those checkpoints."""
+    spec = load_model("qwen2.5-vl-7b-instruct").spec
+    pc = count_params(spec)
+    assert pc.total == 8_292_166_656
+    groups = dict(pc.groups)
+    assert groups["vision_tower"] + groups["multi_modal_projector"] == 676_550_144
+    base = cat.load_catalog_config(cat.find_model("qwen2.5-vl-7b-instruct"))
+    three = {**base, "hidden_size": 2048, "intermediate_size": 11008, "num_hidden_layers": 36,
+             "num_attention_heads": 16, "num_key_value_heads": 2, "vocab_size": 151936, "tie_word_embeddings": True,
+             "vision_config": {**base["vision_config"], "out_hidden_size": 2048}}
+    assert count_params(parse_config(three)).total == 3_754_622_976
+    big = {**base, "hidden_size": 5120, "intermediate_size": 27648, "num_hidden_layers": 64,
+           "num_attention_heads": 40, "num_key_value_heads": 8,
+           "vision_config": {**base["vision_config"], "out_hidden_size": 5120, "intermediate_size": 3456}}
+    assert count_params(parse_config(big)).total == 33_452_718_336
+    nested = {"model_type": "qwen2_5_vl", "vision_config": base["vision_config"],
+              "text_config": {k: v for k, v in base.items() if k not in ("vision_config", "model_type")}}
+    assert count_params(parse_config(nested)).total == 8_292_166_656  # newer saves nest the text fields
+
+
+def test_qwen2_vl_bad_mlp_ratio_names_the_field():
+    cfg = _qwen2_vl(1536, 8960, 28, 12, 2, 151936, True, 1536)
+    cfg["vision_config"]["mlp_ratio"] = "four"
+    with pytest.raises(Exception, match="vision_config.mlp_ratio"):
+        parse_config(cfg)

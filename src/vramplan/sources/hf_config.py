@@ -63,7 +63,8 @@ _LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qw
 _RENAMED = {"mimo_v2", "minimax_m3_vl", "kimi_k3", "glm4v_moe", "deepseek_vl_v2"}  # read as another model type (parse_config says which)
 _HYBRID = {"qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba", "jamba", "nemotron_h"}
 SUPPORTED_MODEL_TYPES = tuple(sorted(_LLAMA_LIKE | _RENAMED | {"gemma3", "llama4", "mistral3", "llava", "qwen3_5", "qwen3_5_moe",
-                                                    "qwen3_vl", "qwen3_vl_moe", "gemma4"}))
+                                                    "qwen3_vl", "qwen3_vl_moe", "gemma4", "qwen2_vl",
+                                                    "qwen2_5_vl"}))
 
 _ARCH_TO_TYPE = {
     "LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "MixtralForCausalLM": "mixtral",
@@ -82,7 +83,8 @@ _ARCH_TO_TYPE = {
     "Glm4MoeLiteForCausalLM": "glm4_moe_lite", "OlmoForCausalLM": "olmo", "Olmo2ForCausalLM": "olmo2",
     "Olmo3ForCausalLM": "olmo3", "CohereForCausalLM": "cohere", "Cohere2ForCausalLM": "cohere2",
     "Exaone4ForCausalLM": "exaone4", "GPTNeoXForCausalLM": "gpt_neox", "PhimoeForCausalLM": "phimoe",
-    "Ernie4_5_MoeForCausalLM": "ernie4_5_moe", "Glm4vMoeForConditionalGeneration": "glm4v_moe", "KimiK3ForConditionalGeneration": "kimi_k3",
+    "Ernie4_5_MoeForCausalLM": "ernie4_5_moe", "Qwen2VLForConditionalGeneration": "qwen2_vl",
+    "Qwen2_5_VLForConditionalGeneration": "qwen2_5_vl", "Glm4vMoeForConditionalGeneration": "glm4v_moe", "KimiK3ForConditionalGeneration": "kimi_k3",
 }
 
 MAX_DIM = 1 << 22  # 4M: no real hidden size, vocabulary or width is larger
@@ -192,6 +194,15 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
         cfg.setdefault("model_type", "deepseek_v2")
         mt = _model_type(cfg, "language_config.")
         prefix = "language_config."
+    if mt in ("qwen2_vl", "qwen2_5_vl"):  # Qwen2-VL / Qwen2.5-VL: a Qwen2 text model (top level or text_config)
+        if isinstance(cfg.get("vision_config"), dict):
+            extra += _qwen2_vl_vision_params(cfg["vision_config"], mt)
+        if isinstance(cfg.get("text_config"), dict):
+            prefix = "text_config."
+            cfg = {**{k: v for k, v in cfg.items() if k not in ("text_config", "vision_config")},
+                   **cfg["text_config"]}
+        cfg = {**cfg, "model_type": "qwen2"}
+        mt = "qwen2"
     if isinstance(cfg.get("text_config"), dict) and mt not in _LLAMA_LIKE:
         text = dict(cfg["text_config"])
         prefix = "text_config."
@@ -980,6 +991,37 @@ def _qwen_vl_vision_params(v: dict) -> list[tuple[str, int]]:
     deep = r.list("deepstack_visual_indexes") or []
     tower = embed + depth * block
     return [("vision_tower", tower), ("multi_modal_projector", merger(h) + len(deep) * merger(wide))]
+
+
+def _qwen2_vl_vision_params(v: dict, mt: str) -> list[tuple[str, int]]:
+    """Qwen2-VL / Qwen2.5-VL vision tower (transformers modeling_qwen2_vl / modeling_qwen2_5_vl): a bias-free Conv3d
+    patch embedding, ``depth`` blocks (qkv and proj with biases) and a patch merger (norm, Linear over merge^2 x width,
+    Linear to the text width). Qwen2-VL: LayerNorms with bias, an fc1/fc2 MLP of ``embed_dim x mlp_ratio`` with
+    biases, ``hidden_size`` being the merger's output. Qwen2.5-VL: RMSNorms, a gated MLP of ``intermediate_size``
+    with biases, ``hidden_size`` the tower's width and ``out_hidden_size`` the merger's output."""
+    r = _Reader(v, "vision_config.")
+    v25 = mt == "qwen2_5_vl"
+    d = r.int("hidden_size" if v25 else "embed_dim", required=True)
+    out = r.int("out_hidden_size" if v25 else "hidden_size", required=True)
+    depth = r.int("depth", required=True, hi=MAX_LAYERS)
+    ch, patch, tps = r.int("in_chans", 3), r.int("patch_size", 14), r.int("temporal_patch_size", 2)
+    merge = r.int("spatial_merge_size", 2)
+    embed = ch * tps * patch * patch * d
+    attn = (3 * d * d + 3 * d) + (d * d + d)
+    if v25:
+        inter = r.int("intermediate_size", required=True)
+        block = 2 * d + attn + 2 * (d * inter + inter) + (inter * d + d)
+        norm = d
+    else:
+        k, ratio = r.raw("mlp_ratio", 4)
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 64:
+            raise InvalidModelSpec(f"expected a positive number, got {_short(ratio)}", field=r.path(k))
+        inter = int(d * ratio)
+        block = 2 * 2 * d + attn + (d * inter + inter) + (inter * d + d)
+        norm = 2 * d
+    wide = d * merge * merge
+    merger = norm + (wide * wide + wide) + (wide * out + out)
+    return [("vision_tower", embed + depth * block), ("multi_modal_projector", merger)]
 
 
 def _deepseek_ocr_vision_params(cfg: dict) -> list[tuple[str, int]]:
