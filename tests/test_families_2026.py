@@ -179,3 +179,27 @@ def test_qwen2_vl_bad_mlp_ratio_names_the_field():
     cfg["vision_config"]["mlp_ratio"] = "four"
     with pytest.raises(Exception, match="vision_config.mlp_ratio"):
         parse_config(cfg)
+
+
+# ----- Llama 3.2 Vision (mllama) -----------------------------------------------------------------------------------
+
+def test_mllama_counts_and_text_kv():
+    """The verbatim 90B config: 88,593,355,323 (transformers' count of it); the 11B's sizes (4096 / 14336 / 32 heads
+    / 40 layers, cross-attention at 3, 8, ..., 38): 10,670,220,835, the published HF count. Cross-attention layers
+    cache image tokens, not text: text KV covers the 80 (90B) self-attention layers only."""
+    spec = load_model("llama-3.2-90b-vision-instruct").spec
+    assert count_params(spec).total == 88_593_355_323
+    kv = plan_inference("llama-3.2-90b-vision-instruct", max_model_len=4096)["memory"]["kv_cache"]
+    assert kv == 80 * 4096 * 2 * 8 * 128 * 2
+    cfg = cat.load_catalog_config(cat.find_model("llama-3.2-90b-vision-instruct"))
+    eleven = {**cfg, "text_config": {**cfg["text_config"], "hidden_size": 4096, "intermediate_size": 14336,
+                                     "num_attention_heads": 32, "num_hidden_layers": 40,
+                                     "cross_attention_layers": [3, 8, 13, 18, 23, 28, 33, 38]}}
+    assert count_params(parse_config(eleven)).total == 10_670_220_835
+
+
+def test_mllama_bad_cross_layer_names_the_field():
+    cfg = cat.load_catalog_config(cat.find_model("llama-3.2-90b-vision-instruct"))
+    bad = {**cfg, "text_config": {**cfg["text_config"], "cross_attention_layers": [3, 100]}}
+    with pytest.raises(Exception, match=r"text_config.cross_attention_layers\[1\]"):
+        parse_config(bad)

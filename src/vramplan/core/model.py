@@ -155,6 +155,7 @@ class ModelSpec:
     per_layer_input_dim: int = 0  # Gemma 4 E-models: per-layer input embeddings of this width (PLE)
     per_layer_vocab: int = 0
     kv_shared_layers: int = 0  # the last N layers reuse an earlier layer's K/V and cache nothing
+    cross_attention_layers: tuple[int, ...] = ()  # Llama 3.2 Vision: layers attending to image tokens, no text KV
     layer_intermediate: tuple[int, ...] = ()  # one MLP width per layer where they differ (Nemotron-NAS); 0: default
     norms_follow_blocks: bool = False  # Nemotron-NAS: one norm per present sub-block (no_op blocks have none)
     # DeepSeek-V4: one shared 512-d K=V head, a grouped low-rank output, hyper-connections, hash-routed first layers
@@ -262,6 +263,9 @@ class ModelSpec:
     def cache_kinds(self) -> tuple[str, ...]:
         """Layer kinds as far as the KV cache goes: layers that reuse another layer's K/V hold nothing (NOMIX)."""
         kinds = self.kinds
+        if self.cross_attention_layers:  # their K/V come from the image tokens, not from the text
+            cross = set(self.cross_attention_layers)
+            kinds = tuple(NOMIX if i in cross else k for i, k in enumerate(kinds))
         if not self.kv_shared_layers:
             return kinds
         first = self.num_layers - self.kv_shared_layers

@@ -64,7 +64,7 @@ _RENAMED = {"mimo_v2", "minimax_m3_vl", "kimi_k3", "glm4v_moe", "deepseek_vl_v2"
 _HYBRID = {"qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba", "jamba", "nemotron_h"}
 SUPPORTED_MODEL_TYPES = tuple(sorted(_LLAMA_LIKE | _RENAMED | {"gemma3", "llama4", "mistral3", "llava", "qwen3_5", "qwen3_5_moe",
                                                     "qwen3_vl", "qwen3_vl_moe", "gemma4", "qwen2_vl",
-                                                    "qwen2_5_vl"}))
+                                                    "qwen2_5_vl", "mllama"}))
 
 _ARCH_TO_TYPE = {
     "LlamaForCausalLM": "llama", "MistralForCausalLM": "mistral", "MixtralForCausalLM": "mixtral",
@@ -84,7 +84,7 @@ _ARCH_TO_TYPE = {
     "Olmo3ForCausalLM": "olmo3", "CohereForCausalLM": "cohere", "Cohere2ForCausalLM": "cohere2",
     "Exaone4ForCausalLM": "exaone4", "GPTNeoXForCausalLM": "gpt_neox", "PhimoeForCausalLM": "phimoe",
     "Ernie4_5_MoeForCausalLM": "ernie4_5_moe", "Qwen2VLForConditionalGeneration": "qwen2_vl",
-    "Qwen2_5_VLForConditionalGeneration": "qwen2_5_vl", "Glm4vMoeForConditionalGeneration": "glm4v_moe", "KimiK3ForConditionalGeneration": "kimi_k3",
+    "Qwen2_5_VLForConditionalGeneration": "qwen2_5_vl", "MllamaForConditionalGeneration": "mllama", "Glm4vMoeForConditionalGeneration": "glm4v_moe", "KimiK3ForConditionalGeneration": "kimi_k3",
 }
 
 MAX_DIM = 1 << 22  # 4M: no real hidden size, vocabulary or width is larger
@@ -209,7 +209,9 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
         tmt = _model_type(text, prefix) or {"gemma3": "gemma3_text", "llama4": "llama4_text",
                                             "gemma4": "gemma4_text", "minimax_m3_vl": "minimax_m3"}.get(mt, "")
         tmt = {"qwen3_vl_text": "qwen3", "qwen3_vl_moe_text": "qwen3_moe",  # the same text towers
-               "glm4v_moe_text": "glm4_moe"}.get(tmt, tmt)
+               "glm4v_moe_text": "glm4_moe", "mllama_text_model": "llama"}.get(tmt, tmt)
+        if mt == "mllama":
+            extra += _mllama_text_extras(text, prefix)
         text.setdefault("model_type", tmt)
         if isinstance(cfg.get("vision_config"), dict):
             extra += _vision_params(cfg, text)
@@ -342,6 +344,8 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
     if r.bool("mlp_bias"):
         kw["mlp_bias"] = True
 
+    if top.get("model_type") == "mllama" and _cross_layers_ok(cfg):
+        kw["cross_attention_layers"] = tuple(cfg["cross_attention_layers"])
     if mt == "llama4_text":
         kw["layer_kinds"], kw["sliding_window"] = _llama4_kinds(r, layers)
     else:
@@ -1024,6 +1028,49 @@ def _qwen2_vl_vision_params(v: dict, mt: str) -> list[tuple[str, int]]:
     return [("vision_tower", embed + depth * block), ("multi_modal_projector", merger)]
 
 
+def _cross_layers_ok(text: dict) -> bool:
+    layers = text.get("cross_attention_layers")
+    return isinstance(layers, list) and bool(layers)
+
+
+def _mllama_text_extras(text: dict, prefix: str) -> list[tuple[str, int]]:
+    """Llama 3.2 Vision's text model beyond a Llama of the same sizes: each cross-attention layer (one of
+    ``num_hidden_layers``, with Llama's tensor shapes) adds q/k RMSNorms over the head dim and two scalar gates, and
+    the embedding has 8 more rows than the vocabulary (``vocab_size + 8``; the head keeps ``vocab_size``)."""
+    r = _Reader(text, prefix)
+    layers = r.list("cross_attention_layers") or []
+    n = r.int("num_hidden_layers", required=True, hi=MAX_LAYERS)
+    for i, x in enumerate(layers):
+        if isinstance(x, bool) or not isinstance(x, int) or not 0 <= x < n:
+            raise InvalidModelSpec(f"expected a layer index below {n}, got {_short(x)}",
+                                   field=f"{r.path('cross_attention_layers')}[{i}]")
+    h, heads = r.int("hidden_size", required=True), r.int("num_attention_heads", required=True)
+    head_dim = r.int("head_dim") or h // heads
+    return [("cross_attention_norms_and_gates", len(set(layers)) * (2 * head_dim + 2)),
+            ("embedding_extra_rows", 8 * h)]
+
+
+def _mllama_vision_params(v: dict, text: dict) -> list[tuple[str, int]]:
+    """Llama 3.2 Vision's tower (transformers MllamaVisionModel): a bias-free Conv2d patch embedding, a class
+    embedding, a gated positional embedding with a per-aspect-ratio tile table, gated pre/post tile embeddings,
+    LayerNorms with bias, ``num_hidden_layers`` local and ``num_global_layers`` gated global encoder layers
+    (q/k/v/o without bias, fc1/fc2 with bias), and the projector from the concatenated intermediate outputs."""
+    r = _Reader(v, "vision_config.")
+    d, inter = r.int("hidden_size", required=True), r.int("intermediate_size", required=True)
+    local, glob = r.int("num_hidden_layers", required=True, hi=MAX_LAYERS), r.int("num_global_layers", 0, lo=0)
+    ch, img, patch = r.int("num_channels", 3), r.int("image_size", required=True), r.int("patch_size", required=True)
+    tiles = r.int("max_num_tiles", 4)
+    ratios = r.list("supported_aspect_ratios") or []
+    ids = len(ratios) + 1
+    npatch = (img // patch) ** 2 + 1
+    embed = ch * patch * patch * d + d + (1 + npatch * d + ids * tiles * npatch * d) + 2 * (ids * tiles * d + 1)
+    layer = 4 * d * d + (d * inter + inter) + (inter * d + d) + 2 * 2 * d
+    tower = embed + 2 * 2 * d + local * layer + (glob or 0) * (layer + 2)
+    out = r.int("vision_output_dim", d * (1 + len(r.list("intermediate_layers_indices") or [])))
+    text_h = _Reader(text, "text_config.").int("hidden_size", required=True)
+    return [("vision_tower", tower), ("multi_modal_projector", out * text_h + text_h)]
+
+
 def _deepseek_ocr_vision_params(cfg: dict) -> list[tuple[str, int]]:
     """DeepSeek-OCR's two encoders (the checkpoint's tensor table, gogongxt/python scripts/models/deepseek_ocr.md):
     a SAM ViT-B (16-px patches with bias, an (image / 16)^2 position table, pre-norm blocks with biased qkv / proj /
@@ -1209,6 +1256,8 @@ def _vision_params(cfg: dict, text: dict) -> list[tuple[str, int]]:
         return _gemma4_vision_params(v, text)
     if v.get("model_type") == "llama4_vision_model":
         return _llama4_vision_params(v, text)
+    if v.get("model_type") == "mllama_vision_model" or cfg.get("model_type") == "mllama":
+        return _mllama_vision_params(v, text)
     vt = v.get("model_type") or "siglip_vision_model"
     if vt not in MODEL_TYPE_DEFAULTS and not all(k in v for k in ("hidden_size", "intermediate_size",
                                                                   "num_hidden_layers", "patch_size")):
