@@ -203,3 +203,37 @@ def test_mllama_bad_cross_layer_names_the_field():
     bad = {**cfg, "text_config": {**cfg["text_config"], "cross_attention_layers": [3, 100]}}
     with pytest.raises(Exception, match=r"text_config.cross_attention_layers\[1\]"):
         parse_config(bad)
+
+
+# ----- LFM2: gated short-convolution layers beside attention layers ----------------------------------------------
+
+def _lfm2(h, ff, heads, **kw):
+    return {"model_type": "lfm2", "hidden_size": h, "block_ff_dim": ff, "num_attention_heads": heads,
+            "num_key_value_heads": 8, "num_hidden_layers": 16, "full_attn_idxs": [2, 5, 8, 10, 12, 14],
+            "vocab_size": 65536, "conv_L_cache": 3, "conv_bias": False, "max_position_embeddings": 128000, **kw}
+
+
+@pytest.mark.parametrize("cfg,total", [
+    (_lfm2(1536, 10240, 24), 742_489_344),
+    (_lfm2(2048, 12288, 32), 1_170_340_608),
+    (_lfm2(2048, 10752, 32, block_auto_adjust_ff_dim=False, num_hidden_layers=30,
+           full_attn_idxs=[2, 5, 9, 13, 17, 21, 24, 27]), 2_569_272_320),
+], ids=["LFM2-700M", "LFM2-1.2B", "LFM2-2.6B"])
+def test_lfm2_counts(cfg, total):
+    """LiquidAI's model-card counts; the feed-forward width follows transformers' rule (2/3 of block_ff_dim, rounded
+    up to 256): 10240 -> 6912, 12288 -> 8192; the 2.6B's count needs the rule off (10752 as written)."""
+    assert count_params(parse_config(cfg)).total == total
+
+
+def test_lfm2_catalog_entry_state_and_kv():
+    spec = load_model("lfm2-350m").spec
+    assert count_params(spec).total == 354_483_968 and spec.intermediate_size == 4608  # 6656 -> 4437 -> 4608
+    assert spec.layer_kinds.count(FULL) == 6 and spec.layer_kinds.count("mamba") == 10
+    assert spec.ssm_state_bytes_per_seq() == 1024 * 3 * 2  # a 3-tap conv state per channel, no recurrent state
+    r = plan_inference("lfm2-350m", max_model_len=32768, batch_size=8)
+    assert r["memory"]["kv_cache"] == 8 * (32768 * 6 * 2 * 8 * 64 * 2 + 10 * 1024 * 3 * 2)
+
+
+def test_lfm2_bad_attention_index_names_the_field():
+    with pytest.raises(Exception, match="full_attn_idxs"):
+        parse_config(_lfm2(1024, 6656, 16, full_attn_idxs=[2, 99]))

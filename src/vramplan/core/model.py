@@ -36,6 +36,7 @@ DENSE_WIDE = "dense2x"  # Gemma 4 E2B: KV-sharing layers with a double-wide MLP
 MAMBA1, MAMBA2, GATED_DELTANET = "mamba1", "mamba2", "gated_deltanet"
 KDA = "kda"  # Kimi Delta Attention (Kimi Linear): a gated delta rule like DeltaNet, with per-channel gates
 DELTA_RULE = (GATED_DELTANET, KDA)  # linear attention with a (heads x k_dim x v_dim) state
+SHORT_CONV = "short_conv"  # LFM2: gated depthwise short convolution, a conv state and no recurrent state
 
 # Roles of 2-D/3-D weight tensors inside decoder layers: the ones weight-only quantization formats convert.
 LINEAR_ROLES = frozenset({
@@ -379,6 +380,8 @@ def _mamba_tensors(s: ModelSpec) -> list[Tensor]:
         return _deltanet_tensors(s)
     if s.ssm_variant == KDA:
         return _kda_tensors(s)
+    if s.ssm_variant == SHORT_CONV:
+        return _short_conv_tensors(s)
     h, n, k = s.hidden_size, s.ssm_state_size, s.ssm_conv_kernel
     di = s.d_inner
     r = s.ssm_dt_rank or -(-h // 16)
@@ -398,6 +401,19 @@ def _mamba_tensors(s: ModelSpec) -> list[Tensor]:
         t += [Tensor("mixer.dt_layernorm.weight", "norm", (r,), "norms"),
               Tensor("mixer.b_layernorm.weight", "norm", (n,), "norms"),
               Tensor("mixer.c_layernorm.weight", "norm", (n,), "norms")]
+    return t
+
+
+def _short_conv_tensors(s: ModelSpec) -> list[Tensor]:
+    """LFM2's short convolution (transformers Lfm2ShortConv): in_proj to B, C and x (3 x h), a depthwise conv of
+    ``conv_L_cache`` taps over h channels, out_proj; biases on all three only with ``conv_bias``."""
+    h, k = s.hidden_size, s.ssm_conv_kernel
+    t = [Tensor("conv.in_proj.weight", "ssm_in", (3 * h, h), "ssm"),
+         Tensor("conv.conv.weight", "ssm_conv1d", (h, 1, k), "ssm"),
+         Tensor("conv.out_proj.weight", "ssm_out", (h, h), "ssm")]
+    if s.ssm_conv_bias:
+        t += [Tensor("conv.in_proj.bias", "bias", (3 * h,), "ssm"), Tensor("conv.conv.bias", "bias", (h,), "ssm"),
+              Tensor("conv.out_proj.bias", "bias", (h,), "ssm")]
     return t
 
 

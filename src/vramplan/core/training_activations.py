@@ -46,7 +46,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import peft_methods as pm
-from .model import (DENSE, DENSE_MOE, FULL, GATED_DELTANET, KDA, MAMBA, MAMBA2, MLA, MOE, NO_MLP, NOMIX, SLIDING, ModelSpec,
+from .model import (DENSE, DENSE_MOE, FULL, GATED_DELTANET, KDA, MAMBA, MAMBA2, MLA, MOE, NO_MLP, NOMIX, SHORT_CONV, SLIDING, ModelSpec,
                     group_mlp_width, layer_groups)
 from .peft import AdapterPlan, AdapterTarget
 
@@ -268,6 +268,8 @@ def _ssm_in_width(spec: ModelSpec) -> int:
         return 3 * di + 2 * (spec.lin_v_dim + di) + spec.lin_v_heads
     if spec.ssm_variant == MAMBA2:
         return di + spec.ssm_conv_channels() + spec.ssm_heads
+    if spec.ssm_variant == SHORT_CONV:  # B, C and x
+        return 3 * di
     return 2 * di
 
 

@@ -97,7 +97,8 @@ def mamba_state_bytes_per_request(spec: ModelSpec, tp: int, layers=None) -> int:
         inner, groups, state = spec.d_inner, spec.ssm_groups, spec.ssm_state_size
         heads, head_dim = spec.ssm_heads, spec.d_inner // spec.ssm_heads
     else:
-        raise InvalidRequest("SGLang plans for Mamba-1 hybrids (Jamba) are not modelled", field="engine")
+        raise InvalidRequest(f"SGLang plans for {spec.ssm_variant} hybrids (Jamba's Mamba-1, LFM2's short convolutions) "
+                             "are not modelled", field="engine")
     if groups % tp:
         groups = tp
     conv = (inner + 2 * groups * state) // tp * (spec.ssm_conv_kernel - 1) * 2

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 
-from ..core.model import (CSA, DENSE, DENSE_MOE, DENSE_WIDE, FULL, HCA, GATED_DELTANET, KDA, MAMBA, MAMBA2, MLA, MOE, NO_MLP, NOMIX, SLIDING,
+from ..core.model import (CSA, DENSE, DENSE_MOE, DENSE_WIDE, FULL, HCA, GATED_DELTANET, KDA, MAMBA, MAMBA2, MLA, MOE, NO_MLP, NOMIX, SHORT_CONV, SLIDING,
                           ModelSpec)
 from ..errors import InvalidModelSpec
 
@@ -59,7 +59,7 @@ _LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qw
                "nemotron", "solar", "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba",
                "jamba", "nemotron_h", "mamba2", "kimi_k2", "minimax_m2", "deepseek_v32", "glm_moe_dsa", "gemma4_text", "nemotron-nas", "deepseek_v4", "step3p5",
                "step3p7", "mimo_v2_flash", "minimax_m3", "kimi_linear", "glm4_moe", "glm4_moe_lite",
-               "olmo2", "olmo3", "cohere2", "exaone4", "gpt_neox", "phimoe", "ernie4_5_moe"}
+               "olmo2", "olmo3", "cohere2", "exaone4", "gpt_neox", "phimoe", "ernie4_5_moe", "lfm2"}
 _RENAMED = {"mimo_v2", "minimax_m3_vl", "kimi_k3", "glm4v_moe", "deepseek_vl_v2"}  # read as another model type (parse_config says which)
 _HYBRID = {"qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba", "jamba", "nemotron_h"}
 SUPPORTED_MODEL_TYPES = tuple(sorted(_LLAMA_LIKE | _RENAMED | {"gemma3", "llama4", "mistral3", "llava", "qwen3_5", "qwen3_5_moe",
@@ -83,7 +83,7 @@ _ARCH_TO_TYPE = {
     "Glm4MoeLiteForCausalLM": "glm4_moe_lite", "OlmoForCausalLM": "olmo", "Olmo2ForCausalLM": "olmo2",
     "Olmo3ForCausalLM": "olmo3", "CohereForCausalLM": "cohere", "Cohere2ForCausalLM": "cohere2",
     "Exaone4ForCausalLM": "exaone4", "GPTNeoXForCausalLM": "gpt_neox", "PhimoeForCausalLM": "phimoe",
-    "Ernie4_5_MoeForCausalLM": "ernie4_5_moe", "Qwen2VLForConditionalGeneration": "qwen2_vl",
+    "Ernie4_5_MoeForCausalLM": "ernie4_5_moe", "Qwen2VLForConditionalGeneration": "qwen2_vl", "Lfm2ForCausalLM": "lfm2",
     "Qwen2_5_VLForConditionalGeneration": "qwen2_5_vl", "MllamaForConditionalGeneration": "mllama", "Glm4vMoeForConditionalGeneration": "glm4v_moe", "KimiK3ForConditionalGeneration": "kimi_k3",
 }
 
@@ -290,13 +290,16 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
     if head_dim is None:
         raise InvalidModelSpec(f"hidden size {h} is not divisible by {heads} heads and no head_dim is given",
                                field=r.path("head_dim"))
-    inter = r.int("intermediate_size_mlp" if mt == "llama4_text" else "intermediate_size", None)
+    inter = (_lfm2_ff_width(r) if mt == "lfm2" else
+             r.int("intermediate_size_mlp" if mt == "llama4_text" else "intermediate_size", None))
     if inter is None:
         inter = 4 * h if mt in ("phi", "starcoder2") else 0 if mt == "qwen3_5_moe_text" else None
     if inter is None:
         raise InvalidModelSpec("required field is missing", field=r.path("intermediate_size"))
     vocab = r.int("vocab_size", required=True)
     tie = r.bool("tie_word_embeddings", mt in ("gemma", "gemma2", "gemma3_text", "gemma4_text"))
+    if mt == "lfm2":  # Lfm2Config: tie_embedding (alias of tie_word_embeddings), True by default
+        tie = r.bool("tie_embedding", r.bool("tie_word_embeddings", True))
     if mt in ("gemma3_text", "gemma4_text") and "tie_word_embeddings" in top and top is not cfg:
         tie = _Reader(top).bool("tie_word_embeddings", tie)
 
@@ -331,6 +334,9 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
         kw.update(qk_norm=True, qk_norm_full=True)
     if mt == "exaone4":  # OLMo 2's post-norm layer with per-head q/k RMSNorms
         kw["qk_norm"] = True
+    if mt == "lfm2":  # short-convolution layers beside attention layers with per-head q/k layernorms
+        kw.update(qk_norm=True, ssm_variant=SHORT_CONV, ssm_inner=h, ssm_state_size=0,
+                  ssm_conv_kernel=r.int("conv_L_cache", 3), ssm_conv_bias=r.bool("conv_bias"))
     if mt == "olmo":  # OLMo 1: non-parametric LayerNorm, nothing stored
         kw.update(norms_per_layer=0, parametric_norms=False)
     if mt in ("cohere", "cohere2"):  # one LayerNorm (weight only) feeding attention and MLP in parallel
@@ -388,13 +394,20 @@ def _layer_kinds(r: _Reader, mt: str, layers: int) -> tuple[tuple[str, ...], int
                 kinds.append(FULL)
             elif t in ("sliding_attention", "chunked_attention", "local"):
                 kinds.append(SLIDING)
-            elif t in ("mamba", "linear_attention"):
+            elif t in ("mamba", "linear_attention", "conv"):
                 kinds.append(MAMBA)
             else:
                 raise InvalidModelSpec(f"unknown layer type {t!r}", field=f"{r.path('layer_types')}[{i}]")
         if SLIDING in kinds and not window:
             raise InvalidModelSpec("sliding layers need a window", field=r.path("sliding_window"))
         return tuple(kinds), window
+    if mt == "lfm2":  # full_attn_idxs; without it (and without layer_types) every layer is attention
+        idx = r.list("full_attn_idxs")
+        if idx is None:
+            return (FULL,) * layers, 0
+        if not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < layers for x in idx):
+            raise InvalidModelSpec(f"expected layer indices below {layers}", field=r.path("full_attn_idxs"))
+        return tuple(FULL if i in set(idx) else MAMBA for i in range(layers)), 0
     if not window:
         return (), 0
     if mt == "gemma2":
@@ -424,6 +437,23 @@ def _layer_kinds(r: _Reader, mt: str, layers: int) -> tuple[tuple[str, ...], int
     if mt == "phimoe":
         return (SLIDING,) * layers, window
     return (), 0
+
+
+def _lfm2_ff_width(r: _Reader) -> int:
+    """LFM2's feed-forward width as transformers computes it: ``block_ff_dim`` (else ``intermediate_size``), then,
+    with ``block_auto_adjust_ff_dim`` (default on), 2/3 of it, and with ``block_ffn_dim_multiplier`` (default 1.0)
+    that times the multiplier, rounded up to ``block_multiple_of`` (default 256)."""
+    width = r.int("block_ff_dim") or r.int("intermediate_size", required=True)
+    if r.bool("block_auto_adjust_ff_dim", True):
+        width = int(2 * width / 3)
+        k, mult = r.raw("block_ffn_dim_multiplier", 1.0)
+        if mult is not None:
+            if isinstance(mult, bool) or not isinstance(mult, (int, float)) or not 0 < mult <= 64:
+                raise InvalidModelSpec(f"expected a positive number, got {_short(mult)}", field=r.path(k))
+            width = int(mult * width)
+            step = r.int("block_multiple_of", 256)
+            width = step * ((width + step - 1) // step)
+    return width
 
 
 def _llama4_kinds(r: _Reader, layers: int) -> tuple[tuple[str, ...], int]:
