@@ -237,3 +237,17 @@ def test_lfm2_catalog_entry_state_and_kv():
 def test_lfm2_bad_attention_index_names_the_field():
     with pytest.raises(Exception, match="full_attn_idxs"):
         parse_config(_lfm2(1024, 6656, 16, full_attn_idxs=[2, 99]))
+
+
+def test_vllm_and_sglang_serve_a_float32_checkpoint_in_16_bits():
+    """OLMo-2-1124-13B's config says float32: transformers loads it so (dtype auto), vLLM and SGLang cast it to 16
+    bits (vLLM's _get_and_verify_dtype: float16 for float32 models, bfloat16 from 0.10.1)."""
+    params = 13_716_198_400
+    assert plan_inference("olmo-2-13b", max_model_len=4096, engine="transformers")["memory"]["weights"] == 4 * params
+    for engine in ("vllm", "sglang"):
+        auto = plan_inference("olmo-2-13b", max_model_len=4096, engine=engine, gpu="h100")["memory"]["weights"]
+        bf16 = plan_inference("olmo-2-13b", max_model_len=4096, engine=engine, gpu="h100",
+                              dtype="bfloat16")["memory"]["weights"]
+        assert auto == bf16 and 2 * params <= auto < 2 * params + 2**21, engine  # (+ vLLM's rotary cache)
+    fp32 = plan_inference("olmo-2-13b", max_model_len=4096, engine="vllm", gpu="h200", dtype="float32")
+    assert fp32["memory"]["weights"] >= 4 * params  # asked for explicitly

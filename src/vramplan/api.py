@@ -190,6 +190,12 @@ def tokens_arg(value, name: str = "max_model_len") -> int:
         raise InvalidRequest(str(exc), field=name) from None
 
 
+def _serves_fp32_as_16bit(engine: str) -> bool:
+    from .engines import resolve_engine
+
+    return resolve_engine(engine).name in ("vllm", "sglang")
+
+
 def plan_inference(model, *, quantization: str | None = None, dtype: str = "auto", kv_cache_dtype: str = "auto",
                    max_model_len=None, batch_size: int = 1, tensor_parallel_size: int = 1,
                    pipeline_parallel_size: int = 1, engine: str | None = None, engine_version: str | None = None,
@@ -216,8 +222,13 @@ def plan_inference(model, *, quantization: str | None = None, dtype: str = "auto
         raise InvalidRequest(f"max_model_len {ctx:,} is absurd", field="max_model_len")
     kv_bits(kv_cache_dtype)  # validates the name
     fmt = resolve_format(lm, quantization, dtype)
+    served_16bit = (engine and fmt.name == "fp32" and dtype in (None, "", "auto") and not quantization
+                    and _serves_fp32_as_16bit(engine))
+    if served_16bit:
+        # vLLM's and SGLang's dtype "auto" loads a float32 checkpoint in 16 bits (float16, bfloat16 from vLLM 0.10.1)
+        fmt = dense_format("bf16", 2, "float32 checkpoint served in 16 bits (the engine's dtype auto)")
     wb = model_weight_bytes(spec, fmt)
-    if lm.stored_weight_bytes and not quantization and dtype in (None, "", "auto"):
+    if lm.stored_weight_bytes and not quantization and dtype in (None, "", "auto") and not served_16bit:
         # the checkpoint's headers are exact; the config-derived groups stay as the breakdown, and what the
         # headers hold beyond them (rotary buffers, MTP layers, scales, padding) is its own line
         diff = lm.stored_weight_bytes - wb.total_bytes
