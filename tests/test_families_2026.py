@@ -251,3 +251,38 @@ def test_vllm_and_sglang_serve_a_float32_checkpoint_in_16_bits():
         assert auto == bf16 and 2 * params <= auto < 2 * params + 2**21, engine  # (+ vLLM's rotary cache)
     fp32 = plan_inference("olmo-2-13b", max_model_len=4096, engine="vllm", gpu="h200", dtype="float32")
     assert fp32["memory"]["weights"] >= 4 * params  # asked for explicitly
+
+
+# ----- Falcon-H1: attention and a Mamba-2 mixer side by side in every layer ----------------------------------------
+
+FALCON_H1_05B = {  # tiiuae/Falcon-H1-0.5B as transcribed in NVIDIA-NeMo/Megatron-Bridge@acc8ca4b, + mamba_d_ssm 1536
+    "model_type": "falcon_h1", "attention_bias": False, "head_dim": 64, "hidden_size": 1024, "intermediate_size": 2048,
+    "mamba_conv_bias": True, "mamba_d_conv": 4, "mamba_d_head": 64, "mamba_d_state": 128, "mamba_expand": 2,
+    "mamba_n_groups": 1, "mamba_n_heads": 24, "mamba_proj_bias": False, "mamba_rms_norm": False, "mlp_bias": False,
+    "num_attention_heads": 8, "num_hidden_layers": 36, "num_key_value_heads": 2, "projectors_bias": False,
+    "tie_word_embeddings": False, "vocab_size": 32784, "mamba_d_ssm": 1536, "max_position_embeddings": 16384}
+
+
+@pytest.mark.parametrize("changes,total", [
+    ({}, 521_411_104),
+    ({"hidden_size": 2048, "num_hidden_layers": 24, "intermediate_size": 4608, "head_dim": 128, "vocab_size": 65537,
+      "mamba_d_state": 256, "mamba_n_heads": 48, "mamba_d_ssm": 3072, "mamba_rms_norm": True}, 1_554_863_488),
+    ({"hidden_size": 3072, "num_hidden_layers": 44, "intermediate_size": 12288, "num_attention_heads": 12,
+      "head_dim": 128, "vocab_size": 130048, "mamba_d_state": 256, "mamba_n_heads": 24, "mamba_d_head": 128,
+      "mamba_d_ssm": 3072, "mamba_rms_norm": True}, 7_585_648_736),
+], ids=["Falcon-H1-0.5B", "Falcon-H1-1.5B", "Falcon-H1R-7B"])
+def test_falcon_h1_counts(changes, total):
+    """Published exact counts (an architecture report's measured 0.5B, the paper's 1.5B, the H1R-7B tensor
+    manifest's 751-tensor sum); the gated norm exists only where mamba_rms_norm is set."""
+    assert count_params(parse_config({**FALCON_H1_05B, **changes})).total == total
+
+
+def test_falcon_h1_holds_kv_and_a_mamba_state_in_every_layer(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(FALCON_H1_05B))
+    state = 36 * ((1536 + 2 * 128) * 4 + 24 * 64 * 128) * 2  # conv + SSM state of each layer, bf16
+    for engine in (None, "transformers"):
+        kv = plan_inference(str(path), max_model_len=16384, batch_size=2, engine=engine)["memory"]["kv_cache"]
+        assert kv == 2 * (16384 * 36 * 2 * 2 * 64 * 2 + state), engine
+    with pytest.raises(Exception, match="Falcon-H1"):
+        plan_inference(str(path), max_model_len=16384, engine="vllm", gpu="h100")

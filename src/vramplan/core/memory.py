@@ -144,6 +144,10 @@ def _kv_for(spec: ModelSpec, counts: tuple[tuple[str, int], ...], indexer_layers
         tokens = min(context, spec.sliding_window) if kind == SLIDING and spec.sliding_window else context
         per_kind[kind] = ceil(n * e * tokens * batch * bits / 8)
         per_token_elems += n * e
+    if spec.parallel_ssm:  # Falcon-H1: each attention layer also holds a Mamba-2 state per sequence
+        n = counts.get(FULL, 0) + counts.get(SLIDING, 0)
+        state += n * spec.ssm_state_bytes_per_seq(tp)
+        per_kind[MAMBA] = state * batch
     if partial_indexer(spec) and indexer_layers:
         # a lightning indexer in some layers only (MiniMax-M3, GLM-5.2): one key of indexer_head_dim per token there
         per_kind["indexer"] = ceil(indexer_layers * spec.indexer_head_dim * context * batch * bits / 8)

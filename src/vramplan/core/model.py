@@ -157,6 +157,9 @@ class ModelSpec:
     per_layer_vocab: int = 0
     kv_shared_layers: int = 0  # the last N layers reuse an earlier layer's K/V and cache nothing
     cross_attention_layers: tuple[int, ...] = ()  # Llama 3.2 Vision: layers attending to image tokens, no text KV
+    parallel_ssm: bool = False  # Falcon-H1: every attention layer also runs a Mamba-2 mixer on the same input
+    ssm_in_proj_bias: bool = False  # Falcon-H1's mamba_proj_bias (in_proj only)
+    ssm_out_proj_bias: bool = False  # Falcon-H1's projectors_bias (out_proj only)
     layer_intermediate: tuple[int, ...] = ()  # one MLP width per layer where they differ (Nemotron-NAS); 0: default
     norms_follow_blocks: bool = False  # Nemotron-NAS: one norm per present sub-block (no_op blocks have none)
     # DeepSeek-V4: one shared 512-d K=V head, a grouped low-rank output, hyper-connections, hash-routed first layers
@@ -432,8 +435,10 @@ def _mamba2_tensors(s: ModelSpec) -> list[Tensor]:
     if s.ssm_gated_norm:
         t.append(Tensor("mixer.norm.weight", "norm", (di,), "norms"))
     t.append(Tensor("mixer.out_proj.weight", "ssm_out", (h, di), "ssm"))
-    if s.ssm_proj_bias:
-        t += [Tensor("mixer.in_proj.bias", "bias", (proj,), "ssm"), Tensor("mixer.out_proj.bias", "bias", (h,), "ssm")]
+    if s.ssm_proj_bias or s.ssm_in_proj_bias:
+        t.append(Tensor("mixer.in_proj.bias", "bias", (proj,), "ssm"))
+    if s.ssm_proj_bias or s.ssm_out_proj_bias:
+        t.append(Tensor("mixer.out_proj.bias", "bias", (h,), "ssm"))
     return t
 
 
@@ -621,6 +626,8 @@ def _layer_tensors(s: ModelSpec, kind: str, mlp: str | bool, indexer: bool = Fal
     if isinstance(mlp, bool):
         mlp = MOE if mlp else DENSE
     t = _mamba_tensors(s) if kind == MAMBA else [] if kind == NOMIX else _attention_tensors(s, indexer, kind)
+    if s.parallel_ssm and kind in (FULL, SLIDING):  # Falcon-H1: the Mamba-2 mixer beside the attention
+        t += _mamba_tensors(s)
     if mlp == MOE:
         t += _moe_tensors(s, hashed)
     elif mlp in (DENSE, DENSE_MOE, DENSE_WIDE):

@@ -299,6 +299,8 @@ def layer_terms(spec: ModelSpec, kind: str, moe: bool, m: ActivationModel, seq_l
             t += _mlp_terms(spec, mlp == MOE, m, width)
         return t
     t = _norm_terms(h, m, "input norm")
+    if spec.parallel_ssm and kind in (FULL, SLIDING):  # Falcon-H1's Mamba-2 mixer on the same normed input
+        t += [(n, b) for n, b in _mamba_terms(spec, m) if not n.startswith("norm")]
     if kind == MLA:
         t += _linear_inputs(h, m.norm_out_bytes, ("attn_q_a", "attn_q", "attn_kv_a_mqa"), m, "q/kv_a in", m.full)
     else:

@@ -110,6 +110,12 @@ def plan_with_engine(engine: str, **kw) -> dict:
     ignored = [k for k, v in kw.items() if k not in allowed and v is not None]
     kw = {k: v for k, v in kw.items() if k in allowed and v is not None}
     lm = kw.get("lm")
+    if lm is not None and getattr(lm.spec, "parallel_ssm", False) and info.name != "transformers":
+        from ..errors import InvalidRequest
+
+        raise InvalidRequest(f"{info.name}'s accounting for parallel attention + Mamba-2 layers (Falcon-H1) is not "
+                             "modelled yet; the plain plan (no --engine) and --engine transformers count its weights, "
+                             "KV cache and recurrent state", field="engine")
     if lm is not None and getattr(lm.spec, "o_groups", 0):
         from ..errors import InvalidRequest
 

@@ -31,7 +31,7 @@ from math import ceil
 
 from ..core.memory import (CUBLAS_WORKSPACE_BYTES, TORCH_INFERENCE_RUNTIME_BYTES, _prefill_widths, kv_bits,
                            kv_elements_per_token_rank, pool_capacity, weights_per_gpu_bytes)
-from ..core.model import MAMBA, MLA, SLIDING, ModelSpec, group_mlp_width, layer_groups
+from ..core.model import FULL, MAMBA, MLA, SLIDING, ModelSpec, group_mlp_width, layer_groups
 from ..errors import InvalidRequest, UnknownName
 
 VERSIONS = ("4.36.0", "4.45.0", "4.53.0", "5.17.0")  # behaviour changes; 5.17 is the release we measured
@@ -74,6 +74,8 @@ def dynamic_cache_bytes(spec: ModelSpec, tokens: int, batch: int, kv_dtype: str,
             if kind == SLIDING and spec.sliding_window and window_capped:
                 t = min(tokens, spec.sliding_window - 1)
             b = ceil(hf_cache_elements(spec, kind, tp) * t * batch * bits / 8)
+            if spec.parallel_ssm and kind in (FULL, SLIDING):  # Falcon-H1: a Mamba-2 state beside the K/V
+                b += spec.ssm_state_bytes_per_seq(tp) * batch
         total += b
         biggest = max(biggest, b)
     return total, biggest
@@ -170,7 +172,8 @@ def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", t
     per_tok_b = ceil(per_tok * kv_bits(kv_dtype) / 8)
     if total_gpu:
         room = int(total_gpu) - (memory["total"] - kv)
-        state = sum(spec.ssm_state_bytes_per_seq(tp) for k in spec.cache_kinds if k == MAMBA)
+        state = sum(spec.ssm_state_bytes_per_seq(tp) for k in spec.cache_kinds
+                    if k == MAMBA or (spec.parallel_ssm and k in (FULL, SLIDING)))
         tokens, seqs = pool_capacity(room, per_tok_b, state, context)
         out["capacity"] = {"kv_cache_tokens": tokens, "max_concurrency": round(seqs, 2),
                            "gpu_memory_bytes": int(total_gpu), "fits": memory["total"] <= int(total_gpu)}

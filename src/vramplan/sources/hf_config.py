@@ -59,7 +59,7 @@ _LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qw
                "nemotron", "solar", "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba",
                "jamba", "nemotron_h", "mamba2", "kimi_k2", "minimax_m2", "deepseek_v32", "glm_moe_dsa", "gemma4_text", "nemotron-nas", "deepseek_v4", "step3p5",
                "step3p7", "mimo_v2_flash", "minimax_m3", "kimi_linear", "glm4_moe", "glm4_moe_lite",
-               "olmo2", "olmo3", "cohere2", "exaone4", "gpt_neox", "phimoe", "ernie4_5_moe", "lfm2"}
+               "olmo2", "olmo3", "cohere2", "exaone4", "gpt_neox", "phimoe", "ernie4_5_moe", "lfm2", "falcon_h1"}
 _RENAMED = {"mimo_v2", "minimax_m3_vl", "kimi_k3", "glm4v_moe", "deepseek_vl_v2"}  # read as another model type (parse_config says which)
 _HYBRID = {"qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba", "jamba", "nemotron_h"}
 SUPPORTED_MODEL_TYPES = tuple(sorted(_LLAMA_LIKE | _RENAMED | {"gemma3", "llama4", "mistral3", "llava", "qwen3_5", "qwen3_5_moe",
@@ -84,6 +84,7 @@ _ARCH_TO_TYPE = {
     "Olmo3ForCausalLM": "olmo3", "CohereForCausalLM": "cohere", "Cohere2ForCausalLM": "cohere2",
     "Exaone4ForCausalLM": "exaone4", "GPTNeoXForCausalLM": "gpt_neox", "PhimoeForCausalLM": "phimoe",
     "Ernie4_5_MoeForCausalLM": "ernie4_5_moe", "Qwen2VLForConditionalGeneration": "qwen2_vl", "Lfm2ForCausalLM": "lfm2",
+    "FalconH1ForCausalLM": "falcon_h1",
     "Qwen2_5_VLForConditionalGeneration": "qwen2_5_vl", "MllamaForConditionalGeneration": "mllama", "Glm4vMoeForConditionalGeneration": "glm4v_moe", "KimiK3ForConditionalGeneration": "kimi_k3",
 }
 
@@ -334,6 +335,8 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
         kw.update(qk_norm=True, qk_norm_full=True)
     if mt == "exaone4":  # OLMo 2's post-norm layer with per-head q/k RMSNorms
         kw["qk_norm"] = True
+    if mt == "falcon_h1":
+        _falcon_h1(r, kw)
     if mt == "lfm2":  # short-convolution layers beside attention layers with per-head q/k layernorms
         kw.update(qk_norm=True, ssm_variant=SHORT_CONV, ssm_inner=h, ssm_state_size=0,
                   ssm_conv_kernel=r.int("conv_L_cache", 3), ssm_conv_bias=r.bool("conv_bias"))
@@ -437,6 +440,24 @@ def _layer_kinds(r: _Reader, mt: str, layers: int) -> tuple[tuple[str, ...], int
     if mt == "phimoe":
         return (SLIDING,) * layers, window
     return (), 0
+
+
+def _falcon_h1(r: _Reader, kw: dict) -> None:
+    """Falcon-H1: every layer runs GQA attention and a Mamba-2 mixer side by side on one normed input, then an MLP
+    (transformers FalconH1DecoderLayer). Mamba width ``mamba_d_ssm`` (else ``mamba_expand`` x hidden; transformers'
+    own default is 1024), ``mamba_n_heads`` heads, the gated RMSNorm only with ``mamba_rms_norm``, an in_proj bias
+    with ``mamba_proj_bias`` and an out_proj bias with ``projectors_bias``. The muP multipliers are constants."""
+    h = kw["hidden_size"]
+    d_ssm = r.int("mamba_d_ssm") or (r.int("mamba_expand", 2) * h)
+    heads = r.int("mamba_n_heads", 128)
+    if d_ssm % heads:
+        raise InvalidModelSpec(f"{heads} Mamba heads do not divide the Mamba width {d_ssm}",
+                               field=r.path("mamba_n_heads"))
+    kw.update(parallel_ssm=True, ssm_variant=MAMBA2, ssm_inner=d_ssm, ssm_heads=heads,
+              ssm_groups=r.int("mamba_n_groups", 1), ssm_state_size=r.int("mamba_d_state", 256),
+              ssm_conv_kernel=r.int("mamba_d_conv", 4), ssm_conv_bias=r.bool("mamba_conv_bias", True),
+              ssm_gated_norm=r.bool("mamba_rms_norm"), ssm_in_proj_bias=r.bool("mamba_proj_bias"),
+              ssm_out_proj_bias=r.bool("projectors_bias"))
 
 
 def _lfm2_ff_width(r: _Reader) -> int:
