@@ -286,3 +286,12 @@ def test_falcon_h1_holds_kv_and_a_mamba_state_in_every_layer(tmp_path):
         assert kv == 2 * (16384 * 36 * 2 * 2 * 64 * 2 + state), engine
     with pytest.raises(Exception, match="Falcon-H1"):
         plan_inference(str(path), max_model_len=16384, engine="vllm", gpu="h100")
+
+
+def test_recurrent_layer_types_only_where_the_architecture_has_them():
+    """layer_types naming recurrent layers ("mamba", "conv") in a model type without such a mixer is refused by
+    name, not turned into recurrent layers with no recurrent fields."""
+    for mt, kind in (("olmo3", "mamba"), ("cohere2", "conv"), ("exaone4", "linear_attention")):
+        cfg = _cfg(mt, 1024, 2048, 2, 8, 8, 1000, sliding_window=512, layer_types=[kind, "full_attention"])
+        with pytest.raises(Exception, match=r"layer_types\[0\]"):
+            parse_config(cfg)

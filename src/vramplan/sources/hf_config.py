@@ -61,6 +61,10 @@ _LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qw
                "step3p7", "mimo_v2_flash", "minimax_m3", "kimi_linear", "glm4_moe", "glm4_moe_lite",
                "olmo2", "olmo3", "cohere2", "exaone4", "gpt_neox", "phimoe", "ernie4_5_moe", "lfm2", "falcon_h1"}
 _RENAMED = {"mimo_v2", "minimax_m3_vl", "kimi_k3", "glm4v_moe", "deepseek_vl_v2"}  # read as another model type (parse_config says which)
+_RECURRENT_LAYER_TYPES = {"qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba", "jamba",
+                          "nemotron_h", "kimi_linear", "minimax_m3", "mimo_v2_flash", "step3p5", "step3p7"}
+"""Model types whose layer_types may name recurrent layers ("mamba", "linear_attention"); elsewhere they are refused
+rather than turned into recurrent layers without a recurrent mixer's fields."""
 _HYBRID = {"qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba", "jamba", "nemotron_h"}
 SUPPORTED_MODEL_TYPES = tuple(sorted(_LLAMA_LIKE | _RENAMED | {"gemma3", "llama4", "mistral3", "llava", "qwen3_5", "qwen3_5_moe",
                                                     "qwen3_vl", "qwen3_vl_moe", "gemma4", "qwen2_vl",
@@ -397,7 +401,7 @@ def _layer_kinds(r: _Reader, mt: str, layers: int) -> tuple[tuple[str, ...], int
                 kinds.append(FULL)
             elif t in ("sliding_attention", "chunked_attention", "local"):
                 kinds.append(SLIDING)
-            elif t in ("mamba", "linear_attention", "conv"):
+            elif (t in ("mamba", "linear_attention") and mt in _RECURRENT_LAYER_TYPES) or (t == "conv" and mt == "lfm2"):
                 kinds.append(MAMBA)
             else:
                 raise InvalidModelSpec(f"unknown layer type {t!r}", field=f"{r.path('layer_types')}[{i}]")
