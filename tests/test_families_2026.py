@@ -14,6 +14,7 @@ import pytest
 from vramplan.api import load_model, plan_inference
 from vramplan.catalog import models as cat
 from vramplan.core.model import FULL, SLIDING, count_params
+from vramplan.errors import InvalidModelSpec, InvalidRequest
 from vramplan.sources.hf_config import parse_config
 
 
@@ -126,7 +127,7 @@ def test_ernie_stores_its_router_and_correction_bias_in_fp32(tmp_path):
 def test_exaone4_string_pattern_repeats_from_layer_0_and_ends_global():
     spec = parse_config(_cfg("exaone4", 1024, 2048, 6, 8, 8, 1000, sliding_window=4096, sliding_window_pattern="LLLG"))
     assert spec.layer_kinds == (SLIDING, SLIDING, SLIDING, FULL, SLIDING, FULL)
-    with pytest.raises(Exception, match="sliding_window_pattern"):
+    with pytest.raises(InvalidModelSpec, match="sliding_window_pattern"):
         parse_config(_cfg("exaone4", 1024, 2048, 6, 8, 8, 1000, sliding_window=4096, sliding_window_pattern="LXG"))
 
 
@@ -177,7 +178,7 @@ def test_qwen2_5_vl_catalog_entry_and_sizes():
 def test_qwen2_vl_bad_mlp_ratio_names_the_field():
     cfg = _qwen2_vl(1536, 8960, 28, 12, 2, 151936, True, 1536)
     cfg["vision_config"]["mlp_ratio"] = "four"
-    with pytest.raises(Exception, match="vision_config.mlp_ratio"):
+    with pytest.raises(InvalidModelSpec, match="vision_config.mlp_ratio"):
         parse_config(cfg)
 
 
@@ -201,7 +202,7 @@ def test_mllama_counts_and_text_kv():
 def test_mllama_bad_cross_layer_names_the_field():
     cfg = cat.load_catalog_config(cat.find_model("llama-3.2-90b-vision-instruct"))
     bad = {**cfg, "text_config": {**cfg["text_config"], "cross_attention_layers": [3, 100]}}
-    with pytest.raises(Exception, match=r"text_config.cross_attention_layers\[1\]"):
+    with pytest.raises(InvalidModelSpec, match=r"text_config.cross_attention_layers\[1\]"):
         parse_config(bad)
 
 
@@ -235,7 +236,7 @@ def test_lfm2_catalog_entry_state_and_kv():
 
 
 def test_lfm2_bad_attention_index_names_the_field():
-    with pytest.raises(Exception, match="full_attn_idxs"):
+    with pytest.raises(InvalidModelSpec, match="full_attn_idxs"):
         parse_config(_lfm2(1024, 6656, 16, full_attn_idxs=[2, 99]))
 
 
@@ -284,7 +285,7 @@ def test_falcon_h1_holds_kv_and_a_mamba_state_in_every_layer(tmp_path):
     for engine in (None, "transformers"):
         kv = plan_inference(str(path), max_model_len=16384, batch_size=2, engine=engine)["memory"]["kv_cache"]
         assert kv == 2 * (16384 * 36 * 2 * 2 * 64 * 2 + state), engine
-    with pytest.raises(Exception, match="Falcon-H1"):
+    with pytest.raises(InvalidRequest, match="Falcon-H1"):
         plan_inference(str(path), max_model_len=16384, engine="vllm", gpu="h100")
 
 
@@ -293,5 +294,66 @@ def test_recurrent_layer_types_only_where_the_architecture_has_them():
     name, not turned into recurrent layers with no recurrent fields."""
     for mt, kind in (("olmo3", "mamba"), ("cohere2", "conv"), ("exaone4", "linear_attention")):
         cfg = _cfg(mt, 1024, 2048, 2, 8, 8, 1000, sliding_window=512, layer_types=[kind, "full_attention"])
-        with pytest.raises(Exception, match=r"layer_types\[0\]"):
+        with pytest.raises(InvalidModelSpec, match=r"layer_types\[0\]"):
             parse_config(cfg)
+
+
+
+# ----- transformers' defaults where a config leaves a field out (caught by review) ----------------------------------
+
+def test_omitted_fields_take_transformers_defaults():
+    phimoe = {"model_type": "phimoe", "hidden_size": 4096, "intermediate_size": 6400, "num_hidden_layers": 32,
+              "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 32064, "attention_bias": True,
+              "lm_head_bias": True}  # PhimoeConfig: 16 experts, top-2
+    assert count_params(parse_config(phimoe)).total == 41_873_153_344
+    ernie = {"model_type": "ernie4_5_moe", "hidden_size": 2560, "intermediate_size": 12288, "num_hidden_layers": 28,
+             "num_attention_heads": 20, "num_key_value_heads": 4, "vocab_size": 103424}  # 64 experts top-6, from 1, 2 shared
+    assert count_params(parse_config(ernie)).total == 21_825_437_888
+    exaone = _cfg("exaone4", 1024, 2048, 8, 8, 8, 1000)  # Exaone4Config: window 4096, every 4th layer global
+    assert parse_config(exaone).layer_kinds == (SLIDING, SLIDING, SLIDING, FULL) * 2
+    falcon = {k: v for k, v in FALCON_H1_05B.items() if k != "mamba_d_ssm"}
+    falcon["mamba_n_heads"] = 16  # FalconH1Config's mamba_d_ssm is 1024, not expand x hidden
+    assert parse_config(falcon).ssm_inner == 1024
+    with pytest.raises(InvalidModelSpec, match="mamba_d_head"):
+        parse_config({**falcon, "mamba_d_head": 32})  # 32 x 16 heads is not 1024
+    olmo3 = _cfg("olmo3", 1024, 2048, 4, 8, 8, 1000, sliding_window=512, sliding_window_pattern=2)
+    assert parse_config(olmo3).layer_kinds == (SLIDING, SLIDING, SLIDING, FULL)  # Olmo3Config has no such field
+    with pytest.raises(InvalidModelSpec, match="conv_L_cache"):
+        parse_config(_lfm2(1024, 6656, 16, conv_L_cache=1))
+
+
+def test_mllama_without_model_type_or_layer_list_and_with_a_tie_flag():
+    cfg = cat.load_catalog_config(cat.find_model("llama-3.2-90b-vision-instruct"))
+    no_type = {k: v for k, v in cfg.items() if k != "model_type"}  # found by its architectures entry
+    assert len(parse_config(no_type).cross_attention_layers) == 20
+    tied = {**cfg, "text_config": {**cfg["text_config"], "tie_word_embeddings": True}}
+    assert count_params(parse_config(tied)).total == 88_593_355_323  # MllamaForCausalLM never ties its head
+    eleven = {**cfg, "text_config": {k: v for k, v in cfg["text_config"].items() if k != "cross_attention_layers"}}
+    eleven["text_config"].update(hidden_size=4096, intermediate_size=14336, num_attention_heads=32, num_hidden_layers=40)
+    assert count_params(parse_config(eleven)).total == 10_670_220_835  # the default list is the 11B's
+
+
+def test_training_norms_scaled_in_fp32_for_olmo_and_cohere():
+    """OLMo 2's RMSNorm and Cohere's LayerNorm multiply by their weight in fp32 and cast afterwards, like Gemma's."""
+    from vramplan.core.training import TrainingSetup, plan_training_memory
+
+    setup = TrainingSetup(precision="bf16", batch_size=1, seq_len=512)
+    for cfg in (_cfg("olmo2", 1024, 2048, 2, 8, 8, 1000), _cfg("cohere2", 1024, 2048, 2, 8, 8, 1000,
+                                                              sliding_window=512)):
+        terms = dict(plan_training_memory(parse_config(cfg), setup).activations.layer_terms)
+        assert terms["input norm: normalized input (weight grad)"] == 4 * 1024, cfg["model_type"]
+
+
+def test_transformers_cache_follows_a_float32_model():
+    kw = dict(max_model_len=4096, engine="transformers")
+    assert (plan_inference("llama-3.2-1b", dtype="float32", **kw)["memory"]["kv_cache"]
+            == 2 * plan_inference("llama-3.2-1b", **kw)["memory"]["kv_cache"])
+
+
+def test_transformers_decode_copy_counts_only_above_the_prefill():
+    """64 sequences of a 96-token prompt then 4,000 new tokens: the decode step's copy of one layer's cache (1 GiB)
+    outweighs the prefill transient, and only the difference is added."""
+    m = plan_inference("llama-3.1-8b", max_model_len=4096, batch_size=64, engine="transformers",
+                       max_new_tokens=4000)["memory"]
+    layer_kv = 64 * 4096 * 2 * 8 * 128 * 2
+    assert m["kv_transient"] == layer_kv - m["activations"] > 0

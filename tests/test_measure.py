@@ -436,3 +436,12 @@ def test_tiny_matrix_end_to_end(tmp_path):
     assert row["status"] == "ok" and row["schema"] == measure_matrix.SCHEMA
     assert row["comparison"]["weights"]["error_pct"] == 0.0
     assert row["versions"]["torch"] and row["request"]["max_model_len"] == 64
+
+
+def test_prediction_falls_back_to_plain_accounting_where_the_transformers_model_stops(run_cli):
+    """DeepSeek-V4's engine accounting is not modelled: measure still prints a prediction (the plain plan) and says
+    why, rather than failing."""
+    from vramplan.measure import predict_inference
+
+    r = predict_inference("deepseek-v4-flash", max_model_len=4096)
+    assert r["memory"]["weights"] > 0 and "engine transformers" in r["ignored_options"][0]

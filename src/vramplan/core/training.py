@@ -38,6 +38,9 @@ ALLOCATOR_CROSS_PHASE = 0.25
 allocator cannot place in blocks cached for the other phase. Fitted on PEFT's full fine-tuning run of
 Llama-3.2-3B (torch 2.13, 99th-percentile reserved 34.78 GiB); checked on the same run's mean reserved memory and
 held out everywhere else (benchmarks/training_accuracy.py). It is 0 in effect for adapters (their step is tiny)."""
+FP32_SCALED_NORMS = ("olmo2", "olmo3", "cohere", "cohere2")
+"""Model types whose norms multiply by their weight in fp32 and cast afterwards (OLMo 2's RMSNorm, Cohere's
+LayerNorm; Gemma's scale by 1 + w): a trained norm keeps its fp32 normalized input for the weight grad."""
 ALLOCATOR_CHECKPOINT_LOGITS = 1.0
 """With gradient checkpointing (and a plain cross-entropy over the whole vocabulary), the caching allocator reserves
 about one more fp32-logits-sized block (tokens x V x 4 bytes) than the peak allocation: measured reserved - allocated
@@ -156,7 +159,7 @@ def plan_training_memory(spec: ModelSpec, setup: TrainingSetup) -> TrainingMemor
         adapter = with_modules_to_save(adapter, spec, setup.modules_to_save)
     states = model_states(spec, setup, adapter, base_fmt)
     am = _activation_model(setup, adapter)
-    if spec.model_type.startswith("gemma"):
+    if spec.model_type.startswith("gemma") or spec.model_type in FP32_SCALED_NORMS:
         am = replace(am, norm_scale_fp32=True)
     act = activations(spec, am, setup.batch_size, setup.seq_len, adapter.virtual_tokens if adapter else 0)
     a = am.act_bytes if setup.precision != "fp32" else 4

@@ -154,6 +154,8 @@ def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", t
     dtype_bytes = 4 if getattr(fmt, "base_bytes", 2) == 4 else 2
     weights = weights_per_gpu_bytes(spec, wb, tp, pp)
     capped = v >= (4, 53)
+    if str(kv_dtype).lower() == "auto" and dtype_bytes == 4:  # the DynamicCache holds K/V in the model's dtype
+        kv_dtype = "float32"
     kv, layer_kv = dynamic_cache_bytes(spec, context, batch, kv_dtype, tp, capped)
     logits_tokens = 1 if v >= (4, 45) else prompt
     act = prefill_peak_bytes(spec, prompt, batch, tp, dtype_bytes, logits_tokens, attn, grouped_moe=v >= (5, 0))

@@ -9,7 +9,7 @@ import time
 from ..errors import InvalidRequest
 from .build import ATTENTIONS, build_model, raw_config, resolve_dtype, vocab_size
 from .comparison import inference_comparison
-from .predict import INFERENCE_SOURCE, predict_inference
+from .predict import inference_source, predict_inference
 from .probe import MemoryProbe
 from .session import check_choice, device_peak, model_figures, open_probe, result, target_device
 from .tensors import cache_bytes
@@ -42,7 +42,7 @@ def measure_inference(model, *, max_model_len, batch_size: int = 1, dtype: str =
     del model_obj
     request = {"mode": "inference", "max_model_len": context, "batch_size": batch_size, "dtype": dt,
                "decode_tokens": min(decode_tokens, context - 1), "attention": attention}
-    return result(model, "inference", predicted, INFERENCE_SOURCE, m, comparison, request, probe, t_start)
+    return result(model, "inference", predicted, inference_source(predicted), m, comparison, request, probe, t_start)
 
 
 def run_inference(model, *, context: int, batch: int = 1, decode_tokens: int = DEFAULT_DECODE_TOKENS,

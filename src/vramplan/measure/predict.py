@@ -18,10 +18,28 @@ def predict_inference(model, *, max_model_len: int, batch_size: int = 1, dtype: 
     per sequence, then ``decode_tokens`` steps with the DynamicCache (engines/transformers.py)."""
     from ..api import plan_inference, tokens_arg
 
+    from ..errors import InvalidRequest
+
     context = tokens_arg(max_model_len) or 4096
-    return plan_inference(model_arg(model), max_model_len=context, batch_size=batch_size, dtype=dtype,
-                          engine="transformers", attn_implementation=attention,
-                          max_new_tokens=max(0, min(decode_tokens, context - 1)))
+    try:
+        return plan_inference(model_arg(model), max_model_len=context, batch_size=batch_size, dtype=dtype,
+                              engine="transformers", attn_implementation=attention,
+                              max_new_tokens=max(0, min(decode_tokens, context - 1)))
+    except InvalidRequest as exc:
+        if exc.field != "engine":
+            raise
+        # an architecture the transformers engine model does not cover yet: the plain accounting, said so
+        plain = plan_inference(model_arg(model), max_model_len=context, batch_size=batch_size, dtype=dtype)
+        return dict(plain, ignored_options=[f"engine transformers ({exc})"])
+
+
+def inference_source(predicted: dict | None) -> str:
+    """Which model the inference prediction came from: the transformers engine, or the plain accounting where the
+    engine model does not cover the architecture."""
+    if isinstance(predicted, dict) and any(str(o).startswith("engine transformers")
+                                           for o in predicted.get("ignored_options") or ()):
+        return "vramplan.api.plan_inference (plain accounting; the transformers engine model does not cover it)"
+    return INFERENCE_SOURCE
 
 
 def training_options(method: str = "full", optimizer: str = "adamw", precision: str = "bf16", batch_size: int = 1,
@@ -72,7 +90,7 @@ def prediction_only(mode: str, model, **options) -> dict:
         source = TRAINING_SOURCE
     else:
         predicted = predict_inference(model, **options)
-        source = INFERENCE_SOURCE
+        source = inference_source(predicted)
     return {"mode": mode, "model": model_info(model, predicted), "measured_on_gpu": False,
             "prediction": {"source": source, "memory": (predicted or {}).get("memory")}, "measured": None,
             "comparison": {}}

@@ -46,8 +46,18 @@ MODEL_TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
     "cohere2": {"tie_word_embeddings": True, "sliding_window": 4096},
     "olmo3": {"sliding_window": 4096},
     "gpt_neox": {"tie_word_embeddings": False, "attention_bias": True},
-    "ernie4_5_moe": {"tie_word_embeddings": True},
-    "phimoe": {"tie_word_embeddings": False},
+    "ernie4_5_moe": {"tie_word_embeddings": True, "num_local_experts": 64, "num_experts_per_tok": 6,
+                     "moe_intermediate_size": 1536,
+                     "moe_layer_start_index": 1, "moe_layer_end_index": -1, "moe_layer_interval": 1,
+                     "moe_num_shared_experts": 2},
+    "phimoe": {"tie_word_embeddings": False, "num_local_experts": 16, "num_experts_per_tok": 2},
+    "exaone4": {"sliding_window": 4096, "sliding_window_pattern": 4},
+    "falcon_h1": {"mamba_d_ssm": 1024, "mamba_n_heads": 128, "mamba_d_state": 256, "mamba_d_conv": 4,
+                  "mamba_n_groups": 1},
+    "mllama_text_model": {"cross_attention_layers": [3, 8, 13, 18, 23, 28, 33, 38]},
+    "mllama_vision_model": {"num_global_layers": 8, "max_num_tiles": 4,
+                            "supported_aspect_ratios": [[1, 1], [1, 2], [1, 3], [1, 4], [2, 1], [2, 2], [3, 1],
+                                                        [4, 1]]},
     "mistral": {"sliding_window": 4096},
 }
 
@@ -188,6 +198,7 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
     if not isinstance(cfg, dict):
         raise InvalidModelSpec(f"a config must be a JSON object, got {type(cfg).__name__}")
     mt = _model_type(cfg)
+    top_mt = mt
     archs = cfg.get("architectures") or []
     arch = archs[0] if archs else ""
     top = cfg
@@ -343,7 +354,7 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
         _falcon_h1(r, kw)
     if mt == "lfm2":  # short-convolution layers beside attention layers with per-head q/k layernorms
         kw.update(qk_norm=True, ssm_variant=SHORT_CONV, ssm_inner=h, ssm_state_size=0,
-                  ssm_conv_kernel=r.int("conv_L_cache", 3), ssm_conv_bias=r.bool("conv_bias"))
+                  ssm_conv_kernel=r.int("conv_L_cache", 3, lo=2, hi=64), ssm_conv_bias=r.bool("conv_bias"))
     if mt == "olmo":  # OLMo 1: non-parametric LayerNorm, nothing stored
         kw.update(norms_per_layer=0, parametric_norms=False)
     if mt in ("cohere", "cohere2"):  # one LayerNorm (weight only) feeding attention and MLP in parallel
@@ -357,8 +368,10 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
     if r.bool("mlp_bias"):
         kw["mlp_bias"] = True
 
-    if top.get("model_type") == "mllama" and _cross_layers_ok(cfg):
-        kw["cross_attention_layers"] = tuple(cfg["cross_attention_layers"])
+    if top_mt == "mllama":  # cross-attention layers (transformers' default list where the config has none); the
+        # head is never tied to the (vocab + 8)-row embedding
+        kw["cross_attention_layers"] = tuple(sorted(set(_mllama_cross_layers(_Reader(cfg, prefix)))))
+        kw["tie_embeddings"] = False
     if mt == "llama4_text":
         kw["layer_kinds"], kw["sliding_window"] = _llama4_kinds(r, layers)
     else:
@@ -430,7 +443,7 @@ def _layer_kinds(r: _Reader, mt: str, layers: int) -> tuple[tuple[str, ...], int
     if mt in ("mistral", "mixtral", "starcoder2", "phi3"):
         return (SLIDING,) * layers, window
     if mt in ("olmo3", "cohere2"):  # transformers' default pattern when layer_types is absent: every 4th is global
-        pattern = r.int("sliding_window_pattern", 4)
+        pattern = r.int("sliding_window_pattern", 4) if mt == "cohere2" else 4  # (Olmo3Config has no such field)
         return tuple(SLIDING if (i + 1) % pattern else FULL for i in range(layers)), window
     if mt == "exaone4":  # an int period, or a string such as "LLLG" repeated from layer 0 (the last layer global)
         k, pattern = r.raw("sliding_window_pattern", 4)
@@ -457,6 +470,10 @@ def _falcon_h1(r: _Reader, kw: dict) -> None:
     if d_ssm % heads:
         raise InvalidModelSpec(f"{heads} Mamba heads do not divide the Mamba width {d_ssm}",
                                field=r.path("mamba_n_heads"))
+    k, d_head = r.raw("mamba_d_head", "auto")
+    if d_head != "auto" and d_head is not None and (isinstance(d_head, bool) or d_head != d_ssm // heads):
+        raise InvalidModelSpec(f"{_short(d_head)} x {heads} Mamba heads is not the Mamba width {d_ssm}",
+                               field=r.path(k))
     kw.update(parallel_ssm=True, ssm_variant=MAMBA2, ssm_inner=d_ssm, ssm_heads=heads,
               ssm_groups=r.int("mamba_n_groups", 1), ssm_state_size=r.int("mamba_d_state", 256),
               ssm_conv_kernel=r.int("mamba_d_conv", 4), ssm_conv_bias=r.bool("mamba_conv_bias", True),
@@ -1083,26 +1100,30 @@ def _qwen2_vl_vision_params(v: dict, mt: str) -> list[tuple[str, int]]:
     return [("vision_tower", embed + depth * block), ("multi_modal_projector", merger)]
 
 
-def _cross_layers_ok(text: dict) -> bool:
-    layers = text.get("cross_attention_layers")
-    return isinstance(layers, list) and bool(layers)
-
-
 def _mllama_text_extras(text: dict, prefix: str) -> list[tuple[str, int]]:
     """Llama 3.2 Vision's text model beyond a Llama of the same sizes: each cross-attention layer (one of
     ``num_hidden_layers``, with Llama's tensor shapes) adds q/k RMSNorms over the head dim and two scalar gates, and
     the embedding has 8 more rows than the vocabulary (``vocab_size + 8``; the head keeps ``vocab_size``)."""
     r = _Reader(text, prefix)
-    layers = r.list("cross_attention_layers") or []
+    layers = _mllama_cross_layers(r)
+    h, heads = r.int("hidden_size", required=True), r.int("num_attention_heads", required=True)
+    head_dim = r.int("head_dim") or h // heads
+    return [("cross_attention_norms_and_gates", len(set(layers)) * (2 * head_dim + 2)),
+            ("embedding_extra_rows", 8 * h)]
+
+
+def _mllama_cross_layers(r: _Reader) -> list[int]:
+    """The cross-attention layer indices (transformers' MllamaTextConfig default where the config has none)."""
+    r = _Reader(r.cfg, r.prefix, MODEL_TYPE_DEFAULTS["mllama_text_model"])
+    layers = r.list("cross_attention_layers")
+    if layers is None:
+        raise InvalidModelSpec("expected a list of layer indices", field=r.path("cross_attention_layers"))
     n = r.int("num_hidden_layers", required=True, hi=MAX_LAYERS)
     for i, x in enumerate(layers):
         if isinstance(x, bool) or not isinstance(x, int) or not 0 <= x < n:
             raise InvalidModelSpec(f"expected a layer index below {n}, got {_short(x)}",
                                    field=f"{r.path('cross_attention_layers')}[{i}]")
-    h, heads = r.int("hidden_size", required=True), r.int("num_attention_heads", required=True)
-    head_dim = r.int("head_dim") or h // heads
-    return [("cross_attention_norms_and_gates", len(set(layers)) * (2 * head_dim + 2)),
-            ("embedding_extra_rows", 8 * h)]
+    return layers
 
 
 def _mllama_vision_params(v: dict, text: dict) -> list[tuple[str, int]]:
@@ -1110,7 +1131,7 @@ def _mllama_vision_params(v: dict, text: dict) -> list[tuple[str, int]]:
     embedding, a gated positional embedding with a per-aspect-ratio tile table, gated pre/post tile embeddings,
     LayerNorms with bias, ``num_hidden_layers`` local and ``num_global_layers`` gated global encoder layers
     (q/k/v/o without bias, fc1/fc2 with bias), and the projector from the concatenated intermediate outputs."""
-    r = _Reader(v, "vision_config.")
+    r = _Reader(v, "vision_config.", MODEL_TYPE_DEFAULTS["mllama_vision_model"])
     d, inter = r.int("hidden_size", required=True), r.int("intermediate_size", required=True)
     local, glob = r.int("num_hidden_layers", required=True, hi=MAX_LAYERS), r.int("num_global_layers", 0, lo=0)
     ch, img, patch = r.int("num_channels", 3), r.int("image_size", required=True), r.int("patch_size", required=True)
