@@ -357,3 +357,32 @@ def test_transformers_decode_copy_counts_only_above_the_prefill():
                        max_new_tokens=4000)["memory"]
     layer_kv = 64 * 4096 * 2 * 8 * 128 * 2
     assert m["kv_transient"] == layer_kv - m["activations"] > 0
+
+
+# ----- Zamba2: Mamba-2 everywhere, shared transformer blocks in the hybrid layers ---------------------------------
+
+ZAMBA2_12B = {"model_type": "zamba2", "hidden_size": 2048, "num_hidden_layers": 38,
+              "layers_block_type": ["hybrid" if i in (5, 11, 17, 23, 29, 35) else "mamba" for i in range(38)],
+              "num_attention_heads": 32, "num_key_value_heads": 32, "n_mamba_heads": 64, "mamba_ngroups": 1,
+              "mamba_d_state": 128, "intermediate_size": 8192, "num_mem_blocks": 1,
+              "use_shared_attention_adapter": True, "vocab_size": 32000}
+
+
+def test_zamba2_counts():
+    """Zamba2-1.2B: 1,215,064,704, the count of its safetensors shapes (406 tensors); the 2.7B layout (54 layers,
+    transformers' default layer list, 2 shared blocks, no attention adapters): 2,662,214,560, transformers' own
+    count of that config on the meta device."""
+    assert count_params(parse_config(ZAMBA2_12B)).total == 1_215_064_704
+    big = {"model_type": "zamba2", "hidden_size": 2560, "num_hidden_layers": 54, "num_attention_heads": 32,
+           "n_mamba_heads": 80, "mamba_d_state": 64, "intermediate_size": 10240, "num_mem_blocks": 2}
+    assert count_params(parse_config(big)).total == 2_662_214_560
+
+
+def test_zamba2_kv_in_hybrid_layers_only_and_state_everywhere(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(ZAMBA2_12B))
+    state = 38 * ((4096 + 2 * 128) * 4 + 64 * 64 * 128) * 2
+    kv = plan_inference(str(path), max_model_len=8192)["memory"]["kv_cache"]
+    assert kv == 8192 * 6 * 2 * 32 * 128 * 2 + state  # head_dim 2h / heads = 128 over the 2h-wide attention input
+    with pytest.raises(InvalidModelSpec, match=r"layers_block_type\[0\]"):
+        parse_config({**ZAMBA2_12B, "layers_block_type": ["attention"] + ZAMBA2_12B["layers_block_type"][1:]})

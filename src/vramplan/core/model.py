@@ -160,6 +160,9 @@ class ModelSpec:
     parallel_ssm: bool = False  # Falcon-H1: every attention layer also runs a Mamba-2 mixer on the same input
     ssm_in_proj_bias: bool = False  # Falcon-H1's mamba_proj_bias (in_proj only)
     ssm_out_proj_bias: bool = False  # Falcon-H1's projectors_bias (out_proj only)
+    shared_blocks: int = 0  # Zamba2: transformer blocks shared by the hybrid layers (num_mem_blocks), stored once
+    shared_adapter_rank: int = 0  # Zamba2: each hybrid layer's LoRA adapters into the shared block (adapter_rank)
+    shared_attention_adapter: bool = False  # Zamba2: q/k/v adapters too (use_shared_attention_adapter)
     layer_intermediate: tuple[int, ...] = ()  # one MLP width per layer where they differ (Nemotron-NAS); 0: default
     norms_follow_blocks: bool = False  # Nemotron-NAS: one norm per present sub-block (no_op blocks have none)
     # DeepSeek-V4: one shared 512-d K=V head, a grouped low-rank output, hyper-connections, hash-routed first layers
@@ -420,6 +423,45 @@ def _short_conv_tensors(s: ModelSpec) -> list[Tensor]:
     return t
 
 
+def _zamba2_layer_tensors(s: ModelSpec, kind: str) -> list[Tensor]:
+    """Zamba2 (transformers Zamba2MambaDecoderLayer / Zamba2HybridLayer): every layer a Mamba-2 mixer and its input
+    norm; a hybrid layer (FULL kind here) also its own h x h linear after the shared block and its adapters into
+    that block: the MLP's (h -> r -> 2 x ff) always, q/k/v's (2h -> r -> 2h each) with use_shared_attention_adapter.
+    The shared blocks themselves are global tensors, stored once."""
+    h, r, ff = s.hidden_size, s.shared_adapter_rank, s.intermediate_size
+    t = _mamba_tensors(s) + [Tensor("input_layernorm.weight", "norm", (h,), "norms")]
+    if kind == FULL:
+        t.append(Tensor("linear.weight", "ffn_up", (h, h), "hybrid_linear"))
+        t += [Tensor("mlp_adapter.0.weight", "adapter", (r, h), "adapters"),
+              Tensor("mlp_adapter.1.weight", "adapter", (2 * ff, r), "adapters")]
+        if s.shared_attention_adapter:
+            for x in "qkv":
+                t += [Tensor(f"{x}_adapter.0.weight", "adapter", (r, 2 * h), "adapters"),
+                      Tensor(f"{x}_adapter.1.weight", "adapter", (2 * h, r), "adapters")]
+    return t
+
+
+def _zamba2_shared_blocks(s: ModelSpec) -> list[Tensor]:
+    """Zamba2's shared transformer blocks (Zamba2AttentionDecoderLayer): attention over the concatenation of the
+    hidden state and the original embeddings (2h wide in, head_dim = 2h / heads), a gated MLP, two norms."""
+    h, ff, d = s.hidden_size, s.intermediate_size, s.head_dim
+    t = []
+    for b in range(s.shared_blocks):
+        p = f"blocks.{b}."
+        t += [Tensor(p + "input_layernorm.weight", "norm", (2 * h,), "norms"),
+              Tensor(p + "pre_ff_layernorm.weight", "norm", (h,), "norms"),
+              Tensor(p + "self_attn.q_proj.weight", "attn_q", (s.num_heads * d, 2 * h), "shared_blocks"),
+              Tensor(p + "self_attn.k_proj.weight", "attn_k", (s.num_kv_heads * d, 2 * h), "shared_blocks"),
+              Tensor(p + "self_attn.v_proj.weight", "attn_v", (s.num_kv_heads * d, 2 * h), "shared_blocks"),
+              Tensor(p + "self_attn.o_proj.weight", "attn_output", (h, s.num_heads * d), "shared_blocks"),
+              Tensor(p + "feed_forward.gate_up_proj.weight", "ffn_up", (2 * ff, h), "shared_blocks"),
+              Tensor(p + "feed_forward.down_proj.weight", "ffn_down", (h, ff), "shared_blocks")]
+        if s.mlp_bias:
+            t += [Tensor(p + "feed_forward.gate_up_proj.bias", "bias", (2 * ff,), "shared_blocks"),
+                  Tensor(p + "feed_forward.down_proj.bias", "bias", (h,), "shared_blocks")]
+    return t
+
+
 def _mamba2_tensors(s: ModelSpec) -> list[Tensor]:
     """Mamba-2: in_proj -> [z (d_inner), xBC (d_inner + 2GN), dt (H)], depthwise conv over xBC, per-head dt_bias,
     A_log and D, gated RMSNorm over d_inner, out_proj."""
@@ -625,6 +667,8 @@ def _layer_tensors(s: ModelSpec, kind: str, mlp: str | bool, indexer: bool = Fal
                    hashed: bool = False) -> tuple[Tensor, ...]:
     if isinstance(mlp, bool):
         mlp = MOE if mlp else DENSE
+    if s.shared_blocks:
+        return tuple(_zamba2_layer_tensors(s, kind))
     t = _mamba_tensors(s) if kind == MAMBA else [] if kind == NOMIX else _attention_tensors(s, indexer, kind)
     if s.parallel_ssm and kind in (FULL, SLIDING):  # Falcon-H1: the Mamba-2 mixer beside the attention
         t += _mamba_tensors(s)
@@ -683,6 +727,8 @@ def global_tensors(spec: ModelSpec) -> tuple[Tensor, ...]:
               Tensor("per_layer_projection_norm.weight", "norm", (spec.per_layer_input_dim,), "norms")]
     if spec.learned_pos_embeddings:
         t.append(Tensor("embed_positions.weight", "pos_embd", (spec.learned_pos_embeddings, h), "embedding"))
+    if spec.shared_blocks:
+        t += _zamba2_shared_blocks(spec)
     if spec.parametric_norms:
         t.append(Tensor("norm.weight", "output_norm", (h,), "norms", 4 if spec.norms_fp32 else 0))
     if spec.attn_residuals:

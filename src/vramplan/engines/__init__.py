@@ -113,7 +113,7 @@ def plan_with_engine(engine: str, **kw) -> dict:
     if lm is not None and getattr(lm.spec, "parallel_ssm", False) and info.name != "transformers":
         from ..errors import InvalidRequest
 
-        raise InvalidRequest(f"{info.name}'s accounting for parallel attention + Mamba-2 layers (Falcon-H1) is not "
+        raise InvalidRequest(f"{info.name}'s accounting for attention + Mamba-2 layers (Falcon-H1, Zamba2) is not "
                              "modelled yet; the plain plan (no --engine) and --engine transformers count its weights, "
                              "KV cache and recurrent state", field="engine")
     if lm is not None and getattr(lm.spec, "o_groups", 0):

@@ -52,6 +52,9 @@ MODEL_TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
                      "moe_num_shared_experts": 2},
     "phimoe": {"tie_word_embeddings": False, "num_local_experts": 16, "num_experts_per_tok": 2},
     "exaone4": {"sliding_window": 4096, "sliding_window_pattern": 4},
+    "zamba2": {"vocab_size": 32000, "hidden_size": 2560, "num_hidden_layers": 54, "mamba_d_state": 64,
+               "mamba_d_conv": 4, "mamba_expand": 2, "mamba_ngroups": 1, "n_mamba_heads": 8, "num_attention_heads": 32,
+               "num_mem_blocks": 1, "adapter_rank": 128, "tie_word_embeddings": True},
     "falcon_h1": {"mamba_d_ssm": 1024, "mamba_n_heads": 128, "mamba_d_state": 256, "mamba_d_conv": 4,
                   "mamba_n_groups": 1},
     "mllama_text_model": {"cross_attention_layers": [3, 8, 13, 18, 23, 28, 33, 38]},
@@ -69,7 +72,8 @@ _LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qw
                "nemotron", "solar", "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba",
                "jamba", "nemotron_h", "mamba2", "kimi_k2", "minimax_m2", "deepseek_v32", "glm_moe_dsa", "gemma4_text", "nemotron-nas", "deepseek_v4", "step3p5",
                "step3p7", "mimo_v2_flash", "minimax_m3", "kimi_linear", "glm4_moe", "glm4_moe_lite",
-               "olmo2", "olmo3", "cohere2", "exaone4", "gpt_neox", "phimoe", "ernie4_5_moe", "lfm2", "falcon_h1"}
+               "olmo2", "olmo3", "cohere2", "exaone4", "gpt_neox", "phimoe", "ernie4_5_moe", "lfm2", "falcon_h1",
+               "zamba2"}
 _RENAMED = {"mimo_v2", "minimax_m3_vl", "kimi_k3", "glm4v_moe", "deepseek_vl_v2"}  # read as another model type (parse_config says which)
 _RECURRENT_LAYER_TYPES = {"qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba", "jamba",
                           "nemotron_h", "kimi_linear", "minimax_m3", "mimo_v2_flash", "step3p5", "step3p7"}
@@ -98,7 +102,7 @@ _ARCH_TO_TYPE = {
     "Olmo3ForCausalLM": "olmo3", "CohereForCausalLM": "cohere", "Cohere2ForCausalLM": "cohere2",
     "Exaone4ForCausalLM": "exaone4", "GPTNeoXForCausalLM": "gpt_neox", "PhimoeForCausalLM": "phimoe",
     "Ernie4_5_MoeForCausalLM": "ernie4_5_moe", "Qwen2VLForConditionalGeneration": "qwen2_vl", "Lfm2ForCausalLM": "lfm2",
-    "FalconH1ForCausalLM": "falcon_h1",
+    "FalconH1ForCausalLM": "falcon_h1", "Zamba2ForCausalLM": "zamba2",
     "Qwen2_5_VLForConditionalGeneration": "qwen2_5_vl", "MllamaForConditionalGeneration": "mllama", "Glm4vMoeForConditionalGeneration": "glm4v_moe", "KimiK3ForConditionalGeneration": "kimi_k3",
 }
 
@@ -308,6 +312,9 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
                                field=r.path("head_dim"))
     inter = (_lfm2_ff_width(r) if mt == "lfm2" else
              r.int("intermediate_size_mlp" if mt == "llama4_text" else "intermediate_size", None))
+    if mt == "zamba2":
+        inter = inter or 4 * h  # Zamba2Config: 4 x hidden
+        head_dim = 2 * h // heads  # attention over [hidden, original embeddings]: 2h wide
     if inter is None:
         inter = 4 * h if mt in ("phi", "starcoder2") else 0 if mt == "qwen3_5_moe_text" else None
     if inter is None:
@@ -383,6 +390,8 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
         kw.update(layer_kinds=nas[1], layer_mlp=nas[2], layer_intermediate=tuple(nas[3]), norms_follow_blocks=True)
     if mt == "gemma4_text":
         _gemma4(r, layers, kw)
+    elif mt == "zamba2":
+        _zamba2(r, layers, kw)
     elif mt in _HYBRID:
         _hybrid(r, mt, layers, kw)
         ssm_dtype = r.str("mamba_ssm_cache_dtype") or r.str("mamba_ssm_dtype")
@@ -479,6 +488,41 @@ def _falcon_h1(r: _Reader, kw: dict) -> None:
               ssm_conv_kernel=r.int("mamba_d_conv", 4), ssm_conv_bias=r.bool("mamba_conv_bias", True),
               ssm_gated_norm=r.bool("mamba_rms_norm"), ssm_in_proj_bias=r.bool("mamba_proj_bias"),
               ssm_out_proj_bias=r.bool("projectors_bias"))
+
+
+ZAMBA2_DEFAULT_LAYERS = (("mamba",) + (("mamba",) * 5 + ("hybrid",)) * 7 + ("mamba",) * 4 + ("hybrid",)
+                         + ("mamba",) * 3 + ("hybrid",) + ("mamba",) * 2)
+"""Zamba2Config's layers_block_type when the config has none (54 layers, Zamba2-2.7B's)."""
+
+
+def _zamba2(r: _Reader, layers: int, kw: dict) -> None:
+    """Zamba2: Mamba-2 in every layer; the "hybrid" layers also run one of ``num_mem_blocks`` shared transformer
+    blocks (stored once) through their own linear and adapters, and only they cache K/V."""
+    k, types = r.raw("layers_block_type")
+    if types is None:
+        k, types = r.raw("layer_types")
+    if types is None:
+        types = list(ZAMBA2_DEFAULT_LAYERS)
+    if not isinstance(types, list) or len(types) != layers:
+        raise InvalidModelSpec(f"expected a list of {layers} layer types", field=r.path(k))
+    kinds = []
+    for i, t in enumerate(types):
+        if t not in ("mamba", "linear_attention", "hybrid"):
+            raise InvalidModelSpec(f"unknown layer type {_short(t)}", field=f"{r.path(k)}[{i}]")
+        kinds.append(FULL if t == "hybrid" else MAMBA)
+    h = kw["hidden_size"]
+    inner = r.int("mamba_expand", 2) * h
+    heads = r.int("n_mamba_heads", 8)
+    if inner % heads:
+        raise InvalidModelSpec(f"{heads} Mamba heads do not divide the Mamba width {inner}",
+                               field=r.path("n_mamba_heads"))
+    kw.update(layer_kinds=tuple(kinds), layer_mlp=(NO_MLP,) * layers, norms_per_layer=1, parallel_ssm=True,
+              ssm_variant=MAMBA2, ssm_inner=inner, ssm_heads=heads, ssm_groups=r.int("mamba_ngroups", 1),
+              ssm_state_size=r.int("mamba_d_state", 64), ssm_conv_kernel=r.int("mamba_d_conv", 4),
+              ssm_conv_bias=True, ssm_gated_norm=True, ssm_proj_bias=r.bool("add_bias_linear"),
+              mlp_bias=r.bool("add_bias_linear"), shared_blocks=r.int("num_mem_blocks", 1, hi=64),
+              shared_adapter_rank=r.int("adapter_rank", 128),
+              shared_attention_adapter=r.bool("use_shared_attention_adapter"))
 
 
 def _lfm2_ff_width(r: _Reader) -> int:
