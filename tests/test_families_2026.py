@@ -386,3 +386,10 @@ def test_zamba2_kv_in_hybrid_layers_only_and_state_everywhere(tmp_path):
     assert kv == 8192 * 6 * 2 * 32 * 128 * 2 + state  # head_dim 2h / heads = 128 over the 2h-wide attention input
     with pytest.raises(InvalidModelSpec, match=r"layers_block_type\[0\]"):
         parse_config({**ZAMBA2_12B, "layers_block_type": ["attention"] + ZAMBA2_12B["layers_block_type"][1:]})
+
+
+def test_qwen2_vl_without_a_vision_config_is_refused_by_name():
+    cfg = _qwen2_vl(1536, 8960, 28, 12, 2, 151936, True, 1536)
+    for bad in (None, "tower"):
+        with pytest.raises(InvalidModelSpec, match="vision_config"):
+            parse_config({**cfg, "vision_config": bad} if bad else {k: v for k, v in cfg.items() if k != "vision_config"})

@@ -215,8 +215,9 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
         mt = _model_type(cfg, "language_config.")
         prefix = "language_config."
     if mt in ("qwen2_vl", "qwen2_5_vl"):  # Qwen2-VL / Qwen2.5-VL: a Qwen2 text model (top level or text_config)
-        if isinstance(cfg.get("vision_config"), dict):
-            extra += _qwen2_vl_vision_params(cfg["vision_config"], mt)
+        if not isinstance(cfg.get("vision_config"), dict):  # the tower is part of the checkpoint: never drop it
+            raise InvalidModelSpec("expected the vision tower's settings (an object)", field="vision_config")
+        extra += _qwen2_vl_vision_params(cfg["vision_config"], mt)
         if isinstance(cfg.get("text_config"), dict):
             prefix = "text_config."
             cfg = {**{k: v for k, v in cfg.items() if k not in ("text_config", "vision_config")},
