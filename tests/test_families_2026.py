@@ -393,3 +393,18 @@ def test_qwen2_vl_without_a_vision_config_is_refused_by_name():
     for bad in (None, "tower"):
         with pytest.raises(InvalidModelSpec, match="vision_config"):
             parse_config({**cfg, "vision_config": bad} if bad else {k: v for k, v in cfg.items() if k != "vision_config"})
+
+
+def test_lfm2_moe_count_and_its_stored_expert_bias(tmp_path):
+    """LFM2.5-8B-A1B's layout (24 layers, 6 attention; 2 dense layers of 7168, then 32 experts of 1792, top-4):
+    8,467,856,128 parameters, and its tensor manifest's 8,467,856,832 adds the 22 layers' fp32 expert_bias (32 each),
+    a buffer the checkpoint stores but no optimizer sees."""
+    types = (["conv", "conv", "full_attention"] * 2 + (["conv"] * 3 + ["full_attention"]) * 4 + ["conv"] * 2)
+    cfg = {"model_type": "lfm2_moe", "hidden_size": 2048, "num_hidden_layers": 24, "layer_types": types,
+           "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128000, "intermediate_size": 7168,
+           "moe_intermediate_size": 1792, "num_experts": 32, "num_experts_per_tok": 4, "num_dense_layers": 2,
+           "torch_dtype": "bfloat16"}
+    assert count_params(parse_config(cfg)).total == 8_467_856_128
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    assert plan_inference(str(path), max_model_len=4096)["memory"]["weights"] == 8_467_856_128 * 2 + 22 * 32 * 4

@@ -47,7 +47,7 @@ LINEAR_ROLES = frozenset({
     "ssm_f_a", "ssm_f_b", "ssm_g_a", "ssm_g_b", "ssm_beta", "attn_gate_full",
 })
 EXPERT_ROLES = frozenset({"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"})
-BUFFER_ROLES = frozenset({"hash_table"})  # stored in the checkpoint (bytes counted) but not learned parameters
+BUFFER_ROLES = frozenset({"hash_table", "buffer"})  # stored in the checkpoint (bytes counted) but not learned parameters
 
 
 @record
@@ -160,6 +160,7 @@ class ModelSpec:
     parallel_ssm: bool = False  # Falcon-H1: every attention layer also runs a Mamba-2 mixer on the same input
     ssm_in_proj_bias: bool = False  # Falcon-H1's mamba_proj_bias (in_proj only)
     ssm_out_proj_bias: bool = False  # Falcon-H1's projectors_bias (out_proj only)
+    expert_bias_buffer: bool = False  # LFM2-MoE: a per-expert fp32 routing bias, stored but not a parameter
     shared_blocks: int = 0  # Zamba2: transformer blocks shared by the hybrid layers (num_mem_blocks), stored once
     shared_adapter_rank: int = 0  # Zamba2: each hybrid layer's LoRA adapters into the shared block (adapter_rank)
     shared_attention_adapter: bool = False  # Zamba2: q/k/v adapters too (use_shared_attention_adapter)
@@ -631,6 +632,8 @@ def _moe_tensors(s: ModelSpec, hashed: bool = False) -> list[Tensor]:
               Tensor("mlp.fc2_latent_proj.weight", "ffn_latent_out", (h, x), "moe_latent")]
     if s.router_bias:
         t.append(Tensor("mlp.gate.bias", "bias", (e,), "router"))
+    if s.expert_bias_buffer:
+        t.append(Tensor("feed_forward.expert_bias", "buffer", (e,), "router", 4))
     if s.score_correction_bias and not hashed:  # DeepSeek-V4's hash-routed layers have a token->expert table instead
         # fp32 in the checkpoints' tensor tables (DeepSeek-V3/R1/V3.1/V3.2/V4, GLM-4.5/4.7/5.x, MiniMax, Kimi-K3);
         # bf16 in Kimi Linear's

@@ -52,6 +52,8 @@ MODEL_TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
                      "moe_num_shared_experts": 2},
     "phimoe": {"tie_word_embeddings": False, "num_local_experts": 16, "num_experts_per_tok": 2},
     "exaone4": {"sliding_window": 4096, "sliding_window_pattern": 4},
+    "lfm2_moe": {"intermediate_size": 7168, "moe_intermediate_size": 1792, "num_local_experts": 32,
+                 "num_experts_per_tok": 4, "num_dense_layers": 2, "use_expert_bias": True},
     "zamba2": {"vocab_size": 32000, "hidden_size": 2560, "num_hidden_layers": 54, "mamba_d_state": 64,
                "mamba_d_conv": 4, "mamba_expand": 2, "mamba_ngroups": 1, "n_mamba_heads": 8, "num_attention_heads": 32,
                "num_mem_blocks": 1, "adapter_rank": 128, "tie_word_embeddings": True},
@@ -73,7 +75,7 @@ _LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qw
                "jamba", "nemotron_h", "mamba2", "kimi_k2", "minimax_m2", "deepseek_v32", "glm_moe_dsa", "gemma4_text", "nemotron-nas", "deepseek_v4", "step3p5",
                "step3p7", "mimo_v2_flash", "minimax_m3", "kimi_linear", "glm4_moe", "glm4_moe_lite",
                "olmo2", "olmo3", "cohere2", "exaone4", "gpt_neox", "phimoe", "ernie4_5_moe", "lfm2", "falcon_h1",
-               "zamba2"}
+               "zamba2", "lfm2_moe"}
 _RENAMED = {"mimo_v2", "minimax_m3_vl", "kimi_k3", "glm4v_moe", "deepseek_vl_v2"}  # read as another model type (parse_config says which)
 _RECURRENT_LAYER_TYPES = {"qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "granitemoehybrid", "bamba", "jamba",
                           "nemotron_h", "kimi_linear", "minimax_m3", "mimo_v2_flash", "step3p5", "step3p7"}
@@ -102,7 +104,7 @@ _ARCH_TO_TYPE = {
     "Olmo3ForCausalLM": "olmo3", "CohereForCausalLM": "cohere", "Cohere2ForCausalLM": "cohere2",
     "Exaone4ForCausalLM": "exaone4", "GPTNeoXForCausalLM": "gpt_neox", "PhimoeForCausalLM": "phimoe",
     "Ernie4_5_MoeForCausalLM": "ernie4_5_moe", "Qwen2VLForConditionalGeneration": "qwen2_vl", "Lfm2ForCausalLM": "lfm2",
-    "FalconH1ForCausalLM": "falcon_h1", "Zamba2ForCausalLM": "zamba2",
+    "FalconH1ForCausalLM": "falcon_h1", "Zamba2ForCausalLM": "zamba2", "Lfm2MoeForCausalLM": "lfm2_moe",
     "Qwen2_5_VLForConditionalGeneration": "qwen2_5_vl", "MllamaForConditionalGeneration": "mllama", "Glm4vMoeForConditionalGeneration": "glm4v_moe", "KimiK3ForConditionalGeneration": "kimi_k3",
 }
 
@@ -322,7 +324,7 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
         raise InvalidModelSpec("required field is missing", field=r.path("intermediate_size"))
     vocab = r.int("vocab_size", required=True)
     tie = r.bool("tie_word_embeddings", mt in ("gemma", "gemma2", "gemma3_text", "gemma4_text"))
-    if mt == "lfm2":  # Lfm2Config: tie_embedding (alias of tie_word_embeddings), True by default
+    if mt in ("lfm2", "lfm2_moe"):  # Lfm2Config: tie_embedding (alias of tie_word_embeddings), True by default
         tie = r.bool("tie_embedding", r.bool("tie_word_embeddings", True))
     if mt in ("gemma3_text", "gemma4_text") and "tie_word_embeddings" in top and top is not cfg:
         tie = _Reader(top).bool("tie_word_embeddings", tie)
@@ -360,7 +362,7 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
         kw["qk_norm"] = True
     if mt == "falcon_h1":
         _falcon_h1(r, kw)
-    if mt == "lfm2":  # short-convolution layers beside attention layers with per-head q/k layernorms
+    if mt in ("lfm2", "lfm2_moe"):  # short-convolution layers beside attention layers with per-head q/k norms
         kw.update(qk_norm=True, ssm_variant=SHORT_CONV, ssm_inner=h, ssm_state_size=0,
                   ssm_conv_kernel=r.int("conv_L_cache", 3, lo=2, hi=64), ssm_conv_bias=r.bool("conv_bias"))
     if mt == "olmo":  # OLMo 1: non-parametric LayerNorm, nothing stored
@@ -424,14 +426,15 @@ def _layer_kinds(r: _Reader, mt: str, layers: int) -> tuple[tuple[str, ...], int
                 kinds.append(FULL)
             elif t in ("sliding_attention", "chunked_attention", "local"):
                 kinds.append(SLIDING)
-            elif (t in ("mamba", "linear_attention") and mt in _RECURRENT_LAYER_TYPES) or (t == "conv" and mt == "lfm2"):
+            elif ((t in ("mamba", "linear_attention") and mt in _RECURRENT_LAYER_TYPES)
+                  or (t == "conv" and mt in ("lfm2", "lfm2_moe"))):
                 kinds.append(MAMBA)
             else:
                 raise InvalidModelSpec(f"unknown layer type {t!r}", field=f"{r.path('layer_types')}[{i}]")
         if SLIDING in kinds and not window:
             raise InvalidModelSpec("sliding layers need a window", field=r.path("sliding_window"))
         return tuple(kinds), window
-    if mt == "lfm2":  # full_attn_idxs; without it (and without layer_types) every layer is attention
+    if mt in ("lfm2", "lfm2_moe"):  # full_attn_idxs; without it (and without layer_types) every layer is attention
         idx = r.list("full_attn_idxs")
         if idx is None:
             return (FULL,) * layers, 0
@@ -562,6 +565,11 @@ def _moe(r: _Reader, mt: str, layers: int, inter: int, kw: dict) -> None:
     kw.update(num_experts=experts, experts_per_token=top_k)
     if mt in ("mixtral", "gpt_oss", "granitemoe", "minimax_m2", "phimoe"):
         kw["moe_intermediate_size"] = inter
+        return
+    if mt == "lfm2_moe":  # dense MLPs (intermediate_size, as written) in the first num_dense_layers, MoE after
+        kw["moe_intermediate_size"] = r.int("moe_intermediate_size", required=True)
+        dense = r.int("num_dense_layers", 2, lo=0, hi=MAX_LAYERS) or 0
+        kw.update(moe_layer_mask=tuple(i >= dense for i in range(layers)), expert_bias_buffer=r.bool("use_expert_bias"))
         return
     if mt == "ernie4_5_moe":  # MoE from moe_layer_start_index to moe_layer_end_index every moe_layer_interval
         kw["moe_intermediate_size"] = r.int("moe_intermediate_size", required=True)
