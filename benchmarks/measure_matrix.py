@@ -89,6 +89,7 @@ def extended_matrix() -> list[dict]:
         _inference("qwen3-0.6b", 4096, 4),
         _training("qwen3-0.6b", "full", batch=4, seq=1024),
         _inference("gemma-3-1b-it", 16384, 1),
+        _inference("gemma-3-1b-it", 4096, 4),  # a second prompt length separates the s^2 mask terms from per-token
         _training("gemma-3-1b-it", "full", batch=2, seq=2048),
         _training("llama-3.1-8b", "full", batch=2, seq=1024, ckpt=True),
         _training("llama-3.2-1b", "full", batch=4, seq=1024, optimizer="sgd"),
@@ -99,6 +100,7 @@ def extended_matrix() -> list[dict]:
         _inference("qwen3-8b", 8192, 2),
         _training("qwen3-8b", "lora", batch=4, seq=1024),
         _inference("qwen3-30b-a3b", 4096, 1),
+        _inference("olmo-2-13b", 4096, 2),  # float32 weights and cache under transformers' dtype auto
     ]
 
 
@@ -141,6 +143,20 @@ def output_path(out_dir: Path, gpu_name: str, today: str) -> Path:
         return base
     stamp = _dt.datetime.now().strftime("%H%M%S")
     return out_dir / f"{slug(gpu_name)}-{today}-{stamp}.jsonl"
+
+
+def measured_cases(directory: Path, gpu_name: str) -> set[str]:
+    """Case ids with an ok row measured on ``gpu_name`` in the committed measurements."""
+    done: set[str] = set()
+    for path in sorted(Path(directory).glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and row.get("status") == "ok" and row.get("gpu") == gpu_name:
+                done.add(str(row.get("case")))
+    return done
 
 
 # ----- running one case -------------------------------------------------------------------------------------
@@ -235,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--case-timeout-s", type=float, default=150.0, help="per-case limit in seconds (default 150)")
     p.add_argument("--only", default=None, help="run only cases whose id contains this text")
     p.add_argument("--list", action="store_true", help="print the cases and exit")
+    p.add_argument("--skip-measured", action="store_true",
+                   help="leave out cases that already have an ok row for this GPU in benchmarks/measurements/")
     p.add_argument("--python", default=sys.executable, help="interpreter for the cases")
     p.add_argument("--allow-cpu", action="store_true", help="run on the CPU (tests of this script)")
     args = p.parse_args(argv)
@@ -260,6 +278,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     facts = gpu_facts()
     gpu_name = facts.get("gpu_name") or ("cpu" if args.allow_cpu else "unknown-gpu")
+    if args.skip_measured:
+        done = measured_cases(MEASUREMENTS_DIR, gpu_name)
+        cases = [c for c in cases if c["id"] not in done]
+        print(f"{len(done)} cases already measured on {gpu_name}; {len(cases)} to run")
+        if not cases:
+            return 0
     today = _dt.date.today().isoformat()
     out = Path(args.output) if args.output else output_path(Path(args.output_dir), gpu_name, today)
     meta = {"date": today, "gpu": gpu_name, "nvidia_smi": facts or None, "matrix": args.matrix}

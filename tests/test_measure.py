@@ -445,3 +445,12 @@ def test_prediction_falls_back_to_plain_accounting_where_the_transformers_model_
 
     r = predict_inference("deepseek-v4-flash", max_model_len=4096)
     assert r["memory"]["weights"] > 0 and "engine transformers" in r["ignored_options"][0]
+
+
+def test_measured_cases_are_read_per_gpu(tmp_path):
+    rows = [{"case": "a", "status": "ok", "gpu": "NVIDIA H200"}, {"case": "b", "status": "error", "gpu": "NVIDIA H200"},
+            {"case": "c", "status": "ok", "gpu": "NVIDIA H100 80GB HBM3"}]
+    (tmp_path / "x.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\nnot json\n")
+    assert measure_matrix.measured_cases(tmp_path, "NVIDIA H200") == {"a"}
+    committed = measure_matrix.measured_cases(measure_matrix.MEASUREMENTS_DIR, "NVIDIA H200")
+    assert len(committed) == 38 and "inf-3.1-8b-ctx16k-b4" in committed
