@@ -408,3 +408,11 @@ def test_lfm2_moe_count_and_its_stored_expert_bias(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps(cfg))
     assert plan_inference(str(path), max_model_len=4096)["memory"]["weights"] == 8_467_856_128 * 2 + 22 * 32 * 4
+
+
+def test_qwen_vl_nested_tie_follows_the_top_level_flag():
+    base = cat.load_catalog_config(cat.find_model("qwen2.5-vl-7b-instruct"))
+    text = {k: v for k, v in base.items() if k not in ("vision_config", "model_type", "tie_word_embeddings")}
+    nested = {"model_type": "qwen2_5_vl", "vision_config": base["vision_config"], "tie_word_embeddings": False,
+              "text_config": {**text, "tie_word_embeddings": True}}
+    assert count_params(parse_config(nested)).total == 8_292_166_656  # untied, as the top level says

@@ -222,8 +222,10 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
         extra += _qwen2_vl_vision_params(cfg["vision_config"], mt)
         if isinstance(cfg.get("text_config"), dict):
             prefix = "text_config."
-            cfg = {**{k: v for k, v in cfg.items() if k not in ("text_config", "vision_config")},
-                   **cfg["text_config"]}
+            outer = {k: v for k, v in cfg.items() if k not in ("text_config", "vision_config")}
+            cfg = {**outer, **cfg["text_config"]}
+            if "tie_word_embeddings" in outer:  # the top-level flag is the one transformers ties the head by
+                cfg["tie_word_embeddings"] = outer["tie_word_embeddings"]
         cfg = {**cfg, "model_type": "qwen2"}
         mt = "qwen2"
     if isinstance(cfg.get("text_config"), dict) and mt not in _LLAMA_LIKE:
