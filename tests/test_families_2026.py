@@ -416,3 +416,39 @@ def test_qwen_vl_nested_tie_follows_the_top_level_flag():
     nested = {"model_type": "qwen2_5_vl", "vision_config": base["vision_config"], "tie_word_embeddings": False,
               "text_config": {**text, "tie_word_embeddings": True}}
     assert count_params(parse_config(nested)).total == 8_292_166_656  # untied, as the top level says
+
+
+# ----- GGUF files of the new families --------------------------------------------------------------------------
+
+def _gguf(path, arch, kv_heads=None):
+    gguf = pytest.importorskip("gguf")
+    import numpy as np
+
+    w = gguf.GGUFWriter(str(path), arch)
+    w.add_block_count(1)
+    w.add_context_length(2048)
+    w.add_embedding_length(256)
+    w.add_feed_forward_length(1024)
+    w.add_head_count(4)
+    if kv_heads:
+        w.add_head_count_kv(kv_heads)
+    w.add_file_type(1)
+    w.add_token_list([f"t{i}" for i in range(100)])
+    w.add_tensor("token_embd.weight", np.zeros((100, 256), np.float16))
+    w.add_tensor("output.weight", np.zeros((100, 256), np.float16))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_gguf_olmo2_and_gptneox_headers(tmp_path):
+    """llama.cpp's olmo2 and gptneox architectures read as their model types: OLMo 2's full-width q/k norms,
+    GPT-NeoX's biases and LayerNorms (one layer, h 256, ff 1024, 4 heads, 100 tokens, untied)."""
+    olmo = load_model(str(_gguf(tmp_path / "o.gguf", "olmo2", kv_heads=4))).spec
+    assert olmo.model_type == "olmo2" and olmo.qk_norm_full
+    assert count_params(olmo).total == (4 * 256 * 256 + 2 * 256 + 3 * 256 * 1024 + 2 * 256) + 2 * 100 * 256 + 256
+    neox = load_model(str(_gguf(tmp_path / "n.gguf", "gptneox"))).spec
+    per_layer = (3 * 256 * 256 + 3 * 256) + (256 * 256 + 256) + (2 * 256 * 1024 + 1024 + 256) + 2 * 2 * 256
+    assert neox.model_type == "gpt_neox" and count_params(neox).total == per_layer + 2 * 100 * 256 + 2 * 256

@@ -43,6 +43,8 @@ ARCHITECTURES: dict[str, tuple[str, str]] = {
     "nemotron_h": ("nemotron_h", "NemotronHForCausalLM"),
     "nemotron_h_moe": ("nemotron_h", "NemotronHForCausalLM"),
     "glm4moe": ("glm4_moe", "Glm4MoeForCausalLM"),
+    "olmo2": ("olmo2", "Olmo2ForCausalLM"),  # Llama's keys; the q/k norms over all heads come from the model type
+    "gptneox": ("gpt_neox", "GPTNeoXForCausalLM"),  # one attention.head_count (no GQA), LayerNorms with bias
 }
 
 # {arch}.<suffix> -> config key, copied when present (scalars only)
