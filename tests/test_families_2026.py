@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from conftest import write_gguf_header
 from vramplan.api import load_model, plan_inference
 from vramplan.catalog import models as cat
 from vramplan.core.model import FULL, SLIDING, count_params
@@ -421,26 +422,8 @@ def test_qwen_vl_nested_tie_follows_the_top_level_flag():
 # ----- GGUF files of the new families --------------------------------------------------------------------------
 
 def _gguf(path, arch, kv_heads=None):
-    gguf = pytest.importorskip("gguf")
-    import numpy as np
-
-    w = gguf.GGUFWriter(str(path), arch)
-    w.add_block_count(1)
-    w.add_context_length(2048)
-    w.add_embedding_length(256)
-    w.add_feed_forward_length(1024)
-    w.add_head_count(4)
-    if kv_heads:
-        w.add_head_count_kv(kv_heads)
-    w.add_file_type(1)
-    w.add_token_list([f"t{i}" for i in range(100)])
-    w.add_tensor("token_embd.weight", np.zeros((100, 256), np.float16))
-    w.add_tensor("output.weight", np.zeros((100, 256), np.float16))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
+    return write_gguf_header(path, arch, layers=1, hidden=256, heads=4, kv_heads=kv_heads, ff=1024, context=2048,
+                             vocab=100, token_list=True, file_type=1)
 
 
 def test_gguf_olmo2_and_gptneox_headers(tmp_path):

@@ -11,6 +11,8 @@ import json
 
 import pytest
 
+from conftest import write_gguf_header
+
 from vramplan.api import load_model
 from vramplan.core.memory import kv_bytes_per_token, kv_cache
 from vramplan.core.model import FULL, MAMBA, NOMIX, count_params, layer_groups
@@ -288,27 +290,11 @@ def test_nemotron_latent_moe_and_list_pattern():
 def test_qwen35_gguf_metadata_maps_to_the_hybrid(tmp_path, run_json):
     """A Qwen3.5-shaped GGUF header (llama.cpp's converter keys): ssm.* hold the gated DeltaNet sizes, the recurrent
     layers are those with 0 KV heads."""
-    gguf = pytest.importorskip("gguf")
-    np = pytest.importorskip("numpy")
-    path = tmp_path / "tiny-qwen35.gguf"
-    w = gguf.GGUFWriter(str(path), "qwen35")
-    w.add_block_count(4)
-    w.add_embedding_length(256)
-    w.add_head_count(4)
-    w.add_head_count_kv([0, 0, 0, 2])
-    w.add_key_length(64)
-    w.add_value_length(64)
-    w.add_feed_forward_length(512)
-    w.add_context_length(4096)
-    for key, value in (("ssm.conv_kernel", 4), ("ssm.state_size", 32), ("ssm.group_count", 2),
-                       ("ssm.time_step_rank", 4), ("ssm.inner_size", 4 * 32), ("full_attention_interval", 4)):
-        w.add_uint32(f"qwen35.{key}", value)
-    w.add_tensor("token_embd.weight", np.zeros((1000, 256), np.float16))
-    w.add_tensor("output.weight", np.zeros((1000, 256), np.float16))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    path = write_gguf_header(
+        tmp_path / "tiny-qwen35.gguf", "qwen35", layers=4, hidden=256, heads=4, kv_heads=[0, 0, 0, 2], key_length=64,
+        value_length=64, ff=512, uint32=(("ssm.conv_kernel", 4), ("ssm.state_size", 32), ("ssm.group_count", 2),
+                                         ("ssm.time_step_rank", 4), ("ssm.inner_size", 4 * 32),
+                                         ("full_attention_interval", 4)))
     spec = load_model(str(path)).spec
     assert spec.kinds == (MAMBA, MAMBA, MAMBA, FULL) and spec.ssm_variant == "gated_deltanet"
     assert (spec.lin_k_heads, spec.lin_v_heads, spec.lin_k_dim, spec.lin_v_dim) == (2, 4, 32, 32)
@@ -543,26 +529,11 @@ def test_training_activations_use_per_kind_sizes_and_layer_widths():
 def test_nemotron_h_gguf_metadata(tmp_path):
     """A Nemotron-H-shaped GGUF header (llama.cpp keys): per-layer KV heads and feed-forward lengths tell the block
     kinds (attention / MLP / Mamba-2); the ssm.* keys give the mixer."""
-    gguf = pytest.importorskip("gguf")
-    np = pytest.importorskip("numpy")
-    path = tmp_path / "tiny-nemotron-h.gguf"
-    w = gguf.GGUFWriter(str(path), "nemotron_h")
-    w.add_block_count(4)
-    w.add_embedding_length(256)
-    w.add_head_count(4)
-    w.add_head_count_kv([0, 0, 2, 0])
-    w.add_feed_forward_length([0, 512, 0, 0])
-    w.add_key_length(64)
-    w.add_context_length(4096)
-    for key, value in (("ssm.conv_kernel", 4), ("ssm.state_size", 32), ("ssm.group_count", 2),
-                       ("ssm.time_step_rank", 8), ("ssm.inner_size", 512)):
-        w.add_uint32(f"nemotron_h.{key}", value)
-    w.add_tensor("token_embd.weight", np.zeros((1000, 256), np.float16))
-    w.add_tensor("output.weight", np.zeros((1000, 256), np.float16))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    path = write_gguf_header(
+        tmp_path / "tiny-nemotron-h.gguf", "nemotron_h", layers=4, hidden=256, heads=4, kv_heads=[0, 0, 2, 0],
+        ff=[0, 512, 0, 0], key_length=64, uint32=(("ssm.conv_kernel", 4), ("ssm.state_size", 32),
+                                                  ("ssm.group_count", 2), ("ssm.time_step_rank", 8),
+                                                  ("ssm.inner_size", 512)))
     spec = load_model(str(path)).spec
     assert spec.kinds == (MAMBA, NOMIX, FULL, MAMBA) and spec.mlps == ("none", "dense", "none", "none")
     assert (spec.ssm_heads, spec.d_inner, spec.ssm_groups, spec.ssm_state_size) == (8, 512, 2, 32)
@@ -849,33 +820,20 @@ def test_deepseek_ocr_language_model_and_two_encoders():
 def test_glm4moe_gguf_metadata(tmp_path):
     """A GLM-4.5-shaped GGUF header (llama.cpp's glm4moe keys): leading dense blocks, routed + shared experts, q/k/v
     biases and q/k norms seen in the tensors, the NextN layer appended to block_count."""
-    gguf = pytest.importorskip("gguf")
     np = pytest.importorskip("numpy")
-    path = tmp_path / "tiny-glm4moe.gguf"
-    w = gguf.GGUFWriter(str(path), "glm4moe")
-    w.add_block_count(5)  # 4 layers + 1 NextN layer
-    w.add_embedding_length(256)
-    w.add_head_count(8)
-    w.add_head_count_kv(2)
-    w.add_key_length(64)
-    w.add_value_length(64)
-    w.add_feed_forward_length(512)
-    w.add_expert_count(8)
-    w.add_expert_used_count(2)
-    w.add_expert_feed_forward_length(64)
-    w.add_context_length(4096)
-    for key, value in (("leading_dense_block_count", 1), ("expert_shared_count", 1), ("nextn_predict_layers", 1)):
-        w.add_uint32(f"glm4moe.{key}", value)
     f16 = np.float16
-    w.add_tensor("token_embd.weight", np.zeros((1000, 256), f16))
-    w.add_tensor("output.weight", np.zeros((1000, 256), f16))
-    w.add_tensor("blk.0.attn_q.bias", np.zeros((512,), f16))
-    w.add_tensor("blk.0.attn_q_norm.weight", np.zeros((64,), f16))
-    w.add_tensor("blk.4.nextn.eh_proj.weight", np.zeros((256, 512), f16))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+
+    def experts(w):
+        w.add_expert_count(8)
+        w.add_expert_used_count(2)
+        w.add_expert_feed_forward_length(64)
+
+    path = write_gguf_header(
+        tmp_path / "tiny-glm4moe.gguf", "glm4moe", layers=5,  # 4 layers + 1 NextN layer
+        hidden=256, heads=8, kv_heads=2, key_length=64, value_length=64, ff=512, setup=experts,
+        uint32=(("leading_dense_block_count", 1), ("expert_shared_count", 1), ("nextn_predict_layers", 1)),
+        tensors=(("blk.0.attn_q.bias", np.zeros((512,), f16)), ("blk.0.attn_q_norm.weight", np.zeros((64,), f16)),
+                 ("blk.4.nextn.eh_proj.weight", np.zeros((256, 512), f16))))
     spec = load_model(str(path)).spec
     assert spec.model_type == "glm4_moe" and spec.num_layers == 4 and spec.mtp_layers == 1
     assert spec.qkv_bias and not spec.o_bias and spec.qk_norm

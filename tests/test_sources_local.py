@@ -6,10 +6,10 @@ import json
 import os
 import struct
 
-import gguf
 import numpy as np
 import pytest
 
+from conftest import write_gguf_header
 from vramplan.errors import SourceError
 from vramplan.sources.local import load_json_file, read_model_dir
 
@@ -29,19 +29,8 @@ def st_file(tensors: dict) -> bytes:
 
 
 def write_gguf(path, arch="llama"):
-    w = gguf.GGUFWriter(str(path), arch)
-    w.add_block_count(1)
-    w.add_embedding_length(64)
-    w.add_head_count(4)
-    w.add_head_count_kv(4)
-    w.add_feed_forward_length(128)
-    w.add_context_length(2048)
-    w.add_tensor("token_embd.weight", np.zeros((50, 64), np.float16))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
+    return write_gguf_header(path, arch, layers=1, hidden=64, heads=4, kv_heads=4, ff=128, context=2048, vocab=50,
+                             output=False)
 
 
 @pytest.fixture
