@@ -25,13 +25,11 @@ CUDA_CONTEXT_BYTES = 512 * 1024 * 1024
 """CUDA context + cuBLAS workspaces per process per GPU: formulas.md 4.3 plans 0.3-0.6 GiB; we take 0.5 GiB."""
 
 _MiB = 1024 * 1024
-TORCH_CONTEXT_BYTES = 619 * _MiB
-"""Device memory a PyTorch process holds outside its caching allocator once CUDA is initialised (the CUDA context):
-618.8 MiB measured on an H200 (driver 580.159.04, CUDA 13.0, torch 2.11, lazy module loading), identical in all 38
-runs of benchmarks/measurements/h200-2026-11-26.jsonl (``device_used_before_model``)."""
 TORCH_INFERENCE_RUNTIME_BYTES = 695 * _MiB
-"""Outside the allocator at the end of a transformers prefill + decode (context + the kernels loaded on first use):
-694.8 MiB in all 22 SDPA inference runs of the same file (686.8 MiB with eager attention)."""
+"""Outside the allocator at the end of a transformers prefill + decode: the CUDA context (618.8 MiB in all 38 runs of
+benchmarks/measurements/h200-2026-11-26.jsonl, ``device_used_before_model``: H200, driver 580.159.04, CUDA 13.0,
+torch 2.11, lazy module loading) + the kernels loaded on first use; 694.8 MiB in all 22 SDPA inference runs of that
+file (686.8 MiB with eager attention)."""
 TORCH_TRAINING_RUNTIME_BYTES = 767 * _MiB
 """Outside the allocator after forward, backward and optimizer steps (more kernels loaded): 766.8 MiB in all 14
 SDPA training runs of the same file, whatever the model, method or optimizer (750.8 MiB with eager attention)."""
@@ -125,11 +123,12 @@ def _kv_for(spec: ModelSpec, counts: tuple[tuple[str, int], ...], indexer_layers
     per_kind: dict[str, int] = {}
     per_token_elems = state = 0
     for kind, n in counts.items():
-        if kind == MAMBA:
+        if spec.has_recurrent_state(kind):
             # conv + ssm state per sequence: conv at 16 bits, the recurrent state at the config's SSM cache dtype
             # (16-bit unless it asks for fp32), whatever the KV dtype
             state += n * spec.ssm_state_bytes_per_seq(tp)
-            per_kind[kind] = state * batch
+        if kind == MAMBA:
+            per_kind[kind] = 0  # every layer's state, once all are counted (below)
             continue
         e = kv_elements_per_token_rank(spec, kind, tp)
         if not e:  # blocks with no token mixer (Nemotron-H MLP / MoE blocks) cache nothing
@@ -144,9 +143,7 @@ def _kv_for(spec: ModelSpec, counts: tuple[tuple[str, int], ...], indexer_layers
         tokens = min(context, spec.sliding_window) if kind == SLIDING and spec.sliding_window else context
         per_kind[kind] = ceil(n * e * tokens * batch * bits / 8)
         per_token_elems += n * e
-    if spec.parallel_ssm:  # Falcon-H1: each attention layer also holds a Mamba-2 state per sequence
-        n = counts.get(FULL, 0) + counts.get(SLIDING, 0)
-        state += n * spec.ssm_state_bytes_per_seq(tp)
+    if state:
         per_kind[MAMBA] = state * batch
     if partial_indexer(spec) and indexer_layers:
         # a lightning indexer in some layers only (MiniMax-M3, GLM-5.2): one key of indexer_head_dim per token there
@@ -238,21 +235,20 @@ def weights_per_gpu_bytes(spec: ModelSpec, wb: WeightBytes, tp: int = 1, pp: int
 
 
 def prefill_activation_bytes(spec: ModelSpec, tokens: int, batch: int = 1, tp: int = 1,
-                             dtype_bytes: int = 2, logits_tokens: int = 1, live_hidden: int = 2) -> int:
+                             dtype_bytes: int = 2, logits_tokens: int = 1) -> int:
     """Transient peak of one prefill forward (inference, no grads), SDPA/flash attention, one layer live.
 
-    Live at the worst point of a layer: ``live_hidden`` hidden-sized tensors (the residual stream and the normed
-    input: 2 x h in the engines' fused layers; transformers' eager Python layers hold 4 x h, measured), Q/K/V and the
-    attention output ((2 n_h + 2 n_kv) d), and in the MLP gate and up outputs plus their product (3 x I, I split over
-    TP ranks). Plus the logits: ``logits_tokens`` rows of V in the model dtype and their fp32 copy (transformers >= 4.45
-    keeps only the last token's logits; formulas.md 4.1).
+    Live at the worst point of a layer: the residual stream and the normed input (2 x h), Q/K/V and the attention
+    output ((2 n_h + 2 n_kv) d), and in the MLP gate and up outputs plus their product (3 x I, I split over TP ranks).
+    Plus the logits: ``logits_tokens`` rows of V in the model dtype and their fp32 copy (transformers >= 4.45 keeps
+    only the last token's logits; formulas.md 4.1). transformers' own layers hold more (engines/transformers.py).
     """
     n = tokens * batch
     h = spec.hidden_size
     width, attn_full = _prefill_widths(spec)
     attn = attn_full // tp
     mlp = 3 * width // tp
-    per_token = (live_hidden * h + max(attn, mlp)) * dtype_bytes
+    per_token = (2 * h + max(attn, mlp)) * dtype_bytes
     logits = logits_tokens * batch * spec.vocab_size * (dtype_bytes + 4) // tp
     return n * per_token + logits
 

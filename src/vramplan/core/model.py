@@ -267,6 +267,11 @@ class ModelSpec:
             return self.layer_mlp
         return tuple(MOE if m else DENSE for m in self.moe_mask)
 
+    def has_recurrent_state(self, kind: str) -> bool:
+        """Whether a layer of this cache kind keeps a recurrent state per sequence: the recurrent layers, and the
+        attention layers of parallel hybrids (Falcon-H1, Zamba2), which run a Mamba-2 mixer too."""
+        return kind == MAMBA or (self.parallel_ssm and kind in (FULL, SLIDING))
+
     @property
     def cache_kinds(self) -> tuple[str, ...]:
         """Layer kinds as far as the KV cache goes: layers that reuse another layer's K/V hold nothing (NOMIX)."""

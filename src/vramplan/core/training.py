@@ -218,10 +218,10 @@ def plan_training_memory(spec: ModelSpec, setup: TrainingSetup) -> TrainingMemor
     peak_name, peak_dyn = max(phases, key=lambda p: p[1])
     allocated_peak = persistent + peak_dyn
     overhead = int(ALLOCATOR_CROSS_PHASE * min(work_a, work_b))
-    if setup.gradient_checkpointing and setup.loss == "full" and not setup.fused_kernels:
-        # the fp32 logits block freed after the loss is split by the recomputed layers' tensors: one more such
-        # block ends up reserved (ALLOCATOR_CHECKPOINT_LOGITS)
-        overhead += int(ALLOCATOR_CHECKPOINT_LOGITS * act.tokens * spec.vocab_size * 4)
+    if setup.gradient_checkpointing:
+        # the fp32 logits block freed after the loss (a plain cross-entropy's log-softmax, tokens x V x 4) is split
+        # by the recomputed layers' tensors: one more such block ends up reserved (ALLOCATOR_CHECKPOINT_LOGITS)
+        overhead += int(ALLOCATOR_CHECKPOINT_LOGITS * act.loss_saved_bytes)
     reserved_peak = allocated_peak + overhead
     runtime = TORCH_TRAINING_RUNTIME_BYTES + (NCCL_BYTES if n_d > 1 else 0)
     after_step = persistent + states.gradients + act.retained_after_step_bytes

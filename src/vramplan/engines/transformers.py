@@ -31,7 +31,7 @@ from math import ceil
 
 from ..core.memory import (CUBLAS_WORKSPACE_BYTES, TORCH_INFERENCE_RUNTIME_BYTES, _prefill_widths, kv_bits,
                            kv_elements_per_token_rank, pool_capacity, weights_per_gpu_bytes)
-from ..core.model import FULL, MAMBA, MLA, SLIDING, ModelSpec, group_mlp_width, layer_groups
+from ..core.model import MAMBA, MLA, SLIDING, ModelSpec, group_mlp_width, layer_groups
 from ..errors import InvalidRequest, UnknownName
 
 VERSIONS = ("4.36.0", "4.45.0", "4.53.0", "5.17.0")  # behaviour changes; 5.17 is the release we measured
@@ -67,15 +67,14 @@ def dynamic_cache_bytes(spec: ModelSpec, tokens: int, batch: int, kv_dtype: str,
     bits = kv_bits(kv_dtype)
     total = biggest = 0
     for kind in spec.cache_kinds:
-        if kind == MAMBA:
-            b = spec.ssm_state_bytes_per_seq(tp) * batch
-        else:
+        b = 0
+        if kind != MAMBA:
             t = tokens
             if kind == SLIDING and spec.sliding_window and window_capped:
                 t = min(tokens, spec.sliding_window - 1)
             b = ceil(hf_cache_elements(spec, kind, tp) * t * batch * bits / 8)
-            if spec.parallel_ssm and kind in (FULL, SLIDING):  # Falcon-H1: a Mamba-2 state beside the K/V
-                b += spec.ssm_state_bytes_per_seq(tp) * batch
+        if spec.has_recurrent_state(kind):  # (Falcon-H1 / Zamba2: beside the K/V)
+            b += spec.ssm_state_bytes_per_seq(tp) * batch
         total += b
         biggest = max(biggest, b)
     return total, biggest
@@ -113,6 +112,12 @@ def _mlp_peak_elements(spec: ModelSpec, tp: int, grouped_moe: bool) -> int:
     return best
 
 
+def _sdpa_sliding_mask(spec: ModelSpec, attn: str, prompt: int) -> bool:
+    """SDPA on a model with sliding-window layers and a prompt past the window: transformers builds a boolean mask
+    (it cannot use ``is_causal`` there)."""
+    return attn == "sdpa" and SLIDING in spec.kinds and bool(spec.sliding_window) and prompt > spec.sliding_window
+
+
 def prefill_peak_bytes(spec: ModelSpec, prompt: int, batch: int, tp: int, dtype_bytes: int, logits_tokens: int,
                        attn: str, grouped_moe: bool = True) -> int:
     """The prefill forward's transient peak above the weights and the cache (one layer live, inference mode)."""
@@ -127,7 +132,7 @@ def prefill_peak_bytes(spec: ModelSpec, prompt: int, batch: int, tp: int, dtype_
         upcast = 0 if dtype_bytes >= 4 else 4  # softmax(dtype=float32) copies 16-bit scores to fp32 first
         attn_time += batch * heads * prompt * prompt * (dtype_bytes + upcast + 4)
         mask = batch * prompt * prompt * dtype_bytes
-    elif attn == "sdpa" and SLIDING in spec.kinds and spec.sliding_window and prompt > spec.sliding_window:
+    elif _sdpa_sliding_mask(spec, attn, prompt):
         mask = batch * prompt * prompt  # torch.bool, for the whole forward
         # inside a sliding layer: SDPA turns the boolean mask into an additive one (zeros in the model dtype, filled
         # through a logical_not temporary), and with a mask transformers repeats K and V to every query head
@@ -174,8 +179,7 @@ def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", t
     per_tok_b = ceil(per_tok * kv_bits(kv_dtype) / 8)
     if total_gpu:
         room = int(total_gpu) - (memory["total"] - kv)
-        state = sum(spec.ssm_state_bytes_per_seq(tp) for k in spec.cache_kinds
-                    if k == MAMBA or (spec.parallel_ssm and k in (FULL, SLIDING)))
+        state = sum(spec.ssm_state_bytes_per_seq(tp) for k in spec.cache_kinds if spec.has_recurrent_state(k))
         tokens, seqs = pool_capacity(room, per_tok_b, state, context)
         out["capacity"] = {"kv_cache_tokens": tokens, "max_concurrency": round(seqs, 2),
                            "gpu_memory_bytes": int(total_gpu), "fits": memory["total"] <= int(total_gpu)}
@@ -195,8 +199,8 @@ def plan(*, lm, fmt, wb, context: int, batch: int = 1, kv_dtype: str = "auto", t
         + f" and the cuBLAS workspace ({CUBLAS_WORKSPACE_BYTES // (1 << 20)} MiB)"
         + (f"; eager attention's scores for one layer ({batch} x {spec.num_heads // tp} heads x {prompt:,}^2)"
            if attn == "eager" else "")
-        + ("; SDPA's boolean sliding-window mask and its 16-bit copy" if attn == "sdpa" and SLIDING in spec.kinds
-           and spec.sliding_window and prompt > spec.sliding_window else ""),
+        + ("; SDPA's boolean sliding-window mask and its 16-bit copy" if _sdpa_sliding_mask(spec, attn, prompt)
+           else ""),
         f"PyTorch caching allocator: {g(slack)} reserved beyond the peak allocation (0.4 x the prefill transient, "
         "measured)",
         f"runtime: CUDA context and loaded kernels of a PyTorch process {g(runtime)} (measured on an H200, CUDA 13)"]

@@ -209,6 +209,7 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
     arch = archs[0] if archs else ""
     top = cfg
     extra: list[tuple[str, int]] = []
+    cross: list[int] = []  # Llama 3.2 Vision's cross-attention layers
     prefix = ""
     if mt == "deepseek_vl_v2" and isinstance(cfg.get("language_config"), dict):  # DeepSeek-OCR / VL2
         extra += _deepseek_ocr_vision_params(cfg)
@@ -236,7 +237,8 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
         tmt = {"qwen3_vl_text": "qwen3", "qwen3_vl_moe_text": "qwen3_moe",  # the same text towers
                "glm4v_moe_text": "glm4_moe", "mllama_text_model": "llama"}.get(tmt, tmt)
         if mt == "mllama":
-            extra += _mllama_text_extras(text, prefix)
+            cross = _mllama_cross_layers(_Reader(text, prefix))
+            extra += _mllama_text_extras(text, prefix, cross)
         text.setdefault("model_type", tmt)
         if isinstance(cfg.get("vision_config"), dict):
             extra += _vision_params(cfg, text)
@@ -382,7 +384,7 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
 
     if top_mt == "mllama":  # cross-attention layers (transformers' default list where the config has none); the
         # head is never tied to the (vocab + 8)-row embedding
-        kw["cross_attention_layers"] = tuple(sorted(set(_mllama_cross_layers(_Reader(cfg, prefix)))))
+        kw["cross_attention_layers"] = tuple(sorted(set(cross)))
         kw["tie_embeddings"] = False
     if mt == "llama4_text":
         kw["layer_kinds"], kw["sliding_window"] = _llama4_kinds(r, layers)
@@ -416,6 +418,11 @@ def parse_config(cfg: Any, name: str = "model", quantize_config: dict | None = N
     return spec
 
 
+def _every_nth_global(layers: int, period: int) -> tuple[str, ...]:
+    """Sliding-window layers with every ``period``-th layer global (1-based), the default of several configs."""
+    return tuple(SLIDING if (i + 1) % period else FULL for i in range(layers))
+
+
 def _layer_kinds(r: _Reader, mt: str, layers: int) -> tuple[tuple[str, ...], int]:
     window = r.int("sliding_window", 0, lo=0, hi=1 << 30) or 0
     types = r.list("layer_types")
@@ -442,14 +449,14 @@ def _layer_kinds(r: _Reader, mt: str, layers: int) -> tuple[tuple[str, ...], int
             return (FULL,) * layers, 0
         if not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < layers for x in idx):
             raise InvalidModelSpec(f"expected layer indices below {layers}", field=r.path("full_attn_idxs"))
-        return tuple(FULL if i in set(idx) else MAMBA for i in range(layers)), 0
+        attention = set(idx)
+        return tuple(FULL if i in attention else MAMBA for i in range(layers)), 0
     if not window:
         return (), 0
     if mt == "gemma2":
         return tuple(SLIDING if (i + 1) % 2 else FULL for i in range(layers)), window
     if mt == "gemma3_text":
-        pattern = r.int("sliding_window_pattern", 6)
-        return tuple(SLIDING if (i + 1) % pattern else FULL for i in range(layers)), window
+        return _every_nth_global(layers, r.int("sliding_window_pattern", 6)), window
     if mt == "qwen2" or mt == "qwen2_moe" or mt == "qwen3" or mt == "qwen3_moe":
         if not r.bool("use_sliding_window"):
             return (), 0
@@ -459,7 +466,7 @@ def _layer_kinds(r: _Reader, mt: str, layers: int) -> tuple[tuple[str, ...], int
         return (SLIDING,) * layers, window
     if mt in ("olmo3", "cohere2"):  # transformers' default pattern when layer_types is absent: every 4th is global
         pattern = r.int("sliding_window_pattern", 4) if mt == "cohere2" else 4  # (Olmo3Config has no such field)
-        return tuple(SLIDING if (i + 1) % pattern else FULL for i in range(layers)), window
+        return _every_nth_global(layers, pattern), window
     if mt == "exaone4":  # an int period, or a string such as "LLLG" repeated from layer 0 (the last layer global)
         k, pattern = r.raw("sliding_window_pattern", 4)
         if isinstance(pattern, str) and pattern and set(pattern.upper()) <= {"L", "G"}:
@@ -468,7 +475,7 @@ def _layer_kinds(r: _Reader, mt: str, layers: int) -> tuple[tuple[str, ...], int
             return tuple(kinds), window
         if isinstance(pattern, bool) or not isinstance(pattern, int) or pattern < 1:
             raise InvalidModelSpec(f"expected a period or a string of L and G, got {_short(pattern)}", field=r.path(k))
-        return tuple(SLIDING if (i + 1) % pattern else FULL for i in range(layers)), window
+        return _every_nth_global(layers, pattern), window
     if mt == "phimoe":
         return (SLIDING,) * layers, window
     return (), 0
@@ -479,21 +486,13 @@ def _falcon_h1(r: _Reader, kw: dict) -> None:
     (transformers FalconH1DecoderLayer). Mamba width ``mamba_d_ssm`` (else ``mamba_expand`` x hidden; transformers'
     own default is 1024), ``mamba_n_heads`` heads, the gated RMSNorm only with ``mamba_rms_norm``, an in_proj bias
     with ``mamba_proj_bias`` and an out_proj bias with ``projectors_bias``. The muP multipliers are constants."""
-    h = kw["hidden_size"]
-    d_ssm = r.int("mamba_d_ssm") or (r.int("mamba_expand", 2) * h)
-    heads = r.int("mamba_n_heads", 128)
-    if d_ssm % heads:
-        raise InvalidModelSpec(f"{heads} Mamba heads do not divide the Mamba width {d_ssm}",
-                               field=r.path("mamba_n_heads"))
-    k, d_head = r.raw("mamba_d_head", "auto")
-    if d_head != "auto" and d_head is not None and (isinstance(d_head, bool) or d_head != d_ssm // heads):
-        raise InvalidModelSpec(f"{_short(d_head)} x {heads} Mamba heads is not the Mamba width {d_ssm}",
-                               field=r.path(k))
-    kw.update(parallel_ssm=True, ssm_variant=MAMBA2, ssm_inner=d_ssm, ssm_heads=heads,
-              ssm_groups=r.int("mamba_n_groups", 1), ssm_state_size=r.int("mamba_d_state", 256),
-              ssm_conv_kernel=r.int("mamba_d_conv", 4), ssm_conv_bias=r.bool("mamba_conv_bias", True),
-              ssm_gated_norm=r.bool("mamba_rms_norm"), ssm_in_proj_bias=r.bool("mamba_proj_bias"),
-              ssm_out_proj_bias=r.bool("projectors_bias"))
+    kw.update(_mamba2_fields(r, kw["hidden_size"], heads="mamba_n_heads", head_dim="mamba_d_head",
+                             groups="mamba_n_groups", state="mamba_d_state", conv="mamba_d_conv",
+                             expand="mamba_expand", conv_bias="mamba_conv_bias", proj_bias="mamba_proj_bias",
+                             inner=r.int("mamba_d_ssm") or 0))
+    # separate in_proj / out_proj bias flags instead of one for both
+    kw.update(parallel_ssm=True, ssm_proj_bias=False, ssm_in_proj_bias=kw["ssm_proj_bias"],
+              ssm_out_proj_bias=r.bool("projectors_bias"), ssm_gated_norm=r.bool("mamba_rms_norm"))
 
 
 ZAMBA2_DEFAULT_LAYERS = (("mamba",) + (("mamba",) * 5 + ("hybrid",)) * 7 + ("mamba",) * 4 + ("hybrid",)
@@ -516,16 +515,11 @@ def _zamba2(r: _Reader, layers: int, kw: dict) -> None:
         if t not in ("mamba", "linear_attention", "hybrid"):
             raise InvalidModelSpec(f"unknown layer type {_short(t)}", field=f"{r.path(k)}[{i}]")
         kinds.append(FULL if t == "hybrid" else MAMBA)
-    h = kw["hidden_size"]
-    inner = r.int("mamba_expand", 2) * h
-    heads = r.int("n_mamba_heads", 8)
-    if inner % heads:
-        raise InvalidModelSpec(f"{heads} Mamba heads do not divide the Mamba width {inner}",
-                               field=r.path("n_mamba_heads"))
+    kw.update(_mamba2_fields(r, kw["hidden_size"], heads="n_mamba_heads", head_dim="mamba_headdim",
+                             groups="mamba_ngroups", state="mamba_d_state", conv="mamba_d_conv",
+                             expand="mamba_expand", conv_bias="use_conv_bias", proj_bias="add_bias_linear"))
     kw.update(layer_kinds=tuple(kinds), layer_mlp=(NO_MLP,) * layers, norms_per_layer=1, parallel_ssm=True,
-              ssm_variant=MAMBA2, ssm_inner=inner, ssm_heads=heads, ssm_groups=r.int("mamba_ngroups", 1),
-              ssm_state_size=r.int("mamba_d_state", 64), ssm_conv_kernel=r.int("mamba_d_conv", 4),
-              ssm_conv_bias=True, ssm_gated_norm=True, ssm_proj_bias=r.bool("add_bias_linear"),
+              ssm_conv_bias=True,  # hard-coded in Zamba2's mixer whatever use_conv_bias says
               mlp_bias=r.bool("add_bias_linear"), shared_blocks=r.int("num_mem_blocks", 1, hi=64),
               shared_adapter_rank=r.int("adapter_rank", 128),
               shared_attention_adapter=r.bool("use_shared_attention_adapter"))
@@ -1155,12 +1149,11 @@ def _qwen2_vl_vision_params(v: dict, mt: str) -> list[tuple[str, int]]:
     return [("vision_tower", embed + depth * block), ("multi_modal_projector", merger)]
 
 
-def _mllama_text_extras(text: dict, prefix: str) -> list[tuple[str, int]]:
+def _mllama_text_extras(text: dict, prefix: str, layers: list[int]) -> list[tuple[str, int]]:
     """Llama 3.2 Vision's text model beyond a Llama of the same sizes: each cross-attention layer (one of
     ``num_hidden_layers``, with Llama's tensor shapes) adds q/k RMSNorms over the head dim and two scalar gates, and
     the embedding has 8 more rows than the vocabulary (``vocab_size + 8``; the head keeps ``vocab_size``)."""
     r = _Reader(text, prefix)
-    layers = _mllama_cross_layers(r)
     h, heads = r.int("hidden_size", required=True), r.int("num_attention_heads", required=True)
     head_dim = r.int("head_dim") or h // heads
     return [("cross_attention_norms_and_gates", len(set(layers)) * (2 * head_dim + 2)),
