@@ -444,13 +444,9 @@ def _layer_kinds(r: _Reader, mt: str, layers: int) -> tuple[tuple[str, ...], int
             raise InvalidModelSpec("sliding layers need a window", field=r.path("sliding_window"))
         return tuple(kinds), window
     if mt in ("lfm2", "lfm2_moe"):  # full_attn_idxs; without it (and without layer_types) every layer is attention
-        idx = r.list("full_attn_idxs")
-        if idx is None:
+        if r.list("full_attn_idxs") is None:
             return (FULL,) * layers, 0
-        if not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < layers for x in idx):
-            raise InvalidModelSpec(f"expected layer indices below {layers}", field=r.path("full_attn_idxs"))
-        attention = set(idx)
-        return tuple(FULL if i in attention else MAMBA for i in range(layers)), 0
+        return _recurrent_kinds(r, layers, "full_attn_idxs"), 0
     if not window:
         return (), 0
     if mt == "gemma2":
@@ -627,7 +623,12 @@ def _mamba2_fields(r: _Reader, h: int, *, heads: str, head_dim: str, groups: str
                 ssm_proj_bias=r.bool(proj_bias, False))
 
 
-def _recurrent_kinds(r: _Reader, layers: int, attn: set[int], field: str) -> tuple[str, ...]:
+def _recurrent_kinds(r: _Reader, layers: int, field: str) -> tuple[str, ...]:
+    """Attention at the layer indices listed under ``field``, recurrent layers elsewhere."""
+    raw = r.list(field) or []
+    if not all(isinstance(x, int) and not isinstance(x, bool) for x in raw):
+        raise InvalidModelSpec("expected a list of layer indices", field=r.path(field))
+    attn = set(raw)
     bad = [i for i in attn if not 0 <= i < layers]
     if bad:
         raise InvalidModelSpec(f"layer {bad[0]} is outside 0..{layers - 1}", field=r.path(field))
@@ -733,11 +734,7 @@ def _hybrid(r: _Reader, mt: str, layers: int, kw: dict) -> None:
     if mt in ("granitemoehybrid", "bamba"):
         if not kinds:
             if mt == "bamba":
-                raw_idx = r.list("attn_layer_indices") or []
-                if not all(isinstance(x, int) and not isinstance(x, bool) for x in raw_idx):
-                    raise InvalidModelSpec("expected a list of layer indices", field=r.path("attn_layer_indices"))
-                attn = set(raw_idx)
-                kinds = _recurrent_kinds(r, layers, attn, "attn_layer_indices")
+                kinds = _recurrent_kinds(r, layers, "attn_layer_indices")
             else:
                 kinds = (MAMBA,) * layers
         kw.update(layer_kinds=kinds, **_mamba2_fields(
